@@ -1,0 +1,79 @@
+//! The registry of live large allocations (requests above the largest class).
+//!
+//! A large allocation is one span of whole pages: `[span_start, span_start + span_len)`,
+//! header at `span_start + alignment - 64`, user pointer at `span_start + alignment`.
+//! Invariants: one record per live large allocation, keyed by its header address;
+//! `live_bytes = Σ requested`, `live_span_bytes = Σ span_len`. A free is accepted only for
+//! a key present here, so freeing a large block twice, or a pointer that only looks like
+//! one, never reaches the span heap.
+
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LargeRecord {
+    pub(crate) span_start: usize,
+    pub(crate) span_len: usize,
+    pub(crate) requested: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct LargeRegistry {
+    live: HashMap<usize, LargeRecord>,
+    live_bytes: usize,
+    live_span_bytes: usize,
+}
+
+impl LargeRegistry {
+    pub(crate) fn insert(&mut self, header: usize, record: LargeRecord) {
+        self.live_bytes += record.requested;
+        self.live_span_bytes += record.span_len;
+        if let Some(old) = self.live.insert(header, record) {
+            // Unreachable: a span is handed out once. Keep the totals exact regardless.
+            self.live_bytes -= old.requested;
+            self.live_span_bytes -= old.span_len;
+        }
+    }
+
+    pub(crate) fn get(&self, header: usize) -> Option<LargeRecord> {
+        self.live.get(&header).copied()
+    }
+
+    pub(crate) fn remove(&mut self, header: usize) -> Option<LargeRecord> {
+        let record = self.live.remove(&header)?;
+        self.live_bytes -= record.requested;
+        self.live_span_bytes -= record.span_len;
+        Some(record)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(crate) const fn live_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    #[cfg(test)]
+    pub(crate) const fn live_span_bytes(&self) -> usize {
+        self.live_span_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_independent_and_removed_once() {
+        let mut reg = LargeRegistry::default();
+        let a = LargeRecord { span_start: 0, span_len: 8192, requested: 5000 };
+        let b = LargeRecord { span_start: 8192, span_len: 4096, requested: 100 };
+        reg.insert(64, a);
+        reg.insert(8256, b);
+        assert_eq!((reg.len(), reg.live_bytes(), reg.live_span_bytes()), (2, 5100, 12288));
+        assert_eq!(reg.remove(64), Some(a));
+        assert_eq!(reg.remove(64), None);
+        assert_eq!(reg.get(8256), Some(b));
+        assert_eq!((reg.len(), reg.live_bytes()), (1, 100));
+    }
+}

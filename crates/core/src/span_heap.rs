@@ -1,0 +1,177 @@
+//! Free spans of the arena: whole pages that no slab or large allocation uses.
+//!
+//! Slabs of every class and large allocations are carved from here first (best fit,
+//! split), then from the arena's uncarved top. A freed span is merged with free
+//! neighbours, so memory freed by one class serves any other class or the large path.
+//!
+//! Invariants (under the pages lock that owns the heap):
+//! - spans in `by_start` are disjoint, non-adjacent (adjacent ones are merged), page multiples
+//! - `by_size` holds exactly `(len, start)` for every entry of `by_start`
+//! - `free_bytes = Σ len`, `dirty_bytes = Σ dirty <= free_bytes`; `dirty` counts bytes that
+//!   may still be committed (an over-estimate after merges and splits, never an under-estimate)
+
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FreeSpan {
+    len: usize,
+    dirty: usize,
+    freed_at: u64,
+}
+
+/// A span taken out of the heap to be returned to the OS; hand it back with
+/// [`SpanHeap::give_back_purged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PurgeSpan {
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    freed_at: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct SpanHeap {
+    by_start: BTreeMap<usize, FreeSpan>,
+    by_size: BTreeSet<(usize, usize)>,
+    free_bytes: usize,
+    dirty_bytes: usize,
+}
+
+impl SpanHeap {
+    pub(crate) const fn free_bytes(&self) -> usize {
+        self.free_bytes
+    }
+
+    pub(crate) const fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    #[cfg(test)]
+    pub(crate) fn largest(&self) -> usize {
+        self.by_size.last().map_or(0, |&(len, _)| len)
+    }
+
+    fn insert(&mut self, start: usize, span: FreeSpan) {
+        self.by_start.insert(start, span);
+        self.by_size.insert((span.len, start));
+        self.free_bytes += span.len;
+        self.dirty_bytes += span.dirty;
+    }
+
+    fn remove(&mut self, start: usize) -> Option<FreeSpan> {
+        let span = self.by_start.remove(&start)?;
+        self.by_size.remove(&(span.len, start));
+        self.free_bytes -= span.len;
+        self.dirty_bytes -= span.dirty;
+        Some(span)
+    }
+
+    /// Takes the smallest free span of at least `len` bytes, splitting off the rest.
+    pub(crate) fn take(&mut self, len: usize) -> Option<usize> {
+        let &(_, start) = self.by_size.range((len, 0)..).next()?;
+        let span = self.remove(start)?;
+        if span.len > len {
+            let rest = span.len - len;
+            self.insert(start + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
+        }
+        Some(start)
+    }
+
+    /// Returns `[start, start + len)` to the heap, merging it with free neighbours.
+    pub(crate) fn give(&mut self, start: usize, len: usize, now: u64) {
+        self.merge_in(start, FreeSpan { len, dirty: len, freed_at: now });
+    }
+
+    /// Returns a span whose pages were given back to the OS.
+    pub(crate) fn give_back_purged(&mut self, span: PurgeSpan) {
+        self.merge_in(span.start, FreeSpan { len: span.len, dirty: 0, freed_at: span.freed_at });
+    }
+
+    fn merge_in(&mut self, mut start: usize, mut span: FreeSpan) {
+        if let Some((&prev_start, &prev)) = self.by_start.range(..start).next_back() {
+            if prev_start + prev.len == start {
+                self.remove(prev_start);
+                start = prev_start;
+                span = FreeSpan { len: prev.len + span.len, dirty: prev.dirty + span.dirty, freed_at: prev.freed_at.max(span.freed_at) };
+            }
+        }
+        if let Some(next) = self.remove(start + span.len) {
+            span = FreeSpan { len: span.len + next.len, dirty: span.dirty + next.dirty, freed_at: span.freed_at.max(next.freed_at) };
+        }
+        self.insert(start, span);
+    }
+
+    /// Takes out the spans to return to the OS: every dirty span freed before
+    /// `idle_before`, then the least recently freed dirty spans until at most
+    /// `retain` dirty bytes remain.
+    pub(crate) fn take_purge(&mut self, retain: usize, idle_before: u64) -> Vec<PurgeSpan> {
+        let mut dirty: Vec<(u64, usize)> = self
+            .by_start
+            .iter()
+            .filter(|(_, s)| s.dirty > 0)
+            .map(|(&start, s)| (s.freed_at, start))
+            .collect();
+        dirty.sort_unstable();
+        let mut out = Vec::new();
+        for (freed_at, start) in dirty {
+            if freed_at >= idle_before && self.dirty_bytes <= retain {
+                break;
+            }
+            if let Some(span) = self.remove(start) {
+                out.push(PurgeSpan { start, len: span.len, freed_at: span.freed_at });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: usize = 4096;
+
+    #[test]
+    fn best_fit_splits_and_keeps_the_rest() {
+        let mut heap = SpanHeap::default();
+        heap.give(0, 4 * P, 1);
+        heap.give(10 * P, 2 * P, 1);
+        assert_eq!(heap.take(2 * P), Some(10 * P));
+        assert_eq!(heap.take(P), Some(0));
+        assert_eq!(heap.free_bytes(), 3 * P);
+        assert_eq!(heap.take(4 * P), None);
+        assert_eq!(heap.take(3 * P), Some(P));
+        assert_eq!(heap.free_bytes(), 0);
+    }
+
+    #[test]
+    fn neighbours_merge_both_ways() {
+        let mut heap = SpanHeap::default();
+        heap.give(0, P, 1);
+        heap.give(2 * P, P, 1);
+        heap.give(P, P, 2);
+        assert_eq!(heap.largest(), 3 * P);
+        assert_eq!(heap.take(3 * P), Some(0));
+    }
+
+    #[test]
+    fn purge_takes_idle_spans_then_oldest_above_the_retained_amount() {
+        let mut heap = SpanHeap::default();
+        heap.give(0, P, 1);
+        heap.give(4 * P, 2 * P, 5);
+        heap.give(8 * P, 3 * P, 9);
+        assert_eq!(heap.dirty_bytes(), 6 * P);
+        // Nothing idle before epoch 1; keep at most 3 pages dirty: the two oldest go.
+        let purge = heap.take_purge(3 * P, 1);
+        assert_eq!(purge.iter().map(|s| s.start).collect::<Vec<_>>(), vec![0, 4 * P]);
+        assert_eq!(heap.dirty_bytes(), 3 * P);
+        for span in purge {
+            heap.give_back_purged(span);
+        }
+        assert_eq!(heap.dirty_bytes(), 3 * P);
+        assert_eq!(heap.free_bytes(), 6 * P);
+        // Everything freed before epoch 10 is idle; only the still-dirty span is taken.
+        let idle = heap.take_purge(usize::MAX, 10);
+        assert_eq!(idle.iter().map(|s| s.start).collect::<Vec<_>>(), vec![8 * P]);
+        assert_eq!(heap.dirty_bytes(), 0);
+    }
+}

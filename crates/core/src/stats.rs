@@ -1,0 +1,142 @@
+//! Statistics, defined from one field list per struct: the list below generates the
+//! Rust struct, its `FIELDS` metadata (name, gauge or counter, doc) and `field_values`,
+//! which the Node binding turns into its JS object and the TypeScript interface mirrors.
+
+use crate::size_class::NUM_CLASSES;
+
+/// Whether a statistic can go down (a gauge) or only grows (a monotonic counter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatKind {
+    /// A current level; rises and falls.
+    Gauge,
+    /// Monotonic since the allocator was built.
+    Counter,
+}
+
+/// Description of one statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatField {
+    /// snake_case field name.
+    pub name: &'static str,
+    /// Gauge or counter.
+    pub kind: StatKind,
+    /// One-line description.
+    pub doc: &'static str,
+}
+
+macro_rules! stat_struct {
+    ($(#[$meta:meta])* $ty:ident { $( $name:ident : $kind:ident = $doc:literal ),* $(,)? }
+     $( $(#[$emeta:meta])* pub $ename:ident : [$ety:ty; NUM_CLASSES], )?) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $ty {
+            $( #[doc = $doc] pub $name: u64, )*
+            $( $(#[$emeta])* pub $ename: [$ety; NUM_CLASSES], )?
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self {
+                    $( $name: 0, )*
+                    $( $ename: std::array::from_fn(|_| <$ety>::default()), )?
+                }
+            }
+        }
+
+        impl $ty {
+            /// The field list, in declaration order.
+            pub const FIELDS: &'static [StatField] = &[
+                $( StatField { name: stringify!($name), kind: StatKind::$kind, doc: $doc }, )*
+            ];
+
+            /// `(name, value)` of every field in [`Self::FIELDS`] order.
+            #[must_use]
+            pub fn field_values(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name), )* ]
+            }
+        }
+    };
+}
+
+stat_struct! {
+    /// A snapshot of the whole allocator. Best effort: subsystems are read one after the
+    /// other, not atomically together.
+    AllocatorStats {
+        arena_size: Gauge = "Usable arena bytes (the configured size rounded up to whole pages).",
+        arena_carved: Gauge = "Bytes carved from the arena's top so far; never shrinks.",
+        arena_remaining: Gauge = "Bytes the arena can still supply: never carved plus free spans.",
+        free_span_bytes: Gauge = "Bytes in free spans, available to any class or the large path.",
+        retained_bytes: Gauge = "Free span bytes possibly still committed (not yet returned to the OS).",
+        released_bytes_total: Counter = "Bytes returned to the OS (madvise) so far.",
+        live_allocations: Gauge = "Blocks handed out and not yet freed (small and large).",
+        live_bytes: Gauge = "Requested bytes of all live allocations.",
+        large_live_allocations: Gauge = "Live large allocations.",
+        large_live_bytes: Gauge = "Requested bytes of live large allocations.",
+        central_blocks: Gauge = "Free blocks held by the central pool, remote-free inboxes included.",
+        central_bytes: Gauge = "Block bytes of central_blocks.",
+        inbox_blocks: Gauge = "Blocks freed by a thread other than their owner, waiting in a class inbox.",
+        thread_caches: Gauge = "Thread caches bound to this allocator.",
+        thread_cache_blocks: Gauge = "Free blocks held by all bound thread caches.",
+        thread_cache_bytes: Gauge = "Block bytes of thread_cache_blocks.",
+        slabs: Gauge = "Slabs owned by size classes.",
+        empty_slabs: Gauge = "Slabs whose blocks are all free in the central pool.",
+        allocations_total: Counter = "Successful allocations.",
+        frees_total: Counter = "Successful frees.",
+        remote_frees_total: Counter = "Frees of a block owned by another thread cache (through the inbox).",
+        rejected_frees_total: Counter = "Frees rejected with an error.",
+    }
+    /// Per size class, indexed by class index.
+    pub classes: [ClassStats; NUM_CLASSES],
+}
+
+stat_struct! {
+    /// One size class.
+    ClassStats {
+        payload: Gauge = "Largest request the class serves.",
+        block: Gauge = "Bytes one block occupies (header included).",
+        slabs: Gauge = "Slabs the class owns.",
+        central_blocks: Gauge = "Free blocks in the central pool (inbox included).",
+        central_bytes: Gauge = "Block bytes of central_blocks.",
+        cached_blocks: Gauge = "Free blocks in bound thread caches.",
+        cached_bytes: Gauge = "Block bytes of cached_blocks.",
+    }
+}
+
+stat_struct! {
+    /// One thread cache.
+    ThreadCacheStats {
+        id: Gauge = "Process-unique cache id.",
+        bound: Gauge = "1 when bound to an allocator, else 0.",
+        blocks: Gauge = "Free blocks the cache holds.",
+        bytes: Gauge = "Block bytes of blocks.",
+    }
+    /// Free blocks held, per class index.
+    pub class_blocks: [u64; NUM_CLASSES],
+}
+
+impl AllocatorStats {
+    /// `arena_carved - free_span_bytes`: bytes in slabs and live large spans.
+    #[must_use]
+    pub const fn in_use_span_bytes(&self) -> u64 {
+        self.arena_carved.saturating_sub(self.free_span_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_list_and_values_line_up() {
+        let stats = AllocatorStats { arena_size: 7, rejected_frees_total: 9, ..Default::default() };
+        let values = stats.field_values();
+        assert_eq!(values.len(), AllocatorStats::FIELDS.len());
+        for (field, (name, _)) in AllocatorStats::FIELDS.iter().zip(&values) {
+            assert_eq!(field.name, *name);
+            assert!(!field.doc.is_empty());
+        }
+        assert_eq!(values[0], ("arena_size", 7));
+        assert_eq!(values.last(), Some(&("rejected_frees_total", 9)));
+        assert!(AllocatorStats::FIELDS.iter().any(|f| f.kind == StatKind::Counter));
+    }
+}

@@ -1,0 +1,149 @@
+//! Thread caches: caller-owned, one per thread, holding free blocks per class.
+//!
+//! The owning thread pops and pushes blocks with no atomics beyond plain relaxed
+//! loads and stores of its own counters, which other threads read only for stats.
+//!
+//! Invariants, per class `c` of a bound cache:
+//! - `heads[c]` is a chain of `shared.counts[c]` free blocks of class `c` of the bound
+//!   allocator, linked through `link`, owned by this cache
+//! - after any free, `counts[c] <= limit(c)` (the excess is drained to the central pool)
+//! - an unbound cache holds no blocks; binding to another allocator first drains every
+//!   block back to the old one, and dropping a cache drains it (nothing is stranded)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::allocator::Allocator;
+use crate::header::Header;
+use crate::size_class::NUM_CLASSES;
+use crate::stats::ThreadCacheStats;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Operation counters of one cache (or, in the allocator, of retired caches and
+/// cacheless frees). Single-writer when owned by a cache: updated with relaxed
+/// load + store; sums are taken with wrapping arithmetic.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) allocations: AtomicU64,
+    pub(crate) frees: AtomicU64,
+    pub(crate) remote_frees: AtomicU64,
+    pub(crate) allocated_bytes: AtomicU64,
+    pub(crate) freed_bytes: AtomicU64,
+}
+
+#[inline(always)]
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Adds `other` into `self` (atomically; `self` may be shared).
+    pub(crate) fn absorb(&self, other: &Self) {
+        for (to, from) in self.fields().into_iter().zip(other.fields()) {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) const fn fields(&self) -> [&AtomicU64; 5] {
+        [&self.allocations, &self.frees, &self.remote_frees, &self.allocated_bytes, &self.freed_bytes]
+    }
+}
+
+/// The part of a cache other threads may read (for stats).
+pub(crate) struct CacheShared {
+    pub(crate) counts: [AtomicU32; NUM_CLASSES],
+    pub(crate) counters: Counters,
+}
+
+/// A thread cache. Create one per thread with [`ThreadCache::new`] and pass it to the
+/// allocator's `*_with_cache` calls. It binds to the first allocator it is used with;
+/// using it with another allocator drains it back to the first one, and dropping it
+/// drains it, so no block is ever stranded in a cache.
+pub struct ThreadCache {
+    pub(crate) id: u64,
+    pub(crate) bound_id: u64,
+    pub(crate) bound: Option<Allocator>,
+    pub(crate) shared: Arc<CacheShared>,
+    pub(crate) heads: [*mut Header; NUM_CLASSES],
+}
+
+// SAFETY: the cached blocks are arena memory owned by this cache alone, with no thread
+// affinity; the bound allocator is Send + Sync. A cache moved to another thread simply
+// continues there (it is never used from two threads at once: every use takes `&mut`).
+unsafe impl Send for ThreadCache {}
+
+impl ThreadCache {
+    /// A new, unbound cache with a process-unique id.
+    #[must_use]
+    pub fn new() -> Self {
+        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        Self {
+            id,
+            bound_id: 0,
+            bound: None,
+            shared: Arc::new(CacheShared {
+                counts: std::array::from_fn(|_| AtomicU32::new(0)),
+                counters: Counters::default(),
+            }),
+            heads: [std::ptr::null_mut(); NUM_CLASSES],
+        }
+    }
+
+    /// Process-unique id of this cache (recorded as the owner of blocks it hands out).
+    #[must_use]
+    pub const fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The allocator this cache is bound to, if any.
+    #[must_use]
+    pub const fn allocator(&self) -> Option<&Allocator> {
+        self.bound.as_ref()
+    }
+
+    /// Occupancy of this cache.
+    #[must_use]
+    pub fn stats(&self) -> ThreadCacheStats {
+        let mut stats = ThreadCacheStats { id: self.id, bound: u64::from(self.bound.is_some()), ..Default::default() };
+        for (c, count) in self.shared.counts.iter().enumerate() {
+            let blocks = u64::from(count.load(Ordering::Relaxed));
+            stats.class_blocks[c] = blocks;
+            stats.blocks += blocks;
+            if let Some(allocator) = &self.bound {
+                stats.bytes += blocks * allocator.block_size(c) as u64;
+            }
+        }
+        stats
+    }
+
+    #[inline(always)]
+    pub(crate) fn count(&self, class: usize) -> u32 {
+        self.shared.counts[class].load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_count(&self, class: usize, count: u32) {
+        self.shared.counts[class].store(count, Ordering::Relaxed);
+    }
+}
+
+impl Default for ThreadCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        if let Some(allocator) = self.bound.take() {
+            allocator.unbind(self);
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadCache").field("id", &self.id).field("bound_id", &self.bound_id).finish_non_exhaustive()
+    }
+}
