@@ -101,7 +101,10 @@ impl Allocator {
         let secret = random_secret(id, arena.base());
         let geo = ClassGeometry::table(&config, granule);
         let central = (0..NUM_CLASSES)
-            .map(|c| CentralClass { pool: Mutex::new(ClassPool::new(c as u8, geo[c], secret)), inbox: Inbox::new() })
+            .map(|c| CentralClass {
+                pool: Mutex::new(ClassPool::new(c as u8, geo[c], secret)),
+                inbox: Inbox::new(),
+            })
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -173,7 +176,11 @@ impl Allocator {
     /// # Errors
     /// [`AllocError::InvalidSize`] for 0; [`AllocError::OutOfMemory`] when the arena is full.
     #[inline]
-    pub fn allocate_with_cache(&self, cache: &mut ThreadCache, size: usize) -> Result<NonNull<u8>, AllocError> {
+    pub fn allocate_with_cache(
+        &self,
+        cache: &mut ThreadCache,
+        size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
         self.allocate_tracked(cache, size).map(|a| a.ptr)
     }
 
@@ -182,7 +189,11 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::allocate_with_cache`].
     #[inline]
-    pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
+    pub fn allocate_tracked(
+        &self,
+        cache: &mut ThreadCache,
+        size: usize,
+    ) -> Result<Allocation, AllocError> {
         let Some(class) = SizeClass::from_request(size) else {
             return self.inner.allocate_large(cache.id, size);
         };
@@ -207,26 +218,43 @@ impl Allocator {
     /// # Safety
     /// `block` must be a free block of class `c` that `cache` owns.
     #[inline(always)]
-    unsafe fn issue(&self, cache: &ThreadCache, block: *mut Header, c: usize, size: usize) -> Allocation {
+    unsafe fn issue(
+        &self,
+        cache: &ThreadCache,
+        block: *mut Header,
+        c: usize,
+        size: usize,
+    ) -> Allocation {
         // SAFETY: the caller owns the block; its header is arena memory.
         let generation = unsafe {
             let generation = (*block).generation.wrapping_add(1);
             (*block).generation = generation;
             (*block).requested = size as u64;
             (*block).owner = cache.id;
-            header::set_state(block, header::live(header::check(self.inner.secret, block, c as u8)));
+            header::set_state(
+                block,
+                header::live(header::check(self.inner.secret, block, c as u8)),
+            );
             generation
         };
         let counters = &cache.shared.counters;
         bump(&counters.allocations, 1);
         bump(&counters.allocated_bytes, size as u64);
         // SAFETY: a header address plus 64 is never null.
-        Allocation { ptr: unsafe { NonNull::new_unchecked(user_of(block)) }, generation }
+        Allocation {
+            ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
+            generation,
+        }
     }
 
     #[cold]
     #[inline(never)]
-    fn refill(&self, cache: &mut ThreadCache, c: usize, size: usize) -> Result<*mut Header, AllocError> {
+    fn refill(
+        &self,
+        cache: &mut ThreadCache,
+        c: usize,
+        size: usize,
+    ) -> Result<*mut Header, AllocError> {
         let now = self.inner.tick();
         let chain = self.inner.take_blocks(c, self.inner.geo[c].refill, now);
         if chain.count == 0 {
@@ -251,7 +279,11 @@ impl Allocator {
     /// [`FreeError::ForeignPointer`], [`FreeError::DoubleFree`], [`FreeError::CorruptHeader`];
     /// the allocation (if any) is left untouched.
     #[inline]
-    pub unsafe fn deallocate_with_cache(&self, cache: &mut ThreadCache, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_with_cache(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+    ) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
         unsafe { self.free(cache, ptr, Expect::Nothing) }
     }
@@ -265,7 +297,12 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::deallocate_with_cache`], plus [`FreeError::SizeMismatch`].
     #[inline]
-    pub unsafe fn deallocate_with_size(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, size: usize) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_with_size(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
         unsafe { self.free(cache, ptr, Expect::Size(size)) }
     }
@@ -280,7 +317,12 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::deallocate_with_cache`].
     #[inline]
-    pub unsafe fn deallocate_tracked(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, generation: u32) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_tracked(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        generation: u32,
+    ) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
         unsafe { self.free(cache, ptr, Expect::Generation(generation)) }
     }
@@ -294,7 +336,11 @@ impl Allocator {
     ///
     /// # Errors
     /// As [`Allocator::deallocate_with_cache`].
-    pub unsafe fn deallocate_uncached(&self, ptr: NonNull<u8>, generation: Option<u32>) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_uncached(
+        &self,
+        ptr: NonNull<u8>,
+        generation: Option<u32>,
+    ) -> Result<(), FreeError> {
         let expect = generation.map_or(Expect::Nothing, Expect::Generation);
         let inner = &*self.inner;
         let block = inner.locate(ptr)?;
@@ -315,7 +361,12 @@ impl Allocator {
     }
 
     #[inline(always)]
-    unsafe fn free(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
+    unsafe fn free(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        expect: Expect,
+    ) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let block = inner.locate(ptr)?;
         // SAFETY: `locate` checked that the 64-byte header lies inside the arena mapping.
@@ -373,7 +424,16 @@ impl Allocator {
         cache.set_count(c, cache.count(c) - drain);
         let now = self.inner.tick();
         // SAFETY: the detached chain is owned by this call.
-        unsafe { self.inner.return_blocks(c, Chain { head: first, count: drain }, now) };
+        unsafe {
+            self.inner.return_blocks(
+                c,
+                Chain {
+                    head: first,
+                    count: drain,
+                },
+                now,
+            )
+        };
     }
 
     /// Moves every block `cache` holds back to the central pool of the allocator the
@@ -454,7 +514,12 @@ impl Inner {
     /// # Safety
     /// `block` must be a header address inside the arena (see `locate`).
     #[inline(always)]
-    pub(crate) unsafe fn release_small(&self, block: *mut Header, class: u8, expect: Expect) -> Result<u64, FreeError> {
+    pub(crate) unsafe fn release_small(
+        &self,
+        block: *mut Header,
+        class: u8,
+        expect: Expect,
+    ) -> Result<u64, FreeError> {
         let check = header::check(self.secret, block, class);
         // SAFETY: the header lies in mapped arena memory (caller contract).
         let state = unsafe { header::state(block) };
@@ -472,7 +537,9 @@ impl Inner {
                 }));
             }
             Expect::Generation(g) if generation != g => {
-                return Err(self.reject(FreeError::DoubleFree { addr: user_of(block) as usize }));
+                return Err(self.reject(FreeError::DoubleFree {
+                    addr: user_of(block) as usize,
+                }));
             }
             _ => {}
         }
@@ -484,7 +551,11 @@ impl Inner {
     #[cold]
     pub(crate) fn reject_state(&self, block: *mut Header, is_free: bool) -> FreeError {
         let addr = user_of(block) as usize;
-        self.reject(if is_free { FreeError::DoubleFree { addr } } else { FreeError::CorruptHeader { addr } })
+        self.reject(if is_free {
+            FreeError::DoubleFree { addr }
+        } else {
+            FreeError::CorruptHeader { addr }
+        })
     }
 
     #[cold]
@@ -496,7 +567,7 @@ impl Inner {
     /// Advances the slow-path clock; every `MAINTAIN_EVERY` ticks, runs maintenance.
     pub(crate) fn tick(&self) -> u64 {
         let now = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        if now % MAINTAIN_EVERY == 0 {
+        if now.is_multiple_of(MAINTAIN_EVERY) {
             self.maintain(now);
         }
         now
@@ -567,7 +638,9 @@ impl Inner {
         let mut freed = Vec::new();
         for central in &*self.central {
             // Never wait here: a busy class is not idle.
-            let Ok(mut pool) = central.pool.try_lock() else { continue };
+            let Ok(mut pool) = central.pool.try_lock() else {
+                continue;
+            };
             let keep = usize::from(pool.last_used() >= idle_before);
             pool.release_empty(keep, idle_before, &mut freed);
         }
@@ -578,6 +651,9 @@ impl Inner {
     pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
         let uncarved = self.arena.len() - self.arena.carved();
         let free = lock(&self.pages).spans.free_bytes();
-        AllocError::OutOfMemory { requested, remaining: uncarved + free }
+        AllocError::OutOfMemory {
+            requested,
+            remaining: uncarved + free,
+        }
     }
 }

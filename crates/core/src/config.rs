@@ -70,7 +70,10 @@ impl AllocatorConfig {
             return invalid("refill_target_bytes", "must be between 1 and arena_size");
         }
         if self.local_cache_target_bytes == 0 || self.local_cache_target_bytes > self.arena_size {
-            return invalid("local_cache_target_bytes", "must be between 1 and arena_size");
+            return invalid(
+                "local_cache_target_bytes",
+                "must be between 1 and arena_size",
+            );
         }
         if self.slab_target_bytes == 0 || self.slab_target_bytes > self.arena_size {
             return invalid("slab_target_bytes", "must be between 1 and arena_size");
@@ -118,7 +121,16 @@ impl ClassGeometry {
             let refill = count(config.refill_target_bytes, stride);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
             let drain = (refill / 2).max(1);
-            Self { payload, stride, lead, slab_bytes, capacity, refill, limit, drain }
+            Self {
+                payload,
+                stride,
+                lead,
+                slab_bytes,
+                capacity,
+                refill,
+                limit,
+                drain,
+            }
         })
     }
 }
@@ -148,14 +160,20 @@ mod tests {
             assert_eq!(bad(&move |c| c.alignment = a), "alignment", "alignment {a}");
         }
         assert_eq!(bad(&|c| c.refill_target_bytes = 0), "refill_target_bytes");
-        assert_eq!(bad(&|c| c.local_cache_target_bytes = 0), "local_cache_target_bytes");
+        assert_eq!(
+            bad(&|c| c.local_cache_target_bytes = 0),
+            "local_cache_target_bytes"
+        );
         assert_eq!(bad(&|c| c.slab_target_bytes = 0), "slab_target_bytes");
     }
 
     #[test]
     fn geometry_invariants_hold_for_every_alignment() {
         for alignment in [64, 128, 256, 512, 1024, 2048, 4096] {
-            let config = AllocatorConfig { alignment, ..AllocatorConfig::default() };
+            let config = AllocatorConfig {
+                alignment,
+                ..AllocatorConfig::default()
+            };
             for g in ClassGeometry::table(&config, 4096) {
                 assert_eq!(g.stride % alignment, 0);
                 assert!(g.stride >= g.payload + HEADER_SIZE);
@@ -173,10 +191,22 @@ mod tests {
     fn default_counts_match_the_documented_table() {
         let t = ClassGeometry::table(&AllocatorConfig::default(), 4096);
         // 64-byte class: 128-byte blocks, 512 per 64 KiB slab, refill 256, limit 512.
-        assert_eq!((t[0].stride, t[0].capacity, t[0].refill, t[0].limit, t[0].drain), (128, 512, 256, 512, 128));
+        assert_eq!(
+            (
+                t[0].stride,
+                t[0].capacity,
+                t[0].refill,
+                t[0].limit,
+                t[0].drain
+            ),
+            (128, 512, 256, 512, 128)
+        );
         // 16 MiB class: one block per slab, a cache keeps one.
         let last = t[NUM_CLASSES - 1];
-        assert_eq!((last.capacity, last.refill, last.limit, last.drain), (1, 1, 1, 1));
+        assert_eq!(
+            (last.capacity, last.refill, last.limit, last.drain),
+            (1, 1, 1, 1)
+        );
         assert_eq!(last.slab_bytes, (16 << 20) + 4096);
     }
 }

@@ -126,7 +126,10 @@ impl fmt::Display for InitError {
                 write!(f, "invalid allocator configuration: {field} {reason}")
             }
             Self::MapFailed { size, errno } => {
-                write!(f, "failed to reserve a {size}-byte arena (OS error {errno})")
+                write!(
+                    f,
+                    "failed to reserve a {size}-byte arena (OS error {errno})"
+                )
             }
         }
     }
@@ -136,7 +139,10 @@ impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSize { requested } => write!(f, "invalid allocation size {requested}"),
-            Self::OutOfMemory { requested, remaining } => write!(
+            Self::OutOfMemory {
+                requested,
+                remaining,
+            } => write!(
                 f,
                 "arena out of memory: requested {requested} bytes, {remaining} bytes remaining"
             ),
@@ -152,11 +158,20 @@ impl fmt::Display for FreeError {
             Self::ForeignPointer { addr } => {
                 write!(f, "pointer {addr:#x} was not handed out by this allocator")
             }
-            Self::DoubleFree { addr } => write!(f, "block {addr:#x} is not allocated (double free)"),
-            Self::CorruptHeader { addr } => {
-                write!(f, "no valid block header at {addr:#x} (never allocated or overwritten)")
+            Self::DoubleFree { addr } => {
+                write!(f, "block {addr:#x} is not allocated (double free)")
             }
-            Self::SizeMismatch { addr, provided, recorded } => write!(
+            Self::CorruptHeader { addr } => {
+                write!(
+                    f,
+                    "no valid block header at {addr:#x} (never allocated or overwritten)"
+                )
+            }
+            Self::SizeMismatch {
+                addr,
+                provided,
+                recorded,
+            } => write!(
                 f,
                 "size mismatch freeing {addr:#x}: given {provided}, allocated {recorded}"
             ),

@@ -84,7 +84,9 @@ fn with_cache<R>(f: impl FnOnce(&Allocator, &mut ThreadCache) -> R) -> Result<R,
     let allocator = global().map_err(AllocError::InitFailed)?;
     CACHE
         .try_with(|cell| {
-            let Ok(mut slot) = cell.try_borrow_mut() else { return Err(AllocError::CacheUnavailable) };
+            let Ok(mut slot) = cell.try_borrow_mut() else {
+                return Err(AllocError::CacheUnavailable);
+            };
             let cache = slot.0.get_or_insert_with(ThreadCache::new);
             Ok(f(allocator, cache))
         })
@@ -136,7 +138,9 @@ unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
         Ok(result) => result,
         Err(AllocError::InitFailed(e)) => Err(FreeError::InitFailed(e)),
         Err(_) => {
-            let allocator = existing().ok_or(FreeError::ForeignPointer { addr: ptr.as_ptr() as usize })?;
+            let allocator = existing().ok_or(FreeError::ForeignPointer {
+                addr: ptr.as_ptr() as usize,
+            })?;
             if size.is_some() {
                 return Err(FreeError::CacheUnavailable);
             }

@@ -33,10 +33,11 @@ impl TensorArenaGlobalAlloc {
 // each pointer back to the allocator that made it (arena range check).
 unsafe impl GlobalAlloc for TensorArenaGlobalAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MIN_ALIGNMENT && layout.size() != 0 {
-            if let Ok(ptr) = global::allocate(layout.size()) {
-                return ptr.as_ptr();
-            }
+        if layout.align() <= MIN_ALIGNMENT
+            && layout.size() != 0
+            && let Ok(ptr) = global::allocate(layout.size())
+        {
+            return ptr.as_ptr();
         }
         // SAFETY: forwarded GlobalAlloc contract.
         unsafe { System.alloc(layout) }

@@ -8,6 +8,30 @@
 //! one, never reaches the span heap.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hasher for page-aligned addresses: one multiply (keys are unique, well spread
+/// addresses; the DoS-resistant default hasher buys nothing here).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.0 = ((value as u64) >> 12)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(26);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LargeRecord {
@@ -18,7 +42,7 @@ pub(crate) struct LargeRecord {
 
 #[derive(Default)]
 pub(crate) struct LargeRegistry {
-    live: HashMap<usize, LargeRecord>,
+    live: HashMap<usize, LargeRecord, BuildHasherDefault<AddressHasher>>,
     live_bytes: usize,
     live_span_bytes: usize,
 }
@@ -66,11 +90,22 @@ mod tests {
     #[test]
     fn records_are_independent_and_removed_once() {
         let mut reg = LargeRegistry::default();
-        let a = LargeRecord { span_start: 0, span_len: 8192, requested: 5000 };
-        let b = LargeRecord { span_start: 8192, span_len: 4096, requested: 100 };
+        let a = LargeRecord {
+            span_start: 0,
+            span_len: 8192,
+            requested: 5000,
+        };
+        let b = LargeRecord {
+            span_start: 8192,
+            span_len: 4096,
+            requested: 100,
+        };
         reg.insert(64, a);
         reg.insert(8256, b);
-        assert_eq!((reg.len(), reg.live_bytes(), reg.live_span_bytes()), (2, 5100, 12288));
+        assert_eq!(
+            (reg.len(), reg.live_bytes(), reg.live_span_bytes()),
+            (2, 5100, 12288)
+        );
         assert_eq!(reg.remove(64), Some(a));
         assert_eq!(reg.remove(64), None);
         assert_eq!(reg.get(8256), Some(b));

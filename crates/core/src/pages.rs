@@ -27,7 +27,9 @@ impl Inner {
     pub(crate) fn large_span_len(&self, size: usize) -> Option<usize> {
         let needed = size.checked_add(self.config.alignment)?;
         let granule = self.arena.granule();
-        needed.checked_add(granule - 1).map(|n| n / granule * granule)
+        needed
+            .checked_add(granule - 1)
+            .map(|n| n / granule * granule)
     }
 
     /// A span of `len` bytes (a page multiple) from the span heap, else the arena top.
@@ -93,10 +95,20 @@ impl Inner {
         for attempt in 0..2 {
             {
                 let mut pages = lock(&self.pages);
-                start = pages.spans.take(span_len).or_else(|| self.arena.carve(span_len));
+                start = pages
+                    .spans
+                    .take(span_len)
+                    .or_else(|| self.arena.carve(span_len));
                 if let Some(span_start) = start {
                     let block = span_start + self.config.alignment - HEADER_SIZE;
-                    pages.large.insert(block, LargeRecord { span_start, span_len, requested: size });
+                    pages.large.insert(
+                        block,
+                        LargeRecord {
+                            span_start,
+                            span_len,
+                            requested: size,
+                        },
+                    );
                     pages.large_allocations += 1;
                     break;
                 }
@@ -105,7 +117,9 @@ impl Inner {
                 self.reclaim_slabs(now);
             }
         }
-        let Some(span_start) = start else { return Err(self.out_of_memory(size)) };
+        let Some(span_start) = start else {
+            return Err(self.out_of_memory(size));
+        };
         let block = (span_start + self.config.alignment - HEADER_SIZE) as *mut Header;
         let generation = (now as u32).wrapping_mul(0x9E37_79B1) ^ (span_start >> 12) as u32;
         // SAFETY: the span was just taken from the heap or the arena top, so this call
@@ -114,10 +128,16 @@ impl Inner {
             header::initialize(block, self.secret, LARGE_CLASS, 0, generation);
             (*block).requested = size as u64;
             (*block).owner = owner;
-            header::set_state(block, header::live(header::check(self.secret, block, LARGE_CLASS)));
+            header::set_state(
+                block,
+                header::live(header::check(self.secret, block, LARGE_CLASS)),
+            );
         }
         // SAFETY: a header address plus 64 is never null.
-        Ok(Allocation { ptr: unsafe { NonNull::new_unchecked(user_of(block)) }, generation })
+        Ok(Allocation {
+            ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
+            generation,
+        })
     }
 
     /// Frees a block whose header's class byte is not a small class: a large allocation
@@ -127,12 +147,18 @@ impl Inner {
     /// `block` must be a header address inside the arena.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn free_large(&self, block: *mut Header, expect: Expect) -> Result<(), FreeError> {
+    pub(crate) unsafe fn free_large(
+        &self,
+        block: *mut Header,
+        expect: Expect,
+    ) -> Result<(), FreeError> {
         let check = header::check(self.secret, block, LARGE_CLASS);
         // SAFETY: the header lies in mapped arena memory (caller contract).
         let (state, class) = unsafe { (header::state(block), (*block).class) };
         if class != LARGE_CLASS || state != header::live(check) {
-            return Err(self.reject_state(block, class == LARGE_CLASS && state == header::free(check)));
+            return Err(
+                self.reject_state(block, class == LARGE_CLASS && state == header::free(check))
+            );
         }
         let addr = user_of(block) as usize;
         let over = {
@@ -144,7 +170,11 @@ impl Inner {
             let generation = unsafe { (*block).generation };
             match expect {
                 Expect::Size(size) if size != record.requested => {
-                    return Err(self.reject(FreeError::SizeMismatch { addr, provided: size, recorded: record.requested }));
+                    return Err(self.reject(FreeError::SizeMismatch {
+                        addr,
+                        provided: size,
+                        recorded: record.requested,
+                    }));
                 }
                 Expect::Generation(g) if g != generation => {
                     return Err(self.reject(FreeError::DoubleFree { addr }));

@@ -39,74 +39,74 @@ macro_rules! size_classes {
 }
 
 size_classes! {
-    B64 = 64,
-    B128 = 128,
-    B192 = 192,
-    B256 = 256,
-    B320 = 320,
-    B384 = 384,
-    B448 = 448,
-    B512 = 512,
-    B640 = 640,
-    B768 = 768,
-    B896 = 896,
-    B1024 = 1024,
-    B1280 = 1280,
-    B1536 = 1536,
-    B1792 = 1792,
-    B2048 = 2048,
-    B2560 = 2560,
-    B3072 = 3072,
-    B3584 = 3584,
-    B4096 = 4096,
-    B5120 = 5120,
-    B6144 = 6144,
-    B7168 = 7168,
-    B8192 = 8192,
-    B10240 = 10240,
-    B12288 = 12288,
-    B14336 = 14336,
-    B16384 = 16384,
-    B20480 = 20480,
-    B24576 = 24576,
-    B28672 = 28672,
-    B32768 = 32768,
-    B40960 = 40960,
-    B49152 = 49152,
-    B57344 = 57344,
-    B65536 = 65536,
-    B81920 = 81920,
-    B98304 = 98304,
-    B114688 = 114688,
-    B131072 = 131072,
-    B163840 = 163840,
-    B196608 = 196608,
-    B229376 = 229376,
-    B262144 = 262144,
-    B327680 = 327680,
-    B393216 = 393216,
-    B458752 = 458752,
-    B524288 = 524288,
-    B655360 = 655360,
-    B786432 = 786432,
-    B917504 = 917504,
-    B1048576 = 1048576,
-    B1310720 = 1310720,
-    B1572864 = 1572864,
-    B1835008 = 1835008,
-    B2097152 = 2097152,
-    B2621440 = 2621440,
-    B3145728 = 3145728,
-    B3670016 = 3670016,
-    B4194304 = 4194304,
-    B5242880 = 5242880,
-    B6291456 = 6291456,
-    B7340032 = 7340032,
-    B8388608 = 8388608,
-    B10485760 = 10485760,
-    B12582912 = 12582912,
-    B14680064 = 14680064,
-    B16777216 = 16777216,}
+B64 = 64,
+B128 = 128,
+B192 = 192,
+B256 = 256,
+B320 = 320,
+B384 = 384,
+B448 = 448,
+B512 = 512,
+B640 = 640,
+B768 = 768,
+B896 = 896,
+B1024 = 1024,
+B1280 = 1280,
+B1536 = 1536,
+B1792 = 1792,
+B2048 = 2048,
+B2560 = 2560,
+B3072 = 3072,
+B3584 = 3584,
+B4096 = 4096,
+B5120 = 5120,
+B6144 = 6144,
+B7168 = 7168,
+B8192 = 8192,
+B10240 = 10240,
+B12288 = 12288,
+B14336 = 14336,
+B16384 = 16384,
+B20480 = 20480,
+B24576 = 24576,
+B28672 = 28672,
+B32768 = 32768,
+B40960 = 40960,
+B49152 = 49152,
+B57344 = 57344,
+B65536 = 65536,
+B81920 = 81920,
+B98304 = 98304,
+B114688 = 114688,
+B131072 = 131072,
+B163840 = 163840,
+B196608 = 196608,
+B229376 = 229376,
+B262144 = 262144,
+B327680 = 327680,
+B393216 = 393216,
+B458752 = 458752,
+B524288 = 524288,
+B655360 = 655360,
+B786432 = 786432,
+B917504 = 917504,
+B1048576 = 1048576,
+B1310720 = 1310720,
+B1572864 = 1572864,
+B1835008 = 1835008,
+B2097152 = 2097152,
+B2621440 = 2621440,
+B3145728 = 3145728,
+B3670016 = 3670016,
+B4194304 = 4194304,
+B5242880 = 5242880,
+B6291456 = 6291456,
+B7340032 = 7340032,
+B8388608 = 8388608,
+B10485760 = 10485760,
+B12582912 = 12582912,
+B14680064 = 14680064,
+B16777216 = 16777216,}
 
 /// Class index for each 64-byte step of requests up to [`TABLE_LIMIT`]:
 /// `SMALL_LOOKUP[(size - 1) / 64]`.
@@ -151,7 +151,11 @@ impl SizeClass {
     #[inline]
     #[must_use]
     pub const fn from_index(index: usize) -> Option<Self> {
-        if index < NUM_CLASSES { Some(Self::ALL[index]) } else { None }
+        if index < NUM_CLASSES {
+            Some(Self::ALL[index])
+        } else {
+            None
+        }
     }
 
     /// Dense index of the class, `0 .. NUM_CLASSES`.
@@ -180,7 +184,7 @@ const _: () = {
         // Discriminants are the dense indices.
         assert!(SizeClass::ALL[i] as usize == i);
         // Payloads are multiples of 64 (so blocks stay on the 64-byte header grid).
-        assert!(CLASS_SIZES[i] % 64 == 0);
+        assert!(CLASS_SIZES[i].is_multiple_of(64));
         if i > 0 {
             let prev = CLASS_SIZES[i - 1];
             assert!(CLASS_SIZES[i] > prev);
@@ -208,7 +212,10 @@ mod tests {
             let class = SizeClass::from_request(size).unwrap();
             assert!(class.payload_size() >= size, "{size} -> {class:?}");
             if class.index() > 0 {
-                assert!(CLASS_SIZES[class.index() - 1] < size, "{size} -> {class:?} not tight");
+                assert!(
+                    CLASS_SIZES[class.index() - 1] < size,
+                    "{size} -> {class:?} not tight"
+                );
             }
         }
     }
@@ -218,12 +225,18 @@ mod tests {
         assert_eq!(SizeClass::from_request(0), None);
         assert_eq!(SizeClass::from_request(MAX_SMALL_SIZE + 1), None);
         assert_eq!(SizeClass::from_request(usize::MAX), None);
-        assert_eq!(SizeClass::from_request(MAX_SMALL_SIZE), Some(SizeClass::B16777216));
+        assert_eq!(
+            SizeClass::from_request(MAX_SMALL_SIZE),
+            Some(SizeClass::B16777216)
+        );
     }
 
     #[test]
     fn no_class_wastes_more_than_a_quarter_above_4_kib() {
-        for size in (4097..=MAX_SMALL_SIZE).step_by(997).chain([4097, 1_048_577, 12 << 20]) {
+        for size in (4097..=MAX_SMALL_SIZE)
+            .step_by(997)
+            .chain([4097, 1_048_577, 12 << 20])
+        {
             let payload = SizeClass::from_request(size).unwrap().payload_size();
             assert!((payload - size) * 4 <= size, "{size} -> {payload}");
         }
@@ -231,10 +244,19 @@ mod tests {
 
     #[test]
     fn tensor_sizes_land_in_tight_classes() {
-        assert_eq!(SizeClass::from_request(1_048_577).unwrap().payload_size(), 1_310_720);
-        assert_eq!(SizeClass::from_request(3 << 19).unwrap().payload_size(), 3 << 19);
+        assert_eq!(
+            SizeClass::from_request(1_048_577).unwrap().payload_size(),
+            1_310_720
+        );
+        assert_eq!(
+            SizeClass::from_request(3 << 19).unwrap().payload_size(),
+            3 << 19
+        );
         assert_eq!(SizeClass::from_request(6144).unwrap().payload_size(), 6144);
-        assert_eq!(SizeClass::from_request(70_000).unwrap().payload_size(), 81_920);
+        assert_eq!(
+            SizeClass::from_request(70_000).unwrap().payload_size(),
+            81_920
+        );
     }
 
     #[test]

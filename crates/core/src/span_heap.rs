@@ -71,31 +71,60 @@ impl SpanHeap {
         let span = self.remove(start)?;
         if span.len > len {
             let rest = span.len - len;
-            self.insert(start + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
+            self.insert(
+                start + len,
+                FreeSpan {
+                    len: rest,
+                    dirty: span.dirty.min(rest),
+                    freed_at: span.freed_at,
+                },
+            );
         }
         Some(start)
     }
 
     /// Returns `[start, start + len)` to the heap, merging it with free neighbours.
     pub(crate) fn give(&mut self, start: usize, len: usize, now: u64) {
-        self.merge_in(start, FreeSpan { len, dirty: len, freed_at: now });
+        self.merge_in(
+            start,
+            FreeSpan {
+                len,
+                dirty: len,
+                freed_at: now,
+            },
+        );
     }
 
     /// Returns a span whose pages were given back to the OS.
     pub(crate) fn give_back_purged(&mut self, span: PurgeSpan) {
-        self.merge_in(span.start, FreeSpan { len: span.len, dirty: 0, freed_at: span.freed_at });
+        self.merge_in(
+            span.start,
+            FreeSpan {
+                len: span.len,
+                dirty: 0,
+                freed_at: span.freed_at,
+            },
+        );
     }
 
     fn merge_in(&mut self, mut start: usize, mut span: FreeSpan) {
-        if let Some((&prev_start, &prev)) = self.by_start.range(..start).next_back() {
-            if prev_start + prev.len == start {
-                self.remove(prev_start);
-                start = prev_start;
-                span = FreeSpan { len: prev.len + span.len, dirty: prev.dirty + span.dirty, freed_at: prev.freed_at.max(span.freed_at) };
-            }
+        if let Some((&prev_start, &prev)) = self.by_start.range(..start).next_back()
+            && prev_start + prev.len == start
+        {
+            self.remove(prev_start);
+            start = prev_start;
+            span = FreeSpan {
+                len: prev.len + span.len,
+                dirty: prev.dirty + span.dirty,
+                freed_at: prev.freed_at.max(span.freed_at),
+            };
         }
         if let Some(next) = self.remove(start + span.len) {
-            span = FreeSpan { len: span.len + next.len, dirty: span.dirty + next.dirty, freed_at: span.freed_at.max(next.freed_at) };
+            span = FreeSpan {
+                len: span.len + next.len,
+                dirty: span.dirty + next.dirty,
+                freed_at: span.freed_at.max(next.freed_at),
+            };
         }
         self.insert(start, span);
     }
@@ -117,7 +146,11 @@ impl SpanHeap {
                 break;
             }
             if let Some(span) = self.remove(start) {
-                out.push(PurgeSpan { start, len: span.len, freed_at: span.freed_at });
+                out.push(PurgeSpan {
+                    start,
+                    len: span.len,
+                    freed_at: span.freed_at,
+                });
             }
         }
         out
@@ -162,7 +195,10 @@ mod tests {
         assert_eq!(heap.dirty_bytes(), 6 * P);
         // Nothing idle before epoch 1; keep at most 3 pages dirty: the two oldest go.
         let purge = heap.take_purge(3 * P, 1);
-        assert_eq!(purge.iter().map(|s| s.start).collect::<Vec<_>>(), vec![0, 4 * P]);
+        assert_eq!(
+            purge.iter().map(|s| s.start).collect::<Vec<_>>(),
+            vec![0, 4 * P]
+        );
         assert_eq!(heap.dirty_bytes(), 3 * P);
         for span in purge {
             heap.give_back_purged(span);
@@ -171,7 +207,10 @@ mod tests {
         assert_eq!(heap.free_bytes(), 6 * P);
         // Everything freed before epoch 10 is idle; only the still-dirty span is taken.
         let idle = heap.take_purge(usize::MAX, 10);
-        assert_eq!(idle.iter().map(|s| s.start).collect::<Vec<_>>(), vec![8 * P]);
+        assert_eq!(
+            idle.iter().map(|s| s.start).collect::<Vec<_>>(),
+            vec![8 * P]
+        );
         assert_eq!(heap.dirty_bytes(), 0);
     }
 }
