@@ -111,12 +111,34 @@ fn count(bytes: usize, stride: usize) -> u32 {
     u32::try_from((bytes / stride).max(1)).unwrap_or(u32::MAX)
 }
 
+/// Slabs are not grown past this to cut page-rounding waste.
+const MAX_GROWN_SLAB: usize = 1 << 20;
+
+/// Blocks per slab: enough to reach `target`, then more (within `MAX_GROWN_SLAB`) until
+/// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes.
+fn slab_blocks(target: usize, lead: usize, stride: usize, granule: usize) -> usize {
+    let waste = |k: usize| round_up(lead + k * stride, granule) - (lead + k * stride);
+    let first = target.saturating_sub(lead).div_ceil(stride).max(1);
+    let last = first.max(MAX_GROWN_SLAB / stride);
+    let mut best = first;
+    for k in first..=last {
+        if waste(k) * 64 <= k * stride {
+            return k;
+        }
+        if waste(k) * best < waste(best) * k {
+            best = k;
+        }
+    }
+    best
+}
+
 impl ClassGeometry {
     pub(crate) fn table(config: &AllocatorConfig, granule: usize) -> [Self; NUM_CLASSES] {
         CLASS_SIZES.map(|payload| {
             let stride = round_up(payload + HEADER_SIZE, config.alignment);
             let lead = config.alignment - HEADER_SIZE;
-            let slab_bytes = round_up(config.slab_target_bytes.max(lead + stride), granule);
+            let blocks = slab_blocks(config.slab_target_bytes, lead, stride, granule);
+            let slab_bytes = round_up(lead + blocks * stride, granule);
             let capacity = count(slab_bytes - lead, stride);
             let refill = count(config.refill_target_bytes, stride);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
@@ -208,5 +230,19 @@ mod tests {
             (1, 1, 1, 1)
         );
         assert_eq!(last.slab_bytes, (16 << 20) + 4096);
+        // Slabs grown against page-rounding waste (as listed in the README table).
+        assert_eq!((t[19].capacity, t[19].slab_bytes), (32, 132 << 10));
+        assert_eq!((t[35].capacity, t[35].slab_bytes), (4, 260 << 10));
+    }
+
+    #[test]
+    fn slabs_lose_little_to_page_rounding() {
+        for g in ClassGeometry::table(&AllocatorConfig::default(), 4096) {
+            let used = g.lead + g.capacity as usize * g.stride;
+            let waste = g.slab_bytes - used;
+            // At most 1/64 of the blocks' bytes, unless one block already exceeds 1 MiB
+            // (then less than one page per block).
+            assert!(waste * 64 <= used || (g.capacity == 1 && waste < 4096), "{g:?}");
+        }
     }
 }
