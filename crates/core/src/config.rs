@@ -242,7 +242,10 @@ mod tests {
             let waste = g.slab_bytes - used;
             // At most 1/64 of the blocks' bytes, unless one block already exceeds 1 MiB
             // (then less than one page per block).
-            assert!(waste * 64 <= used || (g.capacity == 1 && waste < 4096), "{g:?}");
+            assert!(
+                waste * 64 <= used || (g.capacity == 1 && waste < 4096),
+                "{g:?}"
+            );
         }
     }
 }

@@ -69,6 +69,11 @@ impl LargeRegistry {
         Some(record)
     }
 
+    /// Header addresses of every live large allocation.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.live.keys().copied()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.live.len()
     }
