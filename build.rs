@@ -1,0 +1,4 @@
+//! Node-API link setup.
+fn main() {
+    napi_build::setup();
+}

@@ -1,0 +1,228 @@
+//! Cold paths exported through napi-rs macros: building and releasing arenas, stats,
+//! trimming, thread-cache handles and the size-class table.
+
+use napi::Env;
+use napi::bindgen_prelude::{Error, Object, Result};
+use napi_derive::napi;
+use tensor_arena_core::{
+    AllocatorConfig, AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats,
+};
+
+use crate::codes::Code;
+use crate::registry;
+
+fn failure(code: Code, message: impl ToString) -> Error<&'static str> {
+    Error::new(code.name(), message)
+}
+
+fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'static str>> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 9_007_199_254_740_991.0
+    {
+        Ok(value as usize)
+    } else {
+        Err(failure(
+            Code::InvalidConfig,
+            format!("invalid allocator configuration: {field} must be a non-negative integer"),
+        ))
+    }
+}
+
+/// Builds an arena; absent options are `undefined` and take the core defaults.
+#[napi]
+pub(crate) fn arena_create(
+    arena_size: Option<f64>,
+    alignment: Option<f64>,
+    refill_target_bytes: Option<f64>,
+    local_cache_target_bytes: Option<f64>,
+) -> std::result::Result<u32, Error<&'static str>> {
+    let defaults = AllocatorConfig::default();
+    let pick = |v: Option<f64>, field, default| v.map_or(Ok(default), |v| whole(v, field));
+    let config = AllocatorConfig {
+        arena_size: pick(arena_size, "arenaSize", defaults.arena_size)?,
+        alignment: pick(alignment, "alignment", defaults.alignment)?,
+        refill_target_bytes: pick(
+            refill_target_bytes,
+            "refillTargetBytes",
+            defaults.refill_target_bytes,
+        )?,
+        local_cache_target_bytes: pick(
+            local_cache_target_bytes,
+            "localCacheTargetBytes",
+            defaults.local_cache_target_bytes,
+        )?,
+        ..defaults
+    };
+    let id = registry::create(config)
+        .map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
+    u32::try_from(id).map_err(|_| failure(Code::InvalidConfig, "too many arenas"))
+}
+
+/// Core messages name snake_case fields; JavaScript users set camelCase options.
+fn camel_config_message(message: &str) -> String {
+    message
+        .replace("arena_size", "arenaSize")
+        .replace("refill_target_bytes", "refillTargetBytes")
+        .replace("local_cache_target_bytes", "localCacheTargetBytes")
+        .replace("slab_target_bytes", "slabTargetBytes")
+        .replace("retain_bytes", "retainBytes")
+}
+
+/// Id of the process-wide default arena.
+#[napi]
+pub(crate) fn arena_default() -> std::result::Result<u32, Error<&'static str>> {
+    let id = registry::default_id().map_err(|e| failure(Code::from(e), e.to_string()))?;
+    u32::try_from(id).map_err(|_| failure(Code::InvalidConfig, "too many arenas"))
+}
+
+/// Drops the registry's handle on an arena whose `Arena` object was collected.
+#[napi]
+pub(crate) fn arena_release(id: u32) {
+    registry::release(id as usize);
+}
+
+fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for ch in name.chars() {
+        if ch == '_' {
+            upper = true;
+        } else if upper {
+            out.push(ch.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn object_from(env: &Env, values: &[(&'static str, u64)]) -> Result<Object<'static>> {
+    let mut object = Object::new(env)?;
+    for &(name, value) in values {
+        object.set(camel(name), value as f64)?;
+    }
+    Ok(object)
+}
+
+fn allocator(id: u32) -> std::result::Result<tensor_arena_core::Allocator, Error<&'static str>> {
+    registry::with_arena(id as usize, |a, _| a.allocator.clone())
+        .map_err(|code| failure(code, "unknown arena"))
+}
+
+fn js(error: Error) -> Error<&'static str> {
+    Error::new("ERR_NAPI", error.reason)
+}
+
+/// Allocator stats as a plain object: camelCase names of `AllocatorStats::FIELDS`, plus
+/// `classes` (one object per size class).
+#[napi]
+pub(crate) fn arena_stats(
+    env: Env,
+    id: u32,
+) -> std::result::Result<Object<'static>, Error<&'static str>> {
+    let stats = allocator(id)?.stats();
+    let mut object = object_from(&env, &stats.field_values()).map_err(js)?;
+    let classes = stats
+        .classes
+        .iter()
+        .map(|c: &ClassStats| object_from(&env, &c.field_values()))
+        .collect::<Result<Vec<_>>>()
+        .map_err(js)?;
+    object.set("classes", classes).map_err(js)?;
+    Ok(object)
+}
+
+/// The stat field lists: `[name, kind, doc]` triples, camelCase names; class fields are
+/// prefixed `classes.`, thread-cache fields `threadCache.`.
+#[napi]
+pub(crate) fn stat_fields() -> Vec<Vec<String>> {
+    let kind = |k: StatKind| {
+        if k == StatKind::Gauge {
+            "gauge"
+        } else {
+            "counter"
+        }
+        .to_owned()
+    };
+    AllocatorStats::FIELDS
+        .iter()
+        .map(|f| vec![camel(f.name), kind(f.kind), f.doc.to_owned()])
+        .chain(ClassStats::FIELDS.iter().map(|f| {
+            vec![
+                format!("classes.{}", camel(f.name)),
+                kind(f.kind),
+                f.doc.to_owned(),
+            ]
+        }))
+        .chain(ThreadCacheStats::FIELDS.iter().map(|f| {
+            vec![
+                format!("threadCache.{}", camel(f.name)),
+                kind(f.kind),
+                f.doc.to_owned(),
+            ]
+        }))
+        .collect()
+}
+
+/// Returns idle memory to the OS; bytes released.
+#[napi]
+pub(crate) fn arena_trim(id: u32) -> std::result::Result<f64, Error<&'static str>> {
+    Ok(allocator(id)?.trim() as f64)
+}
+
+/// `[arenaSize, alignment, base address]` of an arena.
+#[napi]
+pub(crate) fn arena_info(id: u32) -> std::result::Result<Vec<f64>, Error<&'static str>> {
+    let a = allocator(id)?;
+    Ok(vec![
+        a.arena_size() as f64,
+        a.config().alignment as f64,
+        a.arena_base().as_ptr() as usize as f64,
+    ])
+}
+
+/// This thread's cache for arena `id`.
+#[napi]
+pub(crate) fn thread_cache_stats(
+    env: Env,
+    id: u32,
+) -> std::result::Result<Object<'static>, Error<&'static str>> {
+    let stats: ThreadCacheStats = registry::with_arena(id as usize, |a, _| a.cache.stats())
+        .map_err(|code| failure(code, "unknown arena"))?;
+    let mut object = object_from(&env, &stats.field_values()).map_err(js)?;
+    object
+        .set(
+            "classBlocks",
+            stats
+                .class_blocks
+                .iter()
+                .map(|&b| b as f64)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(js)?;
+    Ok(object)
+}
+
+/// Hands this thread's cached blocks of arena `id` back to the central pool.
+#[napi]
+pub(crate) fn thread_cache_flush(id: u32) -> std::result::Result<(), Error<&'static str>> {
+    registry::with_arena(id as usize, |a, _| {
+        a.allocator.drain_thread_cache(&mut a.cache)
+    })
+    .map_err(|code| failure(code, "unknown arena"))
+}
+
+/// Payload size of every class, by class index.
+#[napi]
+pub(crate) fn size_class_table() -> Vec<f64> {
+    CLASS_SIZES.iter().map(|&s| s as f64).collect()
+}
+
+/// The core's class index for a request, or -1 (0 bytes, or above the largest class).
+#[napi]
+pub(crate) fn native_size_class_of(bytes: f64) -> i32 {
+    if !(bytes >= 0.0 && bytes.fract() == 0.0) {
+        return -1;
+    }
+    SizeClass::from_request(bytes as usize).map_or(-1, |c| c.index() as i32)
+}

@@ -1,0 +1,166 @@
+//! Exclusive buffers: one external ArrayBuffer per hand-out, over exactly its block.
+//! `free` detaches it (every view over it reads as empty afterwards) and the block is
+//! reusable at once; a buffer never freed is returned by its GC finalizer, which frees
+//! only if the block is still that hand-out (generation), so a late finalizer can never
+//! free a block handed out again in between.
+
+use std::ffi::c_void;
+use std::ptr::{self, NonNull};
+
+use napi::sys;
+use tensor_arena_core::Allocator;
+
+use crate::codes::Code;
+use crate::external::{self, External};
+use crate::raw;
+use crate::registry;
+use crate::view::{free_at, report_alloc_error};
+
+/// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
+/// arena mapped while the buffer is reachable.
+struct Hint {
+    allocator: Allocator,
+    ptr: NonNull<u8>,
+    generation: u32,
+}
+
+unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the boxed `Hint` made in `alloc_exclusive`, handed over once.
+    let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
+    // SAFETY: the buffer over this block is gone; the generation check makes this a no-op
+    // when the block was freed explicitly (and maybe handed out again) before.
+    let _ = unsafe {
+        hint.allocator
+            .deallocate_uncached(hint.ptr, Some(hint.generation))
+    };
+}
+
+/// `allocExclusive(id, byteLength, zero)`: an external ArrayBuffer of exactly
+/// `byteLength` bytes (generation in scratch[0], arena offset in scratch[2]), or a
+/// negative code.
+pub(crate) unsafe extern "C" fn alloc_exclusive(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's.
+    let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, len, zero]| {
+        // SAFETY: argument handles of this callback.
+        unsafe {
+            Some((
+                raw::index_arg(env, id)?,
+                raw::index_arg(env, len)?,
+                raw::number_arg(env, zero)?,
+            ))
+        }
+    });
+    let Some((id, len, zero)) = parsed else {
+        return raw::throw_type_error(
+            env,
+            c"ERR_INVALID_ARG_TYPE",
+            c"allocExclusive(id, byteLength, zero): numbers expected",
+        );
+    };
+    let allocated = registry::with_arena(id, |arena, scratch| {
+        match arena
+            .allocator
+            .allocate_tracked(&mut arena.cache, len.max(1))
+        {
+            Ok(a) => {
+                if zero != 0.0 {
+                    // SAFETY: the block has at least `len` writable bytes and is ours.
+                    unsafe { a.ptr.as_ptr().write_bytes(0, len) };
+                }
+                scratch[0] = f64::from(a.generation);
+                scratch[2] = (a.ptr.as_ptr() as usize - arena.base) as f64;
+                Ok((a, arena.allocator.clone()))
+            }
+            Err(e) => Err(report_alloc_error(e, scratch)),
+        }
+    });
+    let (a, allocator) = match allocated {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(code)) => return unsafe_number(env, code),
+        Err(code) => return unsafe_number(env, code.as_return()),
+    };
+    let hint = Box::into_raw(Box::new(Hint {
+        allocator,
+        ptr: a.ptr,
+        generation: a.generation,
+    }));
+    // SAFETY: the block stays allocated until `finalize` or an explicit free, and the
+    // arena stays mapped while the hint's allocator handle lives.
+    match unsafe { external::create(env, a.ptr.as_ptr(), len, Some(finalize), hint.cast()) } {
+        External::Created(value) => value,
+        outcome => {
+            // SAFETY: not created, so `finalize` never runs: the hint is ours; free the block.
+            let hint = unsafe { Box::from_raw(hint) };
+            // SAFETY: nothing else holds this block.
+            let _ = unsafe {
+                hint.allocator
+                    .deallocate_uncached(hint.ptr, Some(hint.generation))
+            };
+            match outcome {
+                External::Refused => {
+                    unsafe_number(env, Code::ExternalBuffersUnsupported.as_return())
+                }
+                _ => ptr::null_mut(),
+            }
+        }
+    }
+}
+
+fn unsafe_number(env: sys::napi_env, value: f64) -> sys::napi_value {
+    // SAFETY: `env` is the running callback's env.
+    unsafe { raw::number(env, value) }
+}
+
+/// `freeExclusive(id, offset, generation, buffer)`: frees the hand-out and detaches
+/// `buffer`; 0, or a negative code (nothing freed, nothing detached).
+pub(crate) unsafe extern "C" fn free_exclusive(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's.
+    let Some([id, offset, generation, buffer]) = (unsafe { raw::args::<4>(env, info) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: argument handles of this callback.
+    let parsed = unsafe {
+        (
+            raw::index_arg(env, id),
+            raw::index_arg(env, offset),
+            raw::index_arg(env, generation),
+        )
+    };
+    let (Some(id), Some(offset), Some(generation)) = parsed else {
+        return raw::throw_type_error(
+            env,
+            c"ERR_INVALID_ARG_TYPE",
+            c"freeExclusive(id, offset, generation, buffer)",
+        );
+    };
+    // The buffer must be the one over this block: never detach anything else (detaching
+    // Node's Buffer pool, for one, breaks the process).
+    let (mut data, mut byte_length) = (ptr::null_mut(), 0usize);
+    // SAFETY: `buffer` is an argument handle; a non-ArrayBuffer makes this fail.
+    let status =
+        unsafe { sys::napi_get_arraybuffer_info(env, buffer, &mut data, &mut byte_length) };
+    if status != sys::Status::napi_ok {
+        return unsafe_number(env, Code::NotOwned.as_return());
+    }
+    let result = registry::with_arena(id, |arena, _| {
+        let expected = arena.base + offset;
+        if byte_length != 0 && data as usize != expected {
+            return Err(Code::NotOwned);
+        }
+        free_at(arena, offset, generation)
+    });
+    match result.and_then(|r| r) {
+        Ok(()) => {
+            // SAFETY: `buffer` is the external ArrayBuffer over the block just freed.
+            unsafe { sys::napi_detach_arraybuffer(env, buffer) };
+            unsafe_number(env, 0.0)
+        }
+        Err(code) => unsafe_number(env, code.as_return()),
+    }
+}

@@ -1,0 +1,39 @@
+//! Node-API binding of tensor-arena: thin conversions over `tensor-arena-core`.
+//!
+//! Hot paths (`viewAlloc`, `viewFree`, `allocExclusive`, `freeExclusive`) are raw
+//! `extern "C"` callbacks with numeric arguments and results; cold paths use `#[napi]`.
+//! The TypeScript layer in `src/ts` is the public API; it validates user input first.
+// `#[napi]` registration is compiled out under `cargo test`, so items look unused there.
+#![cfg_attr(test, allow(dead_code))]
+
+mod codes;
+mod cold;
+mod exclusive;
+mod external;
+mod raw;
+mod registry;
+mod view;
+
+use napi::Env;
+use napi::bindgen_prelude::{Object, Result};
+use napi_derive::napi;
+
+/// Runs once per env (the main thread and every Worker): registers the raw callbacks and
+/// the teardown hook that returns the thread's memory.
+#[napi(module_exports)]
+pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
+    raw::register(
+        &env,
+        &exports,
+        &[
+            (c"viewWindow", view::view_window),
+            (c"viewAlloc", view::view_alloc),
+            (c"viewFree", view::view_free),
+            (c"scratch", view::scratch),
+            (c"allocExclusive", exclusive::alloc_exclusive),
+            (c"freeExclusive", exclusive::free_exclusive),
+        ],
+    )?;
+    env.add_env_cleanup_hook((), |()| registry::teardown_thread())?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Arenas known to the addon, and each JS thread's state for them.
+//!
+//! The process-wide registry maps an arena id (never reused) to its `Allocator` handle;
+//! ids are what JavaScript holds. Each JS thread (the main thread and every Worker is one
+//! OS thread with one Node env) keeps, per arena it used, a `ThreadArena`: its own
+//! `ThreadCache` and a clone of the allocator handle, so the hot path never takes a lock.
+//! At env teardown every block the thread's caches handed out and that is still live is
+//! freed, then the caches drain to the central pools: a worker that exits or is
+//! terminated strands nothing.
+
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use tensor_arena_core::{Allocator, AllocatorConfig, InitError, ThreadCache};
+
+use crate::codes::Code;
+
+static ARENAS: Mutex<Vec<Option<Allocator>>> = Mutex::new(Vec::new());
+static DEFAULT_ARENA: OnceLock<usize> = OnceLock::new();
+
+fn arenas() -> MutexGuard<'static, Vec<Option<Allocator>>> {
+    ARENAS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Builds an arena and returns its id.
+pub(crate) fn create(config: AllocatorConfig) -> Result<usize, InitError> {
+    let allocator = Allocator::new(config)?;
+    let mut all = arenas();
+    all.push(Some(allocator));
+    Ok(all.len() - 1)
+}
+
+/// The id of the process-wide default arena (built on first use, default options).
+pub(crate) fn default_id() -> Result<usize, InitError> {
+    if let Some(&id) = DEFAULT_ARENA.get() {
+        return Ok(id);
+    }
+    let mut all = arenas();
+    if let Some(&id) = DEFAULT_ARENA.get() {
+        return Ok(id);
+    }
+    let allocator = Allocator::new(AllocatorConfig::default())?;
+    all.push(Some(allocator));
+    let id = all.len() - 1;
+    let _ = DEFAULT_ARENA.set(id);
+    Ok(id)
+}
+
+/// Drops the registry's handle: the arena stays mapped while buffers, views or thread
+/// states still hold theirs.
+pub(crate) fn release(id: usize) {
+    if DEFAULT_ARENA.get() == Some(&id) {
+        return;
+    }
+    if let Some(slot) = arenas().get_mut(id) {
+        *slot = None;
+    }
+}
+
+/// The allocator with this id, if it is registered.
+pub(crate) fn lookup(id: usize) -> Option<Allocator> {
+    arenas().get(id).and_then(Clone::clone)
+}
+
+/// One thread's state for one arena.
+pub(crate) struct ThreadArena {
+    pub(crate) allocator: Allocator,
+    pub(crate) cache: ThreadCache,
+    pub(crate) base: usize,
+    pub(crate) len: usize,
+}
+
+/// Per-thread scratch: the hot path reports side values here instead of allocating JS
+/// objects. Slot 0: generation of the last hand-out; 1: bytes available after an
+/// out-of-memory; 2: arena offset of the last exclusive hand-out.
+pub(crate) type Scratch = [f64; 4];
+
+struct ThreadState {
+    arenas: Vec<Option<ThreadArena>>,
+    scratch: Box<Scratch>,
+}
+
+thread_local! {
+    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState { arenas: Vec::new(), scratch: Box::new([0.0; 4]) });
+}
+
+/// Runs `f` with this thread's state for arena `id`, creating it on first use.
+pub(crate) fn with_arena<R>(
+    id: usize,
+    f: impl FnOnce(&mut ThreadArena, &mut Scratch) -> R,
+) -> Result<R, Code> {
+    THREAD
+        .try_with(|cell| {
+            let mut state = cell
+                .try_borrow_mut()
+                .map_err(|_| Code::ThreadStateUnavailable)?;
+            let ThreadState { arenas, scratch } = &mut *state;
+            if arenas.get(id).is_none_or(Option::is_none) {
+                let allocator = lookup(id).ok_or(Code::UnknownArena)?;
+                if arenas.len() <= id {
+                    arenas.resize_with(id + 1, || None);
+                }
+                let base = allocator.arena_base().as_ptr() as usize;
+                let len = allocator.arena_size();
+                arenas[id] = Some(ThreadArena {
+                    allocator,
+                    cache: ThreadCache::new(),
+                    base,
+                    len,
+                });
+            }
+            let arena = arenas[id].as_mut().ok_or(Code::UnknownArena)?;
+            Ok(f(arena, scratch))
+        })
+        .unwrap_or(Err(Code::ThreadStateUnavailable))
+}
+
+/// Address of this thread's scratch (stable for the thread's life).
+pub(crate) fn scratch_ptr() -> Option<*mut Scratch> {
+    THREAD
+        .try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| &raw mut *s.scratch))
+        .ok()
+        .flatten()
+}
+
+/// Env teardown: frees every block this thread handed out that is still live, then drops
+/// the thread's caches (which drains them to the central pools).
+pub(crate) fn teardown_thread() {
+    let taken = THREAD.try_with(|cell| {
+        cell.try_borrow_mut()
+            .map(|mut s| std::mem::take(&mut s.arenas))
+            .unwrap_or_default()
+    });
+    for arena in taken.unwrap_or_default().into_iter().flatten() {
+        // SAFETY: the env is going away, so no JavaScript can reach the blocks this
+        // thread handed out; blocks handed over to other threads are re-owned first
+        // (never owned by this cache any more).
+        unsafe { arena.allocator.free_all_owned_by(&arena.cache) };
+        drop(arena);
+    }
+}

@@ -1,0 +1,396 @@
+import { constructorOf, type DType, type TypedArrayOf } from './dtypes.js'
+import {
+  AllocatorError,
+  allocatorError,
+  checkCount,
+  fromNative,
+  invalidArgType,
+  nativeFailure,
+  outOfRange,
+} from './errors.js'
+import { native } from './native.js'
+import type { ArenaStats } from './stats.js'
+import { ThreadCache } from './thread-cache.js'
+import { toArenaStats } from './stats.js'
+
+/** Options of {@link Arena}. Every field is optional. */
+export interface ArenaOptions {
+  /**
+   * Bytes of address space reserved up front; pages are committed on first touch.
+   * @defaultValue 1 GiB (1073741824)
+   */
+  readonly arenaSize?: number
+  /**
+   * Alignment of every buffer and view start: a power of two from 64 to 4096.
+   * @defaultValue 64
+   */
+  readonly alignment?: number
+  /**
+   * Bytes a thread cache takes from the central pool at a time.
+   * @defaultValue 32 KiB (32768)
+   */
+  readonly refillTargetBytes?: number
+  /**
+   * Bytes per size class a thread cache keeps before handing the excess back.
+   * @defaultValue 64 KiB (65536)
+   */
+  readonly localCacheTargetBytes?: number
+}
+
+/** Options of `alloc`, `array` and `view`. */
+export interface AllocOptions {
+  /**
+   * Zero-fill the memory (reused arena memory is otherwise not cleared).
+   * @defaultValue false
+   */
+  readonly zero?: boolean
+}
+
+/** What `alloc`, `array` and `view` return: what `free` accepts. */
+export type ArenaAllocation = ArrayBuffer | ArrayBufferView
+
+/** Hand-out state, under a private symbol on every object the arena returns. */
+const STATE = Symbol('tensor-arena.state')
+/** Set on a view registered for GC reclaim. */
+const REGISTERED = Symbol('tensor-arena.registered')
+/** A view's STATE after it was freed. */
+const FREED = -1
+
+/** State of an exclusive hand-out, shared by its ArrayBuffer and (for `array`) its typed array. */
+interface Exclusive {
+  readonly arena: number
+  readonly offset: number
+  readonly generation: number
+  readonly buffer: ArrayBuffer
+  live: boolean
+}
+
+type Tagged = { [STATE]?: number | Exclusive; [REGISTERED]?: true }
+
+/** This thread's scratch slots written by the native hot path. */
+let scratchCache: Float64Array | undefined
+function scratch(): Float64Array {
+  return (scratchCache ??= new Float64Array(native.scratch()))
+}
+
+// ---- reclaiming views that are never freed ----------------------------------------------
+// Registering every view with a FinalizationRegistry costs ~280 ns, ten times a view. So a
+// new view is only remembered; at the next event-loop turn (or after PENDING_MAX views),
+// the ones still live are registered. A view freed in the same turn never pays for it.
+const PENDING_MAX = 4096
+const pendingViews: (ArrayBufferView | undefined)[] = []
+const pendingArenas: number[] = []
+let pendingCount = 0
+let flushScheduled = false
+
+const viewReclaimer = new FinalizationRegistry<[number, number, number]>(([arena, offset, generation]) => {
+  native.viewFree(arena, offset, generation)
+})
+
+function flushPendingViews(): void {
+  flushScheduled = false
+  for (let i = 0; i < pendingCount; i++) {
+    const view = pendingViews[i] as ArrayBufferView & Tagged
+    pendingViews[i] = undefined
+    const generation = view[STATE]
+    if (typeof generation === 'number' && generation !== FREED) {
+      viewReclaimer.register(view, [pendingArenas[i], view.byteOffset, generation], view)
+      view[REGISTERED] = true
+    }
+  }
+  pendingCount = 0
+}
+
+function rememberView(view: ArrayBufferView, arena: number): void {
+  pendingViews[pendingCount] = view
+  pendingArenas[pendingCount] = arena
+  if (++pendingCount >= PENDING_MAX) {
+    flushPendingViews()
+  } else if (!flushScheduled) {
+    flushScheduled = true
+    setImmediate(flushPendingViews).unref()
+  }
+}
+
+// Arenas whose `Arena` object was collected give up the registry's handle (the memory stays
+// mapped while any buffer or view still reaches it).
+const arenaReclaimer = new FinalizationRegistry<number>((id) => native.arenaRelease(id))
+
+function zeroOption(options: AllocOptions | undefined): number {
+  if (options === undefined) return 0
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
+  const zero = options.zero
+  if (zero === undefined) return 0
+  if (typeof zero !== 'boolean') throw invalidArgType('options.zero', 'of type boolean', zero)
+  return zero ? 1 : 0
+}
+
+function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number | undefined {
+  const value = options[key]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number') throw invalidArgType(`options.${key}`, 'of type number', value)
+  return value
+}
+
+const LAZY = -1
+
+/**
+ * An arena: a pre-mapped region of memory with size classes, per-thread caches and a
+ * shared central pool, handing out memory as `ArrayBuffer`s and typed arrays.
+ *
+ * - {@link Arena.alloc} / {@link Arena.array}: **exclusive** buffers. Each has its own
+ *   external `ArrayBuffer` over exactly its block; {@link Arena.free} detaches it
+ *   (`byteLength` 0 afterwards), so JavaScript can never reach the memory once freed.
+ *   A buffer that is never freed is returned when it is garbage-collected.
+ * - {@link Arena.view}: the **fast path**. A typed array over this thread's window onto the
+ *   whole arena (one `ArrayBuffer` per thread, created once). Like `Buffer.allocUnsafe`'s
+ *   pool, a freed view still aliases memory that may be handed out again: stop using a
+ *   view once freed, and never write through `view.buffer` outside the view.
+ *
+ * Each thread (the main thread and every `worker_threads` Worker) allocates through its
+ * own thread cache automatically. An `Arena` object belongs to the thread that created
+ * it; its memory is returned when that thread exits.
+ */
+export class Arena {
+  private id: number
+  private window: ArrayBuffer | undefined
+  private limit: number
+
+  /**
+   * Reserves a new arena.
+   *
+   * @param options - sizes and alignment; every field is optional.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` or one of its fields has the wrong type.
+   * @throws {AllocatorError} `ERR_INVALID_CONFIG` when a field is out of range (arenaSize 0 or
+   *   not an integer, alignment not a power of two in 64…4096, …).
+   */
+  constructor(options?: ArenaOptions) {
+    this.window = undefined
+    if ((options as unknown) === LAZY_DEFAULT) {
+      this.id = LAZY
+      this.limit = 0
+      return
+    }
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw invalidArgType('options', 'of type object', options)
+    }
+    const o = options ?? {}
+    const args = [
+      optionalNumber(o, 'arenaSize'),
+      optionalNumber(o, 'alignment'),
+      optionalNumber(o, 'refillTargetBytes'),
+      optionalNumber(o, 'localCacheTargetBytes'),
+    ] as const
+    try {
+      this.id = native.arenaCreate(...args)
+    } catch (error) {
+      throw fromNative(error)
+    }
+    this.limit = native.arenaInfo(this.id)[0]
+    arenaReclaimer.register(this, this.id)
+  }
+
+  /** Resolves the lazily created default arena. */
+  private resolve(): number {
+    if (this.id === LAZY) {
+      try {
+        this.id = native.arenaDefault()
+      } catch (error) {
+        throw fromNative(error)
+      }
+      this.limit = native.arenaInfo(this.id)[0]
+    }
+    return this.id
+  }
+
+  /** Usable bytes of the arena. */
+  get arenaSize(): number {
+    this.resolve()
+    return this.limit
+  }
+
+  /** Alignment of every buffer and view start. */
+  get alignment(): number {
+    return native.arenaInfo(this.resolve())[1]
+  }
+
+  private checkBytes(bytes: number, name: string): void {
+    if (bytes > this.limit) throw outOfRange(name, `at most the arena size (${this.limit} bytes)`, bytes)
+  }
+
+  private failure(result: number, requested: number): AllocatorError {
+    return nativeFailure(result, requested, scratch()[1])
+  }
+
+  /**
+   * An exclusive `ArrayBuffer` of exactly `byteLength` bytes over arena memory.
+   *
+   * @param byteLength - size in bytes; 0 gives an empty buffer that can be freed once.
+   * @param options - `{ zero: true }` to zero-fill.
+   * @returns an external ArrayBuffer, exclusively yours until {@link Arena.free}.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a non-number `byteLength` or bad options.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` for a negative, fractional, unsafe or larger-than-the-arena size.
+   * @throws {AllocatorError} `ERR_OUT_OF_MEMORY` (with `requested`, `available`), or
+   *   `ERR_EXTERNAL_BUFFERS_UNSUPPORTED` where the runtime refuses external buffers.
+   */
+  alloc(byteLength: number, options?: AllocOptions): ArrayBuffer {
+    checkCount(byteLength, 'byteLength')
+    const zero = zeroOption(options)
+    const id = this.resolve()
+    this.checkBytes(byteLength, 'byteLength')
+    return this.exclusive(id, byteLength, zero).buffer
+  }
+
+  private exclusive(id: number, byteLength: number, zero: number): Exclusive {
+    const result = native.allocExclusive(id, byteLength, zero)
+    if (typeof result === 'number') throw this.failure(result, byteLength)
+    const s = scratch()
+    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, live: true }
+    ;(result as ArrayBuffer & Tagged)[STATE] = state
+    return state
+  }
+
+  /**
+   * A typed array of `length` elements over its own exclusive buffer (`byteOffset` 0).
+   *
+   * @param dtype - element type: int8, uint8, uint8clamped, int16, uint16, int32, uint32,
+   *   float32, float64, bigint64 or biguint64.
+   * @param length - number of elements.
+   * @param options - `{ zero: true }` to zero-fill.
+   * @throws {TypeError} `ERR_INVALID_ARG_VALUE` for an unknown dtype; `ERR_INVALID_ARG_TYPE` as for {@link Arena.alloc}.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` as for {@link Arena.alloc}.
+   * @throws {AllocatorError} as for {@link Arena.alloc}.
+   */
+  array<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
+    const Ctor = constructorOf(dtype)
+    checkCount(length, 'length')
+    const zero = zeroOption(options)
+    const id = this.resolve()
+    this.checkBytes(length * Ctor.BYTES_PER_ELEMENT, 'length')
+    const state = this.exclusive(id, length * Ctor.BYTES_PER_ELEMENT, zero)
+    const array = new Ctor(state.buffer, 0, length) as TypedArrayOf<D> & Tagged
+    array[STATE] = state
+    return array
+  }
+
+  /**
+   * A typed array of `length` elements over this thread's window onto the arena: the fast
+   * path (one native call). The view's `buffer` is the shared window, not an exclusive
+   * buffer: after {@link Arena.free} the view may alias memory handed out again, as
+   * `Buffer.allocUnsafe` slices alias its pool. A view that is never freed is reclaimed
+   * after it is garbage-collected.
+   *
+   * @param dtype - element type (see {@link Arena.array}).
+   * @param length - number of elements.
+   * @param options - `{ zero: true }` to zero-fill.
+   * @throws {TypeError} as for {@link Arena.array}.
+   * @throws {RangeError} as for {@link Arena.array}.
+   * @throws {AllocatorError} `ERR_OUT_OF_MEMORY`, or `ERR_EXTERNAL_BUFFERS_UNSUPPORTED` /
+   *   `ERR_VIEW_UNSUPPORTED` when the runtime cannot expose the arena as one ArrayBuffer
+   *   (Node 20 limits external buffers to 4 GiB).
+   */
+  view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
+    const Ctor = constructorOf(dtype)
+    checkCount(length, 'length')
+    const zero = zeroOption(options)
+    const id = this.resolve()
+    const bytes = length * Ctor.BYTES_PER_ELEMENT
+    this.checkBytes(bytes, 'length')
+    const window = this.window ?? this.openWindow(id)
+    const offset = native.viewAlloc(id, bytes, zero)
+    if (offset < 0) throw this.failure(offset, bytes)
+    const view = new Ctor(window, offset, length) as TypedArrayOf<D> & Tagged
+    view[STATE] = scratchCache![0]
+    rememberView(view, id)
+    return view
+  }
+
+  private openWindow(id: number): ArrayBuffer {
+    scratch()
+    try {
+      this.window = native.viewWindow(id)
+    } catch (error) {
+      const converted = fromNative(error)
+      if (converted instanceof AllocatorError) throw converted
+      throw allocatorError('ERR_VIEW_UNSUPPORTED', error instanceof Error ? error.message : String(error))
+    }
+    return this.window
+  }
+
+  /**
+   * Frees what {@link Arena.alloc}, {@link Arena.array} or {@link Arena.view} returned.
+   * An exclusive buffer is detached (its `byteLength` becomes 0); its block is reusable at
+   * once.
+   *
+   * @param allocation - the ArrayBuffer or typed array the arena handed out.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `allocation` is not an object.
+   * @throws {AllocatorError} `ERR_NOT_OWNED` for anything this arena did not hand out (a
+   *   Buffer, a plain ArrayBuffer, a subarray or DataView of an arena buffer, another
+   *   arena's buffer): nothing is detached. `ERR_DOUBLE_FREE` when it was freed already.
+   */
+  free(allocation: ArenaAllocation): void {
+    if (typeof allocation !== 'object' || allocation === null) {
+      throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
+    }
+    const tagged = allocation as ArenaAllocation & Tagged
+    const state = tagged[STATE]
+    if (typeof state === 'number') {
+      const view = tagged as ArrayBufferView & Tagged
+      if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
+      if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
+      const result = native.viewFree(this.id, view.byteOffset, state)
+      if (result !== 0) throw this.failure(result, 0)
+      view[STATE] = FREED
+      if (view[REGISTERED] === true) viewReclaimer.unregister(view)
+      return
+    }
+    if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
+    if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
+    const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer)
+    if (result !== 0) throw this.failure(result, 0)
+    state.live = false
+  }
+
+  /**
+   * Whether `allocation` is a live buffer, array or view handed out by this arena (in
+   * this thread).
+   *
+   * @param allocation - any value.
+   */
+  owns(allocation: unknown): boolean {
+    if (typeof allocation !== 'object' || allocation === null) return false
+    const state = (allocation as Tagged)[STATE]
+    if (typeof state === 'number') {
+      return state !== FREED && this.window !== undefined && (allocation as ArrayBufferView).buffer === this.window
+    }
+    return state !== undefined && state.arena === this.id && state.live
+  }
+
+  /** A snapshot of the arena's statistics (all threads). */
+  stats(): ArenaStats {
+    return toArenaStats(native.arenaStats(this.resolve()))
+  }
+
+  /**
+   * Returns idle memory to the OS: fully free slabs go back to the shared span heap and
+   * free spans are released with `madvise`. Blocks held by thread caches stay (flush them
+   * with {@link ThreadCache.flush}).
+   *
+   * @returns bytes released.
+   */
+  trim(): number {
+    return native.arenaTrim(this.resolve())
+  }
+
+  /**
+   * The calling thread's cache for this arena.
+   *
+   * @returns a handle: `stats()`, `flush()`, `[Symbol.dispose]()` (flushes).
+   */
+  threadCache(): ThreadCache {
+    return new ThreadCache(this.resolve())
+  }
+}
+
+/** Marker for the lazily created default arena. @internal */
+export const LAZY_DEFAULT: ArenaOptions = Object.freeze({})

@@ -1,0 +1,37 @@
+/** Typed-array constructors by dtype name. */
+export const DTYPES = Object.freeze({
+  int8: Int8Array,
+  uint8: Uint8Array,
+  uint8clamped: Uint8ClampedArray,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
+  bigint64: BigInt64Array,
+  biguint64: BigUint64Array,
+} as const)
+
+/** Element type names accepted by `array` and `view`. */
+export type DType = keyof typeof DTYPES
+
+/** The typed array `array`/`view` return for a dtype. */
+export type TypedArrayOf<D extends DType> = InstanceType<(typeof DTYPES)[D]>
+
+/** Any typed array constructor of {@link DTYPES}. @internal */
+export type TypedArrayConstructor = (typeof DTYPES)[DType]
+
+const hasOwn = Object.prototype.hasOwnProperty
+
+/**
+ * The constructor for `dtype`. @internal
+ * @throws {TypeError} `ERR_INVALID_ARG_VALUE` for an unknown dtype.
+ */
+export function constructorOf(dtype: unknown): TypedArrayConstructor {
+  if (typeof dtype === 'string' && hasOwn.call(DTYPES, dtype)) return DTYPES[dtype as DType]
+  const error = new TypeError(
+    `The "dtype" argument must be one of ${Object.keys(DTYPES).join(', ')}. Received ${String(dtype)}`,
+  )
+  throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const })
+}

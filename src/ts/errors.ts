@@ -1,0 +1,133 @@
+/** Codes of {@link AllocatorError}. */
+export type AllocatorErrorCode =
+  | 'ERR_OUT_OF_MEMORY'
+  | 'ERR_NOT_OWNED'
+  | 'ERR_DOUBLE_FREE'
+  | 'ERR_CORRUPT_HEADER'
+  | 'ERR_INVALID_CONFIG'
+  | 'ERR_EXTERNAL_BUFFERS_UNSUPPORTED'
+  | 'ERR_INVALID_SIZE'
+  | 'ERR_UNKNOWN_ARENA'
+  | 'ERR_THREAD_STATE_UNAVAILABLE'
+  | 'ERR_VIEW_UNSUPPORTED'
+
+/** Extra fields of an {@link AllocatorError}. */
+export interface AllocatorErrorDetails {
+  /** Bytes requested (out-of-memory errors). */
+  readonly requested?: number
+  /** Bytes the arena could still supply, not necessarily contiguous (out-of-memory errors). */
+  readonly available?: number
+}
+
+/**
+ * An error of the allocator itself (as opposed to a `TypeError`/`RangeError` for a bad
+ * argument). `code` says which; the allocator and the process keep working after any of
+ * them.
+ */
+export class AllocatorError extends Error {
+  /** Stable error code. */
+  readonly code: AllocatorErrorCode
+  /** Bytes requested, for `ERR_OUT_OF_MEMORY`. */
+  readonly requested?: number
+  /** Bytes still available, for `ERR_OUT_OF_MEMORY`. */
+  readonly available?: number
+
+  /**
+   * @param code - the error code.
+   * @param message - human-readable description.
+   * @param details - `requested`/`available` for out-of-memory errors.
+   */
+  constructor(code: AllocatorErrorCode, message: string, details: AllocatorErrorDetails = {}) {
+    super(message)
+    this.name = 'AllocatorError'
+    this.code = code
+    if (details.requested !== undefined) this.requested = details.requested
+    if (details.available !== undefined) this.available = details.available
+  }
+}
+
+/** Native numeric codes (src/codes.rs), index = code. @internal */
+const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = [
+  undefined,
+  'ERR_OUT_OF_MEMORY',
+  'ERR_NOT_OWNED',
+  'ERR_DOUBLE_FREE',
+  'ERR_CORRUPT_HEADER',
+  'ERR_INVALID_CONFIG',
+  'ERR_EXTERNAL_BUFFERS_UNSUPPORTED',
+  'ERR_INVALID_SIZE',
+  'ERR_UNKNOWN_ARENA',
+  'ERR_THREAD_STATE_UNAVAILABLE',
+]
+
+const MESSAGES: Record<AllocatorErrorCode, string> = {
+  ERR_OUT_OF_MEMORY: 'arena out of memory',
+  ERR_NOT_OWNED: 'not a buffer, array or view handed out by this arena',
+  ERR_DOUBLE_FREE: 'already freed',
+  ERR_CORRUPT_HEADER: 'the block header was overwritten',
+  ERR_INVALID_CONFIG: 'invalid arena options',
+  ERR_EXTERNAL_BUFFERS_UNSUPPORTED:
+    'this runtime does not allow external ArrayBuffers (V8 sandbox, e.g. Electron): tensor-arena cannot expose arena memory here',
+  ERR_INVALID_SIZE: 'invalid size',
+  ERR_UNKNOWN_ARENA: 'this arena no longer exists',
+  ERR_THREAD_STATE_UNAVAILABLE: "this thread's allocator state is unavailable (thread shutting down)",
+  ERR_VIEW_UNSUPPORTED: 'this runtime cannot create a window over the whole arena',
+}
+
+/** The error for a negative native result `-code`. @internal */
+export function nativeFailure(result: number, requested?: number, available?: number): AllocatorError {
+  const code = NATIVE_CODES[-result] ?? 'ERR_INVALID_SIZE'
+  if (code === 'ERR_OUT_OF_MEMORY') {
+    return new AllocatorError(
+      code,
+      `arena out of memory: requested ${requested} bytes, ${available} bytes available`,
+      { requested, available },
+    )
+  }
+  return new AllocatorError(code, MESSAGES[code])
+}
+
+/** An `AllocatorError` with the default message for `code`. @internal */
+export function allocatorError(code: AllocatorErrorCode, detail?: string): AllocatorError {
+  return new AllocatorError(code, detail === undefined ? MESSAGES[code] : `${MESSAGES[code]}: ${detail}`)
+}
+
+/** Converts an error thrown by a cold native call (plain `Error` with a string code). @internal */
+export function fromNative(error: unknown): unknown {
+  if (error instanceof Error && typeof (error as { code?: unknown }).code === 'string') {
+    const code = (error as unknown as { code: string }).code
+    if (code in MESSAGES) return new AllocatorError(code as AllocatorErrorCode, error.message)
+  }
+  return error
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'function') return `function ${value.name}`
+  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
+  if (typeof value === 'bigint') return `type bigint (${value}n)`
+  return `type ${typeof value} (${JSON.stringify(value) ?? String(value)})`
+}
+
+/** Node-style `TypeError` with code `ERR_INVALID_ARG_TYPE`. @internal */
+export function invalidArgType(name: string, expected: string, value: unknown): TypeError {
+  const error = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(value)}`)
+  return Object.assign(error, { code: 'ERR_INVALID_ARG_TYPE' as const })
+}
+
+/** Node-style `RangeError` with code `ERR_OUT_OF_RANGE`. @internal */
+export function outOfRange(name: string, rule: string, value: unknown): RangeError {
+  const error = new RangeError(`The value of "${name}" is out of range. It must be ${rule}. Received ${String(value)}`)
+  return Object.assign(error, { code: 'ERR_OUT_OF_RANGE' as const })
+}
+
+/**
+ * Checks a byte or element count: a number (else `TypeError`), a non-negative safe
+ * integer (else `RangeError`). Never coerces or truncates. @internal
+ */
+export function checkCount(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
+  if (!Number.isSafeInteger(value) || value < 0) throw outOfRange(name, 'a non-negative safe integer', value)
+  return value
+}

@@ -1,0 +1,62 @@
+/**
+ * tensor-arena: an arena allocator for Node.js tensor pipelines.
+ *
+ * @packageDocumentation
+ */
+import { Arena, LAZY_DEFAULT, type AllocOptions, type ArenaAllocation } from './arena.js'
+import type { DType, TypedArrayOf } from './dtypes.js'
+import type { ArenaStats } from './stats.js'
+
+export { Arena } from './arena.js'
+export type { AllocOptions, ArenaAllocation, ArenaOptions } from './arena.js'
+export { AllocatorError } from './errors.js'
+export type { AllocatorErrorCode, AllocatorErrorDetails } from './errors.js'
+export { DTYPES } from './dtypes.js'
+export type { DType, TypedArrayOf } from './dtypes.js'
+export { MAX_SMALL_SIZE, SIZE_CLASS_BYTES, SizeClass, sizeClassOf } from './size-class.js'
+export { ARENA_STAT_FIELDS } from './stats.js'
+export type { ArenaStats, ClassStats, ThreadCacheStats } from './stats.js'
+export { ThreadCache } from './thread-cache.js'
+
+/**
+ * The process-wide default arena (default options), created on first use. Its memory is
+ * shared by the main thread and every worker; each thread allocates through its own cache.
+ */
+export const defaultArena: Arena = new Arena(LAZY_DEFAULT)
+
+/**
+ * `defaultArena.alloc`: an exclusive ArrayBuffer of `byteLength` bytes.
+ * @throws see {@link Arena.alloc}
+ */
+export function alloc(byteLength: number, options?: AllocOptions): ArrayBuffer {
+  return defaultArena.alloc(byteLength, options)
+}
+
+/**
+ * `defaultArena.array`: a typed array over its own exclusive buffer.
+ * @throws see {@link Arena.array}
+ */
+export function array<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
+  return defaultArena.array(dtype, length, options)
+}
+
+/**
+ * `defaultArena.view`: a typed array over this thread's window (the fast path).
+ * @throws see {@link Arena.view}
+ */
+export function view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
+  return defaultArena.view(dtype, length, options)
+}
+
+/**
+ * `defaultArena.free`.
+ * @throws see {@link Arena.free}
+ */
+export function free(allocation: ArenaAllocation): void {
+  defaultArena.free(allocation)
+}
+
+/** `defaultArena.stats()`. */
+export function stats(): ArenaStats {
+  return defaultArena.stats()
+}

@@ -1,0 +1,41 @@
+// The native addon (dist/tensor-arena.<platform>.node, loaded by the generated
+// dist/binding.cjs). Raw hot-path callbacks are not in the generated types, so the whole
+// surface is declared here once.
+
+/** A stats snapshot as the addon builds it (camelCase field names). @internal */
+export type RawStats = Record<string, number> & { classes: Record<string, number>[] }
+
+/** One thread cache's stats as the addon builds it. @internal */
+export type RawThreadCacheStats = Record<string, number> & { classBlocks: number[] }
+
+/** The typed interface over the raw native functions. @internal */
+export interface Native {
+  /** This thread's window ArrayBuffer over arena `id` (created once per thread). */
+  viewWindow(id: number): ArrayBuffer
+  /** Arena offset of a new block (generation in scratch[0]), or a negative code. */
+  viewAlloc(id: number, byteLength: number, zero: number): number
+  /** 0, or a negative code. */
+  viewFree(id: number, offset: number, generation: number): number
+  /** This thread's scratch: 4 × f64 the hot path reports side values in. */
+  scratch(): ArrayBuffer
+  /** An exclusive external ArrayBuffer (generation in scratch[0], offset in scratch[2]), or a negative code. */
+  allocExclusive(id: number, byteLength: number, zero: number): ArrayBuffer | number
+  /** Frees and detaches an exclusive buffer: 0, or a negative code. */
+  freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer): number
+  arenaCreate(arenaSize?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
+  arenaDefault(): number
+  arenaRelease(id: number): void
+  arenaStats(id: number): RawStats
+  statFields(): string[][]
+  arenaTrim(id: number): number
+  /** `[arenaSize, alignment, base address]`. */
+  arenaInfo(id: number): number[]
+  threadCacheStats(id: number): RawThreadCacheStats
+  threadCacheFlush(id: number): void
+  sizeClassTable(): number[]
+  nativeSizeClassOf(bytes: number): number
+}
+
+/** The loaded addon. @internal */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const native: Native = require('./binding.cjs') as Native

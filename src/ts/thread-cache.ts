@@ -1,0 +1,39 @@
+import { fromNative } from './errors.js'
+import { native } from './native.js'
+import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
+
+/**
+ * The calling thread's cache for one arena (see `Arena.threadCache()`). Every thread gets
+ * one automatically on first use; this handle only inspects and flushes it.
+ */
+export class ThreadCache {
+  private readonly arena: number
+
+  /** @internal */
+  constructor(arena: number) {
+    this.arena = arena
+  }
+
+  /** Free blocks this thread's cache holds, per size class. */
+  stats(): ThreadCacheStats {
+    try {
+      return toThreadCacheStats(native.threadCacheStats(this.arena))
+    } catch (error) {
+      throw fromNative(error)
+    }
+  }
+
+  /** Hands every cached block back to the central pool (visible to other threads). */
+  flush(): void {
+    try {
+      native.threadCacheFlush(this.arena)
+    } catch (error) {
+      throw fromNative(error)
+    }
+  }
+
+  /** Flushes the cache: `using cache = arena.threadCache()` flushes at scope exit. */
+  [Symbol.dispose](): void {
+    this.flush()
+  }
+}
