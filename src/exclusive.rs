@@ -91,21 +91,18 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(
     // arena stays mapped while the hint's allocator handle lives.
     match unsafe { external::create(env, a.ptr.as_ptr(), len, Some(finalize), hint.cast()) } {
         External::Created(value) => value,
-        outcome => {
-            // SAFETY: not created, so `finalize` never runs: the hint is ours; free the block.
+        External::Refused => {
+            // SAFETY: refused up front, so `finalize` never runs: the hint is ours.
             let hint = unsafe { Box::from_raw(hint) };
             // SAFETY: nothing else holds this block.
             let _ = unsafe {
                 hint.allocator
                     .deallocate_uncached(hint.ptr, Some(hint.generation))
             };
-            match outcome {
-                External::Refused => {
-                    unsafe_number(env, Code::ExternalBuffersUnsupported.as_return())
-                }
-                _ => ptr::null_mut(),
-            }
+            unsafe_number(env, Code::ExternalBuffersUnsupported.as_return())
         }
+        // `finalize` may have run already (and freed the block): leave the hint alone.
+        External::Failed => ptr::null_mut(),
     }
 }
 

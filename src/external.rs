@@ -22,7 +22,10 @@ pub(crate) enum External {
     Created(sys::napi_value),
     /// `napi_no_external_buffers_allowed`: nothing was created, the finalizer will never run.
     Refused,
-    /// Any other failure; an exception may be pending. The finalizer will never run.
+    /// Any other failure; an exception may be pending. Whether the finalizer ran is
+    /// unknown: Node 20's `node::Buffer::New` calls it itself when the length exceeds
+    /// `buffer.constants.MAX_LENGTH`. The caller must not touch `hint` again (the
+    /// TypeScript layer checks that limit first, so this is not expected to happen).
     Failed,
 }
 

@@ -39,18 +39,17 @@ pub(crate) unsafe extern "C" fn view_window(
     // one, released by `release_window` when the window is collected.
     match unsafe { external::create(env, base as *mut u8, len, Some(release_window), hint) } {
         External::Created(value) => value,
-        outcome => {
-            // SAFETY: not created, so the finalizer never runs: the hint is still ours.
+        External::Refused => {
+            // SAFETY: refused up front, so the finalizer never runs: the hint is still ours.
             drop(unsafe { Box::from_raw(hint.cast::<Allocator>()) });
-            match outcome {
-                External::Refused => raw::throw_error(
-                    env,
-                    c"ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
-                    c"this runtime does not allow external ArrayBuffers (V8 sandbox): tensor-arena cannot expose arena memory here",
-                ),
-                _ => ptr::null_mut(),
-            }
+            raw::throw_error(
+                env,
+                c"ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
+                c"this runtime does not allow external ArrayBuffers (V8 sandbox): tensor-arena cannot expose arena memory here",
+            )
         }
+        // The finalizer may have run already: leave the hint alone (see `External::Failed`).
+        External::Failed => ptr::null_mut(),
     }
 }
 

@@ -1,3 +1,5 @@
+import { constants as bufferConstants } from 'node:buffer'
+
 import { constructorOf, type DType, type TypedArrayOf } from './dtypes.js'
 import {
   AllocatorError,
@@ -133,6 +135,8 @@ function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number 
 }
 
 const LAZY = -1
+/** Largest ArrayBuffer this Node version creates (4 GiB on Node 20). */
+const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
 
 /**
  * An arena: a pre-mapped region of memory with size classes, per-thread caches and a
@@ -216,6 +220,9 @@ export class Arena {
 
   private checkBytes(bytes: number, name: string): void {
     if (bytes > this.limit) throw outOfRange(name, `at most the arena size (${this.limit} bytes)`, bytes)
+    if (bytes > MAX_EXTERNAL_BYTES) {
+      throw outOfRange(name, `at most buffer.constants.MAX_LENGTH (${MAX_EXTERNAL_BYTES} bytes)`, bytes)
+    }
   }
 
   private failure(result: number, requested: number): AllocatorError {
@@ -307,6 +314,12 @@ export class Arena {
 
   private openWindow(id: number): ArrayBuffer {
     scratch()
+    if (this.limit > MAX_EXTERNAL_BYTES) {
+      throw allocatorError(
+        'ERR_VIEW_UNSUPPORTED',
+        `this Node version caps ArrayBuffers at ${MAX_EXTERNAL_BYTES} bytes and the arena has ${this.limit}; use alloc()/array(), a smaller arena, or Node >= 22`,
+      )
+    }
     try {
       this.window = native.viewWindow(id)
     } catch (error) {
