@@ -54,7 +54,7 @@ pub(crate) unsafe fn number_arg(env: sys::napi_env, value: sys::napi_value) -> O
 pub(crate) unsafe fn index_arg(env: sys::napi_env, value: sys::napi_value) -> Option<usize> {
     // SAFETY: forwarded.
     let x = unsafe { number_arg(env, value) }?;
-    (x >= 0.0 && x <= 9_007_199_254_740_991.0 && x.fract() == 0.0).then_some(x as usize)
+    ((0.0..=9_007_199_254_740_991.0).contains(&x) && x.fract() == 0.0).then_some(x as usize)
 }
 
 /// A new JS number.

@@ -240,8 +240,8 @@ impl Allocator {
         let counters = &cache.shared.counters;
         bump(&counters.allocations, 1);
         bump(&counters.allocated_bytes, size as u64);
-        // SAFETY: a header address plus 64 is never null.
         Allocation {
+            // SAFETY: a header address plus 64 is never null.
             ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
             generation,
         }
@@ -507,8 +507,8 @@ impl Allocator {
             // guarantees nobody uses it any more. The free re-checks it is still live.
             let requested = unsafe { (*block).requested } as usize;
             let ptr = user_of(block);
-            // SAFETY: as above.
             if let Some(ptr) = NonNull::new(ptr)
+                // SAFETY: as above.
                 && unsafe { self.deallocate_uncached(ptr, None) }.is_ok()
             {
                 freed += 1;

@@ -133,8 +133,8 @@ impl Inner {
                 header::live(header::check(self.secret, block, LARGE_CLASS)),
             );
         }
-        // SAFETY: a header address plus 64 is never null.
         Ok(Allocation {
+            // SAFETY: a header address plus 64 is never null.
             ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
             generation,
         })
