@@ -57,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) geo: [ClassGeometry; NUM_CLASSES],
     pub(crate) central: Box<[CentralClass]>,
     pub(crate) pages: Mutex<Pages>,
+    pub(crate) handoffs: Mutex<crate::handoff::Handoffs>,
     pub(crate) epoch: AtomicU64,
     pub(crate) caches: Mutex<Vec<Arc<CacheShared>>>,
     /// Counters of unbound caches and of cacheless frees.
@@ -116,6 +117,7 @@ impl Allocator {
                 geo,
                 central,
                 pages: Mutex::new(Pages::default()),
+                handoffs: Mutex::new(crate::handoff::Handoffs::default()),
                 epoch: AtomicU64::new(0),
                 caches: Mutex::new(Vec::new()),
                 retired: Counters::default(),
@@ -231,6 +233,7 @@ impl Allocator {
             (*block).generation = generation;
             (*block).requested = size as u64;
             (*block).owner = cache.id;
+            (*block).holder = 0;
             header::set_state(
                 block,
                 header::live(header::check(self.inner.secret, block, c as u8)),
@@ -496,7 +499,7 @@ impl Allocator {
             let pages = lock(&self.inner.pages);
             for header in pages.large.headers() {
                 // SAFETY: registry keys are headers of live large allocations.
-                if unsafe { (*(header as *const Header)).owner } == cache.id {
+                if unsafe { header::held_by(header as *const Header, cache.id) } {
                     blocks.push(header as *mut Header);
                 }
             }

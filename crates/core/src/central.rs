@@ -316,14 +316,14 @@ impl ClassPool {
 }
 
 impl ClassPool {
-    /// Appends every live block whose header names `owner` as its owner cache.
+    /// Appends every live block that the cache `owner` holds (see `header::held_by`).
     pub(crate) fn live_owned_by(&self, owner: u64, out: &mut Vec<*mut Header>) {
         for slab in self.slabs.iter().filter(|s| s.active) {
             for i in 0..slab.fresh as usize {
                 let block = (slab.first + i * self.geo.stride) as *mut Header;
                 let live = header::live(header::check(self.secret, block, self.class));
                 // SAFETY: blocks below `fresh` are initialised headers inside the slab's span.
-                if unsafe { header::state(block) == live && (*block).owner == owner } {
+                if unsafe { header::state(block) == live && header::held_by(block, owner) } {
                     out.push(block);
                 }
             }

@@ -9,7 +9,9 @@
 //! 24       8    owner       id of the thread cache that handed the block out
 //! 32       1    class       size-class index, or LARGE_CLASS
 //! 36       4    slab        index of the block's slab in its class's central pool
-//! 40      24    reserved
+//! 40       8    holder      0: the owner holds it; else the cache that received it in a
+//!                           hand-off, or IN_FLIGHT while a hand-off is pending
+//! 48      16    reserved
 //! ```
 //!
 //! The state word binds the header to its own address, its class and a per-allocator
@@ -21,6 +23,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bytes of header before every user pointer.
 pub const HEADER_SIZE: usize = 64;
+/// `holder` of a block handed off to another thread and not yet received.
+pub(crate) const IN_FLIGHT: u64 = u64::MAX;
 /// `class` value of a large allocation.
 pub(crate) const LARGE_CLASS: u8 = u8::MAX;
 
@@ -38,7 +42,8 @@ pub(crate) struct Header {
     pub(crate) class: u8,
     _pad: [u8; 3],
     pub(crate) slab: u32,
-    _reserved: [u64; 3],
+    pub(crate) holder: u64,
+    _reserved: [u64; 2],
 }
 
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
@@ -91,7 +96,8 @@ pub(crate) unsafe fn initialize(
         class,
         _pad: [0; 3],
         slab,
-        _reserved: [0; 3],
+        holder: 0,
+        _reserved: [0; 2],
     };
     // SAFETY: guaranteed by the caller (see above).
     unsafe { header.write(value) };
@@ -116,6 +122,18 @@ pub(crate) unsafe fn state(header: *const Header) -> u32 {
 pub(crate) unsafe fn set_state(header: *const Header, value: u32) {
     // SAFETY: as in `state`.
     unsafe { (*header).state.store(value, Ordering::Relaxed) };
+}
+
+/// Whether the thread cache `cache` holds this (live) block: it received it in a
+/// hand-off, or handed it out and never handed it off.
+///
+/// # Safety
+/// `header` must point to an initialised header in mapped arena memory.
+#[inline]
+pub(crate) unsafe fn held_by(header: *const Header, cache: u64) -> bool {
+    // SAFETY: guaranteed by the caller.
+    let (holder, owner) = unsafe { ((*header).holder, (*header).owner) };
+    holder == cache || (holder == 0 && owner == cache)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   back there, so any class, or the large path, reuses them; idle spans are returned to
 //!   the OS.
 //! - **large allocation**: a request above 16 MiB: its own span, tracked in a registry.
+//! - **hand-off**: a live block moved to another thread without copying: in flight (held
+//!   by no thread) until exactly one receiver claims it with its token.
 #![deny(missing_docs)]
 
 mod allocator;
@@ -29,6 +31,7 @@ mod config;
 mod error;
 mod global;
 mod global_alloc;
+mod handoff;
 mod header;
 mod inbox;
 mod large;
@@ -45,6 +48,7 @@ pub use config::{AllocatorConfig, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT};
 pub use error::{AllocError, FreeError, InitError};
 pub use global::{allocate, deallocate, deallocate_with_size, global_stats};
 pub use global_alloc::TensorArenaGlobalAlloc;
+pub use handoff::{HandoffError, Received};
 pub use header::HEADER_SIZE;
 pub use size_class::{CLASS_SIZES, MAX_SMALL_SIZE, NUM_CLASSES, SizeClass};
 pub use stats::{AllocatorStats, ClassStats, StatField, StatKind, ThreadCacheStats};

@@ -84,6 +84,9 @@ impl Allocator {
         s.live_bytes = clamp(allocated_bytes.wrapping_sub(freed_bytes)) + s.large_live_bytes;
         s.remote_frees_total = remote_frees;
         s.rejected_frees_total = inner.rejected.load(Ordering::Relaxed);
+        let handoffs = lock(&inner.handoffs);
+        s.in_flight_count = handoffs.len() as u64;
+        s.in_flight_bytes = handoffs.bytes() as u64;
         s
     }
 }

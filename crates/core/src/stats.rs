@@ -72,6 +72,8 @@ stat_struct! {
         live_bytes: Gauge = "Requested bytes of all live allocations.",
         large_live_allocations: Gauge = "Live large allocations.",
         large_live_bytes: Gauge = "Requested bytes of live large allocations.",
+        in_flight_count: Gauge = "Blocks handed off to another thread and not yet received.",
+        in_flight_bytes: Gauge = "Requested bytes of in_flight_count.",
         central_blocks: Gauge = "Free blocks held by the central pool, remote-free inboxes included.",
         central_bytes: Gauge = "Block bytes of central_blocks.",
         inbox_blocks: Gauge = "Blocks freed by a thread other than their owner, waiting in a class inbox.",

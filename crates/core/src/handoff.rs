@@ -1,0 +1,336 @@
+//! Hand-offs: moving a live block from one thread to another without copying.
+//!
+//! The sending thread turns a live block into an *in-flight* record and gets a token;
+//! exactly one receiver claims it with the token and becomes the block's holder. While
+//! in flight the block belongs to no thread (a thread's teardown never frees it), stays
+//! allocated and counted in the stats (`in_flight_*`), and can be reclaimed (freed) with
+//! its token.
+//!
+//! Invariants (under the hand-off lock):
+//! - one record per in-flight block; its header's `holder` is `IN_FLIGHT` and its
+//!   generation is the record's (a hand-off bumps the generation, so every handle or
+//!   finalizer of the sender's hand-out is stale from then on)
+//! - `in_flight_bytes = Σ requested` of the records
+//! - a token is `sequence << 21 | mac(sequence)`: below 2^53, so JavaScript numbers carry it
+//!   exactly; a token with a valid mac and no record was received or reclaimed already
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+
+use crate::allocator::{Allocation, Allocator, lock};
+use crate::error::FreeError;
+use crate::header::{self, Header, IN_FLIGHT, LARGE_CLASS, user_of};
+use crate::size_class::NUM_CLASSES;
+use crate::thread_cache::ThreadCache;
+
+const MAC_BITS: u32 = 21;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InFlight {
+    header: usize,
+    generation: u32,
+    requested: usize,
+}
+
+/// The in-flight records of one allocator.
+#[derive(Default)]
+pub(crate) struct Handoffs {
+    records: HashMap<u64, InFlight>,
+    next_sequence: u64,
+    bytes: usize,
+}
+
+impl Handoffs {
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) const fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Why a hand-off call failed. Nothing changed when one of these is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffError {
+    /// The block is not a live hand-out matching the given generation.
+    Free(FreeError),
+    /// The token was received (or reclaimed) already.
+    AlreadyReceived,
+    /// The token was never issued by this allocator, or the details do not match it.
+    InvalidHandle,
+}
+
+impl HandoffError {
+    /// Stable error code.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Free(e) => e.code(),
+            Self::AlreadyReceived => "ERR_ALREADY_RECEIVED",
+            Self::InvalidHandle => "ERR_INVALID_HANDLE",
+        }
+    }
+}
+
+impl std::fmt::Display for HandoffError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Free(e) => e.fmt(f),
+            Self::AlreadyReceived => f.write_str("this hand-off was received or reclaimed already"),
+            Self::InvalidHandle => f.write_str("not a hand-off issued by this allocator"),
+        }
+    }
+}
+
+impl std::error::Error for HandoffError {}
+
+/// A block claimed by a receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The block and its (new) generation.
+    pub allocation: Allocation,
+    /// The size requested at allocation.
+    pub requested: usize,
+}
+
+impl Allocator {
+    fn mac(&self, sequence: u64) -> u64 {
+        let x = (sequence ^ self.inner.secret.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (x >> 40) & ((1 << MAC_BITS) - 1)
+    }
+
+    fn check_token(&self, token: u64) -> HandoffError {
+        let sequence = token >> MAC_BITS;
+        let issued = sequence < lock(&self.inner.handoffs).next_sequence;
+        if token < (1 << 53) && issued && self.mac(sequence) == token & ((1 << MAC_BITS) - 1) {
+            HandoffError::AlreadyReceived
+        } else {
+            HandoffError::InvalidHandle
+        }
+    }
+
+    /// The header of a live block matching `generation`, or why not.
+    fn live_header(&self, ptr: NonNull<u8>, generation: u32) -> Result<*mut Header, FreeError> {
+        let block = self.inner.locate(ptr)?;
+        // SAFETY: `locate` checked the header lies inside the arena mapping.
+        let class = unsafe { (*block).class };
+        let addr = ptr.as_ptr() as usize;
+        if class as usize >= NUM_CLASSES && class != LARGE_CLASS {
+            return Err(FreeError::CorruptHeader { addr });
+        }
+        let check = header::check(self.inner.secret, block, class);
+        // SAFETY: as above.
+        let (state, current) = unsafe { (header::state(block), (*block).generation) };
+        if state == header::free(check) {
+            return Err(FreeError::DoubleFree { addr });
+        }
+        if state != header::live(check) {
+            return Err(FreeError::CorruptHeader { addr });
+        }
+        if current != generation {
+            return Err(FreeError::DoubleFree { addr });
+        }
+        Ok(block)
+    }
+
+    /// Starts a hand-off of the live block `ptr` (hand-out `generation`): the block stays
+    /// allocated but no thread holds it until [`Allocator::receive`]; the generation is
+    /// bumped, so the sender's handle is stale from now on. Returns the token.
+    ///
+    /// # Safety
+    /// The caller gives up `ptr`: nothing of the sender may use it afterwards.
+    ///
+    /// # Errors
+    /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
+    pub unsafe fn hand_off(
+        &self,
+        ptr: NonNull<u8>,
+        generation: u32,
+    ) -> Result<(u64, u32), HandoffError> {
+        let mut handoffs = lock(&self.inner.handoffs);
+        let block = self
+            .live_header(ptr, generation)
+            .map_err(HandoffError::Free)?;
+        let next = generation.wrapping_add(1);
+        // SAFETY: the block is live and the caller hands it over.
+        let requested = unsafe {
+            (*block).generation = next;
+            (*block).holder = IN_FLIGHT;
+            (*block).requested as usize
+        };
+        let sequence = handoffs.next_sequence;
+        handoffs.next_sequence += 1;
+        let token = (sequence << MAC_BITS) | self.mac(sequence);
+        handoffs.records.insert(
+            token,
+            InFlight {
+                header: block as usize,
+                generation: next,
+                requested,
+            },
+        );
+        handoffs.bytes += requested;
+        Ok((token, next))
+    }
+
+    /// Claims the in-flight block of `token`, exactly once; `cache`'s thread becomes its
+    /// holder (frees from it still go through the owner's cross-thread path).
+    ///
+    /// # Errors
+    /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
+    pub fn receive(&self, token: u64, cache: &ThreadCache) -> Result<Received, HandoffError> {
+        let record = {
+            let mut handoffs = lock(&self.inner.handoffs);
+            let record = handoffs.records.remove(&token);
+            if let Some(r) = record {
+                handoffs.bytes -= r.requested;
+            }
+            record
+        };
+        let Some(record) = record else {
+            return Err(self.check_token(token));
+        };
+        let block = record.header as *mut Header;
+        // SAFETY: in-flight blocks stay allocated; nobody else touches the holder.
+        unsafe { (*block).holder = cache.id() };
+        let ptr = user_of(block);
+        Ok(Received {
+            // SAFETY: a header address plus 64 is never null.
+            allocation: Allocation {
+                ptr: unsafe { NonNull::new_unchecked(ptr) },
+                generation: record.generation,
+            },
+            requested: record.requested,
+        })
+    }
+
+    /// The in-flight block of `token` without claiming it, to check a handle's details.
+    #[must_use]
+    pub fn in_flight(&self, token: u64) -> Option<Received> {
+        let handoffs = lock(&self.inner.handoffs);
+        handoffs.records.get(&token).map(|r| Received {
+            // SAFETY: a header address plus 64 is never null.
+            allocation: Allocation {
+                ptr: unsafe { NonNull::new_unchecked(user_of(r.header as *mut Header)) },
+                generation: r.generation,
+            },
+            requested: r.requested,
+        })
+    }
+
+    /// Frees the in-flight block of `token` (a hand-off nobody will receive). Returns its
+    /// requested size.
+    ///
+    /// # Errors
+    /// As [`Allocator::receive`].
+    pub fn reclaim(&self, token: u64) -> Result<usize, HandoffError> {
+        let record = {
+            let mut handoffs = lock(&self.inner.handoffs);
+            let record = handoffs.records.remove(&token);
+            if let Some(r) = record {
+                handoffs.bytes -= r.requested;
+            }
+            record
+        };
+        let Some(record) = record else {
+            return Err(self.check_token(token));
+        };
+        let ptr = user_of(record.header as *mut Header);
+        // SAFETY: the in-flight block is allocated and nobody holds it.
+        let freed = unsafe {
+            self.deallocate_uncached(NonNull::new_unchecked(ptr), Some(record.generation))
+        };
+        freed.map(|()| record.requested).map_err(HandoffError::Free)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AllocatorConfig;
+
+    fn setup() -> (Allocator, ThreadCache, ThreadCache) {
+        let allocator = Allocator::new(AllocatorConfig {
+            arena_size: 64 << 20,
+            ..AllocatorConfig::default()
+        })
+        .unwrap();
+        (allocator, ThreadCache::new(), ThreadCache::new())
+    }
+
+    #[test]
+    fn a_hand_off_is_received_exactly_once_and_freed_by_the_receiver_remotely() {
+        let (a, mut sender, mut receiver) = setup();
+        let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
+        // SAFETY: the sender gives the block up.
+        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        assert_eq!(
+            (a.stats().in_flight_count, a.stats().in_flight_bytes),
+            (1, 5000)
+        );
+        let got = a.receive(token, &receiver).unwrap();
+        assert_eq!(
+            (got.allocation.ptr, got.allocation.generation, got.requested),
+            (sent.ptr, generation, 5000)
+        );
+        assert_eq!(
+            a.receive(token, &receiver),
+            Err(HandoffError::AlreadyReceived)
+        );
+        assert_eq!(a.stats().in_flight_count, 0);
+        // The sender's handle is stale; the receiver frees through the inbox.
+        // SAFETY: probing with a stale generation frees nothing.
+        assert!(matches!(
+            unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) },
+            Err(FreeError::DoubleFree { .. })
+        ));
+        // SAFETY: the receiver holds the block.
+        unsafe { a.deallocate_tracked(&mut receiver, got.allocation.ptr, generation) }.unwrap();
+        let stats = a.stats();
+        assert_eq!(
+            (
+                stats.live_allocations,
+                stats.remote_frees_total,
+                stats.inbox_blocks
+            ),
+            (0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn forged_tokens_are_invalid_and_reclaim_frees_an_unreceived_block() {
+        let (a, mut sender, receiver) = setup();
+        let sent = a.allocate_tracked(&mut sender, 100).unwrap();
+        // SAFETY: the sender gives the block up.
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        assert_eq!(
+            a.receive(token ^ 1, &receiver),
+            Err(HandoffError::InvalidHandle)
+        );
+        assert_eq!(
+            a.receive(token + (1 << 30), &receiver),
+            Err(HandoffError::InvalidHandle)
+        );
+        assert_eq!(a.reclaim(token), Ok(100));
+        assert_eq!(a.reclaim(token), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn a_senders_teardown_does_not_free_what_it_handed_off() {
+        let (a, mut sender, receiver) = setup();
+        let sent = a.allocate_tracked(&mut sender, 64).unwrap();
+        let kept = a.allocate_tracked(&mut sender, 64).unwrap();
+        // SAFETY: the sender gives the block up.
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        // SAFETY: the sender is going away.
+        assert_eq!(unsafe { a.free_all_owned_by(&sender) }, (1, 64));
+        let got = a.receive(token, &receiver).unwrap();
+        // The receiver's teardown frees it.
+        // SAFETY: the receiver is going away.
+        assert_eq!(unsafe { a.free_all_owned_by(&receiver) }, (1, 64));
+        assert_ne!(got.allocation.ptr, kept.ptr);
+        assert_eq!(a.stats().live_allocations, 0);
+    }
+}
