@@ -9,7 +9,7 @@ use crate::arena::Arena;
 use crate::central::{Chain, ClassPool, FreedSlab};
 use crate::config::{AllocatorConfig, ClassGeometry};
 use crate::error::{AllocError, FreeError, InitError};
-use crate::header::{self, HEADER_SIZE, Header, user_of};
+use crate::header::{self, HEADER_SIZE, Header, user_of, user_ptr};
 use crate::inbox::Inbox;
 use crate::os;
 use crate::pages::Pages;
@@ -244,8 +244,7 @@ impl Allocator {
         bump(&counters.allocations, 1);
         bump(&counters.allocated_bytes, size as u64);
         Allocation {
-            // SAFETY: a header address plus 64 is never null.
-            ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
+            ptr: user_ptr(block),
             generation,
         }
     }
@@ -725,9 +724,10 @@ mod tests {
         assert_eq!(bytes, 64 + 5000 + 70_000 + (3 << 20) + (20 << 20));
         let after = allocator.stats();
         assert_eq!(after.live_allocations, before.live_allocations - 5);
-        // SAFETY: `kept[1]` was freed above.
+        // SAFETY: `kept[1]` was freed above; a rejected free touches nothing.
+        let again = unsafe { allocator.deallocate_with_cache(&mut mine, kept[1]) };
         assert_eq!(
-            unsafe { allocator.deallocate_with_cache(&mut mine, kept[1]) },
+            again,
             Err(FreeError::DoubleFree {
                 addr: kept[1].as_ptr() as usize
             })

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 
 use crate::allocator::{Allocation, Allocator, lock};
 use crate::error::FreeError;
-use crate::header::{self, Header, IN_FLIGHT, LARGE_CLASS, user_of};
+use crate::header::{self, Header, IN_FLIGHT, LARGE_CLASS, user_ptr};
 use crate::size_class::NUM_CLASSES;
 use crate::thread_cache::ThreadCache;
 
@@ -194,11 +194,9 @@ impl Allocator {
         let block = record.header as *mut Header;
         // SAFETY: in-flight blocks stay allocated; nobody else touches the holder.
         unsafe { (*block).holder = cache.id() };
-        let ptr = user_of(block);
         Ok(Received {
-            // SAFETY: a header address plus 64 is never null.
             allocation: Allocation {
-                ptr: unsafe { NonNull::new_unchecked(ptr) },
+                ptr: user_ptr(block),
                 generation: record.generation,
             },
             requested: record.requested,
@@ -210,9 +208,8 @@ impl Allocator {
     pub fn in_flight(&self, token: u64) -> Option<Received> {
         let handoffs = lock(&self.inner.handoffs);
         handoffs.records.get(&token).map(|r| Received {
-            // SAFETY: a header address plus 64 is never null.
             allocation: Allocation {
-                ptr: unsafe { NonNull::new_unchecked(user_of(r.header as *mut Header)) },
+                ptr: user_ptr(r.header as *mut Header),
                 generation: r.generation,
             },
             requested: r.requested,
@@ -236,11 +233,9 @@ impl Allocator {
         let Some(record) = record else {
             return Err(self.check_token(token));
         };
-        let ptr = user_of(record.header as *mut Header);
+        let ptr = user_ptr(record.header as *mut Header);
         // SAFETY: the in-flight block is allocated and nobody holds it.
-        let freed = unsafe {
-            self.deallocate_uncached(NonNull::new_unchecked(ptr), Some(record.generation))
-        };
+        let freed = unsafe { self.deallocate_uncached(ptr, Some(record.generation)) };
         freed.map(|()| record.requested).map_err(HandoffError::Free)
     }
 }
@@ -281,10 +276,8 @@ mod tests {
         assert_eq!(a.stats().in_flight_count, 0);
         // The sender's handle is stale; the receiver frees through the inbox.
         // SAFETY: probing with a stale generation frees nothing.
-        assert!(matches!(
-            unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) },
-            Err(FreeError::DoubleFree { .. })
-        ));
+        let stale = unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) };
+        assert!(matches!(stale, Err(FreeError::DoubleFree { .. })));
         // SAFETY: the receiver holds the block.
         unsafe { a.deallocate_tracked(&mut receiver, got.allocation.ptr, generation) }.unwrap();
         let stats = a.stats();

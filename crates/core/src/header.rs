@@ -73,6 +73,13 @@ pub(crate) fn user_of(header: *mut Header) -> *mut u8 {
     header.cast::<u8>().wrapping_add(HEADER_SIZE)
 }
 
+/// The user pointer of a header, as `NonNull`.
+#[inline(always)]
+pub(crate) fn user_ptr(header: *mut Header) -> std::ptr::NonNull<u8> {
+    // SAFETY: headers live in the arena mapping, so header + 64 is a non-null address.
+    unsafe { std::ptr::NonNull::new_unchecked(user_of(header)) }
+}
+
 /// Writes a complete header for a block that is about to enter a free list for the first
 /// time in this slab's life (or a large span that is about to be handed out).
 ///

@@ -2,13 +2,12 @@
 //! allocation registry, and giving pages back to the OS. All of it sits behind one lock,
 //! taken only on slow paths (after a class lock, never before one).
 
-use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
 use crate::allocator::{Allocation, Expect, Inner, lock};
 use crate::central::FreedSlab;
 use crate::error::{AllocError, FreeError};
-use crate::header::{self, HEADER_SIZE, Header, LARGE_CLASS, user_of};
+use crate::header::{self, HEADER_SIZE, Header, LARGE_CLASS, user_of, user_ptr};
 use crate::large::{LargeRecord, LargeRegistry};
 use crate::os;
 use crate::span_heap::SpanHeap;
@@ -134,8 +133,7 @@ impl Inner {
             );
         }
         Ok(Allocation {
-            // SAFETY: a header address plus 64 is never null.
-            ptr: unsafe { NonNull::new_unchecked(user_of(block)) },
+            ptr: user_ptr(block),
             generation,
         })
     }
