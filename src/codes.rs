@@ -2,7 +2,7 @@
 //! same table). Hot-path callbacks return these instead of throwing, so the TypeScript
 //! layer can throw its own `AllocatorError` with the string code.
 
-use tensor_arena_core::{AllocError, FreeError, InitError};
+use tensor_arena_core::{AllocError, FreeError, HandoffError, InitError};
 
 /// A failure the TypeScript layer turns into an `AllocatorError`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub(crate) enum Code {
     InvalidSize = 7,
     UnknownArena = 8,
     ThreadStateUnavailable = 9,
+    AlreadyReceived = 10,
+    InvalidHandle = 11,
 }
 
 impl Code {
@@ -36,6 +38,8 @@ impl Code {
             Self::InvalidSize => "ERR_INVALID_SIZE",
             Self::UnknownArena => "ERR_UNKNOWN_ARENA",
             Self::ThreadStateUnavailable => "ERR_THREAD_STATE_UNAVAILABLE",
+            Self::AlreadyReceived => "ERR_ALREADY_RECEIVED",
+            Self::InvalidHandle => "ERR_INVALID_HANDLE",
         }
     }
 }
@@ -66,5 +70,15 @@ impl From<FreeError> for Code {
 impl From<InitError> for Code {
     fn from(_: InitError) -> Self {
         Self::InvalidConfig
+    }
+}
+
+impl From<HandoffError> for Code {
+    fn from(error: HandoffError) -> Self {
+        match error {
+            HandoffError::Free(e) => e.into(),
+            HandoffError::AlreadyReceived => Self::AlreadyReceived,
+            HandoffError::InvalidHandle => Self::InvalidHandle,
+        }
     }
 }

@@ -5,7 +5,7 @@ use napi::Env;
 use napi::bindgen_prelude::{Error, Object, Result};
 use napi_derive::napi;
 use tensor_arena_core::{
-    AllocatorConfig, AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats,
+    AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats,
 };
 
 use crate::codes::Code;
@@ -27,6 +27,25 @@ fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'
     }
 }
 
+fn options(
+    arena_size: Option<f64>,
+    alignment: Option<f64>,
+    refill_target_bytes: Option<f64>,
+    local_cache_target_bytes: Option<f64>,
+) -> std::result::Result<registry::SharedOptions, Error<&'static str>> {
+    let pick = |v: Option<f64>, field| v.map(|v| whole(v, field)).transpose();
+    Ok(registry::SharedOptions {
+        arena_size: pick(arena_size, "arenaSize")?,
+        alignment: pick(alignment, "alignment")?,
+        refill_target_bytes: pick(refill_target_bytes, "refillTargetBytes")?,
+        local_cache_target_bytes: pick(local_cache_target_bytes, "localCacheTargetBytes")?,
+    })
+}
+
+fn id_of(id: usize) -> std::result::Result<u32, Error<&'static str>> {
+    u32::try_from(id).map_err(|_| failure(Code::InvalidConfig, "too many arenas"))
+}
+
 /// Builds an arena; absent options are `undefined` and take the core defaults.
 #[napi]
 pub(crate) fn arena_create(
@@ -35,26 +54,43 @@ pub(crate) fn arena_create(
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<u32, Error<&'static str>> {
-    let defaults = AllocatorConfig::default();
-    let pick = |v: Option<f64>, field, default| v.map_or(Ok(default), |v| whole(v, field));
-    let config = AllocatorConfig {
-        arena_size: pick(arena_size, "arenaSize", defaults.arena_size)?,
-        alignment: pick(alignment, "alignment", defaults.alignment)?,
-        refill_target_bytes: pick(
-            refill_target_bytes,
-            "refillTargetBytes",
-            defaults.refill_target_bytes,
-        )?,
-        local_cache_target_bytes: pick(
-            local_cache_target_bytes,
-            "localCacheTargetBytes",
-            defaults.local_cache_target_bytes,
-        )?,
-        ..defaults
-    };
+    let config = options(
+        arena_size,
+        alignment,
+        refill_target_bytes,
+        local_cache_target_bytes,
+    )?
+    .config();
     let id = registry::create(config)
         .map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
-    u32::try_from(id).map_err(|_| failure(Code::InvalidConfig, "too many arenas"))
+    id_of(id)
+}
+
+/// The process-wide arena `name` (same id in every thread), built on first use.
+#[napi]
+pub(crate) fn arena_shared(
+    name: String,
+    arena_size: Option<f64>,
+    alignment: Option<f64>,
+    refill_target_bytes: Option<f64>,
+    local_cache_target_bytes: Option<f64>,
+) -> std::result::Result<u32, Error<&'static str>> {
+    let wanted = options(
+        arena_size,
+        alignment,
+        refill_target_bytes,
+        local_cache_target_bytes,
+    )?;
+    match registry::shared(&name, &wanted) {
+        Ok(id) => id_of(id),
+        Err(registry::SharedError::Init(e)) => {
+            Err(failure(Code::from(e), camel_config_message(&e.to_string())))
+        }
+        Err(registry::SharedError::Mismatch(why)) => Err(failure(
+            Code::InvalidConfig,
+            format!("Arena.shared('{name}'): {why}"),
+        )),
+    }
 }
 
 /// Core messages name snake_case fields; JavaScript users set camelCase options.

@@ -18,10 +18,10 @@ use crate::view::{free_at, report_alloc_error};
 
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
 /// arena mapped while the buffer is reachable.
-struct Hint {
-    allocator: Allocator,
-    ptr: NonNull<u8>,
-    generation: u32,
+pub(crate) struct Hint {
+    pub(crate) allocator: Allocator,
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) generation: u32,
 }
 
 unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
@@ -77,19 +77,29 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(
             Err(e) => Err(report_alloc_error(e, scratch)),
         }
     });
-    let (a, allocator) = match allocated {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(code)) => return unsafe_number(env, code),
-        Err(code) => return unsafe_number(env, code.as_return()),
-    };
-    let hint = Box::into_raw(Box::new(Hint {
-        allocator,
-        ptr: a.ptr,
-        generation: a.generation,
-    }));
+    match allocated {
+        Ok(Ok((a, allocator))) => expose(
+            env,
+            Hint {
+                allocator,
+                ptr: a.ptr,
+                generation: a.generation,
+            },
+            len,
+        ),
+        Ok(Err(code)) => unsafe_number(env, code),
+        Err(code) => unsafe_number(env, code.as_return()),
+    }
+}
+
+/// Creates the external ArrayBuffer of `len` bytes over the hand-out `hint` describes;
+/// if the runtime refuses, frees the block and returns the refusal code.
+pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_value {
+    let data = hint.ptr.as_ptr();
+    let hint = Box::into_raw(Box::new(hint));
     // SAFETY: the block stays allocated until `finalize` or an explicit free, and the
     // arena stays mapped while the hint's allocator handle lives.
-    match unsafe { external::create(env, a.ptr.as_ptr(), len, Some(finalize), hint.cast()) } {
+    match unsafe { external::create(env, data, len, Some(finalize), hint.cast()) } {
         External::Created(value) => value,
         External::Refused => {
             // SAFETY: refused up front, so `finalize` never runs: the hint is ours.
@@ -103,6 +113,24 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(
         }
         // `finalize` may have run already (and freed the block): leave the hint alone.
         External::Failed => ptr::null_mut(),
+    }
+}
+
+/// `(data address, byteLength)` of an ArrayBuffer argument, or `Err` for anything else.
+///
+/// # Safety
+/// `value` must be a handle of the running callback.
+pub(crate) unsafe fn buffer_info(
+    env: sys::napi_env,
+    value: sys::napi_value,
+) -> Result<(usize, usize), ()> {
+    let (mut data, mut byte_length) = (ptr::null_mut(), 0usize);
+    // SAFETY: forwarded; a non-ArrayBuffer makes this fail.
+    let status = unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut byte_length) };
+    if status == sys::Status::napi_ok {
+        Ok((data as usize, byte_length))
+    } else {
+        Err(())
     }
 }
 
@@ -138,16 +166,13 @@ pub(crate) unsafe extern "C" fn free_exclusive(
     };
     // The buffer must be the one over this block: never detach anything else (detaching
     // Node's Buffer pool, for one, breaks the process).
-    let (mut data, mut byte_length) = (ptr::null_mut(), 0usize);
-    // SAFETY: `buffer` is an argument handle; a non-ArrayBuffer makes this fail.
-    let status =
-        unsafe { sys::napi_get_arraybuffer_info(env, buffer, &mut data, &mut byte_length) };
-    if status != sys::Status::napi_ok {
+    // SAFETY: `buffer` is an argument handle of this callback.
+    let Ok((data, byte_length)) = (unsafe { buffer_info(env, buffer) }) else {
         return unsafe_number(env, Code::NotOwned.as_return());
-    }
+    };
     let result = registry::with_arena(id, |arena, _| {
         let expected = arena.base + offset;
-        if byte_length != 0 && data as usize != expected {
+        if byte_length != 0 && data != expected {
             return Err(Code::NotOwned);
         }
         free_at(arena, offset, generation)

@@ -10,6 +10,7 @@ mod codes;
 mod cold;
 mod exclusive;
 mod external;
+mod handoff;
 mod raw;
 mod registry;
 mod view;
@@ -32,6 +33,10 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"scratch", view::scratch),
             (c"allocExclusive", exclusive::alloc_exclusive),
             (c"freeExclusive", exclusive::free_exclusive),
+            (c"handOff", handoff::hand_off),
+            (c"receiveView", handoff::receive_view),
+            (c"receiveExclusive", handoff::receive_exclusive),
+            (c"reclaim", handoff::reclaim),
         ],
     )?;
     env.add_env_cleanup_hook((), |()| registry::teardown_thread())?;

@@ -16,6 +16,7 @@ use tensor_arena_core::{Allocator, AllocatorConfig, InitError, ThreadCache};
 use crate::codes::Code;
 
 static ARENAS: Mutex<Vec<Option<Allocator>>> = Mutex::new(Vec::new());
+static SHARED: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
 static DEFAULT_ARENA: OnceLock<usize> = OnceLock::new();
 
 fn arenas() -> MutexGuard<'static, Vec<Option<Allocator>>> {
@@ -44,6 +45,65 @@ pub(crate) fn default_id() -> Result<usize, InitError> {
     let id = all.len() - 1;
     let _ = DEFAULT_ARENA.set(id);
     Ok(id)
+}
+
+/// The id of the process-wide arena called `name`, built with `config` on first use.
+/// A later call must ask for the same configuration (fields set to `None` are not
+/// compared).
+pub(crate) fn shared(name: &str, wanted: &SharedOptions) -> Result<usize, SharedError> {
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(&(_, id)) = shared.iter().find(|(n, _)| n == name) {
+        let allocator = lookup(id).ok_or(SharedError::Mismatch("the shared arena is gone"))?;
+        let config = allocator.config();
+        let same = |want: Option<usize>, have: usize| want.is_none_or(|w| w == have);
+        return if same(wanted.arena_size, config.arena_size)
+            && same(wanted.alignment, config.alignment)
+            && same(wanted.refill_target_bytes, config.refill_target_bytes)
+            && same(
+                wanted.local_cache_target_bytes,
+                config.local_cache_target_bytes,
+            ) {
+            Ok(id)
+        } else {
+            Err(SharedError::Mismatch(
+                "options differ from those the shared arena was created with",
+            ))
+        };
+    }
+    let id = create(wanted.config()).map_err(SharedError::Init)?;
+    shared.push((name.to_owned(), id));
+    Ok(id)
+}
+
+/// Options of a shared arena; `None` takes the default (or, for an existing arena, is
+/// not compared).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SharedOptions {
+    pub(crate) arena_size: Option<usize>,
+    pub(crate) alignment: Option<usize>,
+    pub(crate) refill_target_bytes: Option<usize>,
+    pub(crate) local_cache_target_bytes: Option<usize>,
+}
+
+impl SharedOptions {
+    pub(crate) fn config(&self) -> AllocatorConfig {
+        let d = AllocatorConfig::default();
+        AllocatorConfig {
+            arena_size: self.arena_size.unwrap_or(d.arena_size),
+            alignment: self.alignment.unwrap_or(d.alignment),
+            refill_target_bytes: self.refill_target_bytes.unwrap_or(d.refill_target_bytes),
+            local_cache_target_bytes: self
+                .local_cache_target_bytes
+                .unwrap_or(d.local_cache_target_bytes),
+            ..d
+        }
+    }
+}
+
+/// Why [`shared`] failed.
+pub(crate) enum SharedError {
+    Init(InitError),
+    Mismatch(&'static str),
 }
 
 /// Drops the registry's handle: the arena stays mapped while buffers, views or thread

@@ -1,6 +1,6 @@
 import { constants as bufferConstants } from 'node:buffer'
 
-import { constructorOf, type DType, type TypedArrayOf } from './dtypes.js'
+import { constructorOf, DTYPES, dtypeOf, type DType, type TypedArrayOf } from './dtypes.js'
 import {
   AllocatorError,
   allocatorError,
@@ -50,6 +50,29 @@ export interface AllocOptions {
 
 /** What `alloc`, `array` and `view` return: what `free` accepts. */
 export type ArenaAllocation = ArrayBuffer | ArrayBufferView
+
+/**
+ * A hand-off in flight: a small plain object, structured-cloneable, to post to another
+ * thread and pass to `receive` there (exactly once). `T` is what `receive` returns.
+ */
+export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
+  /** Id of the (process-wide) arena. */
+  readonly arena: number
+  /** Secret of this hand-off. */
+  readonly token: number
+  /** What the receiver gets: an ArrayBuffer (`buffer`), a typed array over its own buffer (`array`) or a view. */
+  readonly kind: 'buffer' | 'array' | 'view'
+  /** Element type for `array` and `view`, else `null`. */
+  readonly dtype: DType | null
+  /** Elements (`array`, `view`) or bytes (`buffer`). */
+  readonly length: number
+  /** Bytes. */
+  readonly byteLength: number
+  /** Arena offset of the memory. */
+  readonly offset: number
+  /** Type-level only: never present at run time. */
+  readonly __receives?: T
+}
 
 /** Hand-out state, under a private symbol on every object the arena returns. */
 const STATE = Symbol('tensor-arena.state')
@@ -135,6 +158,8 @@ function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number 
 }
 
 const LAZY = -1
+/** This thread's `Arena` object for each shared arena id. */
+const sharedArenas = new Map<number, Arena>()
 /** Largest ArrayBuffer this Node version creates (4 GiB on Node 20). */
 const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
 
@@ -377,6 +402,157 @@ export class Arena {
       return state !== FREED && this.window !== undefined && (allocation as ArrayBufferView).buffer === this.window
     }
     return state !== undefined && state.arena === this.id && state.live
+  }
+
+  /**
+   * Hands `allocation` to another thread without copying: returns a small
+   * structured-cloneable handle to `postMessage`; the receiving thread calls
+   * {@link Arena.receive} with it, on its own `Arena.shared(...)` object for this arena
+   * (or the default arena). From now on `allocation` is unusable here: an exclusive buffer
+   * is detached, and `free` of it (or of a view) throws `ERR_DOUBLE_FREE`.
+   *
+   * @param allocation - what `alloc`, `array` or `view` returned (or `receive`).
+   * @throws {AllocatorError} `ERR_NOT_OWNED` or `ERR_DOUBLE_FREE` as for {@link Arena.free}.
+   */
+  transfer<T extends ArenaAllocation>(allocation: T): TransferHandle<T> {
+    if (typeof allocation !== 'object' || allocation === null) {
+      throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
+    }
+    const tagged = allocation as ArenaAllocation & Tagged
+    const state = tagged[STATE]
+    const id = this.id
+    if (typeof state === 'number') {
+      const view = tagged as ArrayBufferView & Tagged
+      if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
+      if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
+      const token = native.handOff(id, view.byteOffset, state, undefined)
+      if (token < 0) throw this.failure(token, 0)
+      view[STATE] = FREED
+      if (view[REGISTERED] === true) viewReclaimer.unregister(view)
+      const dtype = dtypeOf(view) ?? 'uint8'
+      const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
+      return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset: view.byteOffset }
+    }
+    if (state === undefined || state.arena !== id) throw allocatorError('ERR_NOT_OWNED')
+    if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
+    const byteLength = state.buffer.byteLength
+    const token = native.handOff(id, state.offset, state.generation, state.buffer)
+    if (token < 0) throw this.failure(token, 0)
+    state.live = false
+    if (tagged === state.buffer) {
+      return { arena: id, token, kind: 'buffer', dtype: null, length: byteLength, byteLength, offset: state.offset }
+    }
+    const dtype = dtypeOf(tagged as ArrayBufferView) ?? 'uint8'
+    const length = byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
+    return { arena: id, token, kind: 'array', dtype, length, byteLength, offset: state.offset }
+  }
+
+  /**
+   * Claims a hand-off made by {@link Arena.transfer} in any thread: the same memory, no
+   * copy, as the same kind, dtype and length. Each handle is received exactly once; the
+   * result is then this thread's to use and free (a free from here goes through the
+   * allocating thread's cross-thread path).
+   *
+   * @param handle - the handle `transfer` returned (usually received via `postMessage`).
+   * @throws {AllocatorError} `ERR_ALREADY_RECEIVED` for a second `receive` (in any thread),
+   *   `ERR_INVALID_HANDLE` for a forged or altered handle, `ERR_NOT_OWNED` for another
+   *   arena's handle; no block is touched.
+   */
+  receive<T extends ArenaAllocation>(handle: TransferHandle<T>): T {
+    const h = this.checkHandle(handle)
+    const id = this.id
+    if (h.kind === 'view') {
+      const window = this.window ?? this.openWindow(id)
+      const result = native.receiveView(id, h.token, h.offset, h.byteLength)
+      if (result < 0) throw this.failure(result, h.byteLength)
+      const Ctor = DTYPES[h.dtype as DType]
+      const view = new Ctor(window, h.offset, h.length) as ArrayBufferView & Tagged
+      view[STATE] = scratch()[0]
+      rememberView(view, id)
+      return view as unknown as T
+    }
+    const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength)
+    if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
+    const state: Exclusive = { arena: id, offset: h.offset, generation: scratch()[0], buffer, live: true }
+    ;(buffer as ArrayBuffer & Tagged)[STATE] = state
+    if (h.kind === 'buffer') return buffer as unknown as T
+    const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView & Tagged
+    array[STATE] = state
+    return array as unknown as T
+  }
+
+  /**
+   * Frees the memory of a hand-off that will never be received (its block is in flight
+   * until then, counted in `stats().inFlightBytes`).
+   *
+   * @param handle - the handle `transfer` returned.
+   * @throws {AllocatorError} as for {@link Arena.receive}.
+   */
+  reclaim(handle: TransferHandle): void {
+    const h = this.checkHandle(handle)
+    const result = native.reclaim(this.id, h.token, h.offset, h.byteLength)
+    if (result !== 0) throw this.failure(result, 0)
+  }
+
+  private checkHandle(handle: unknown): TransferHandle {
+    const id = this.resolve()
+    if (typeof handle !== 'object' || handle === null) throw invalidArgType('handle', 'a transfer handle object', handle)
+    const h = handle as Record<string, unknown>
+    const whole = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+    const kindOk = h.kind === 'buffer' || h.kind === 'array' || h.kind === 'view'
+    if (!whole(h.arena) || !whole(h.token) || !whole(h.length) || !whole(h.byteLength) || !whole(h.offset) || !kindOk) {
+      throw allocatorError('ERR_INVALID_HANDLE')
+    }
+    if (h.arena !== id) throw allocatorError('ERR_NOT_OWNED', 'the handle belongs to another arena')
+    if (h.kind === 'buffer') {
+      if (h.dtype !== null || h.length !== h.byteLength) throw allocatorError('ERR_INVALID_HANDLE')
+    } else {
+      const Ctor = typeof h.dtype === 'string' && Object.hasOwn(DTYPES, h.dtype) ? DTYPES[h.dtype as DType] : undefined
+      if (Ctor === undefined || h.length * Ctor.BYTES_PER_ELEMENT !== h.byteLength) {
+        throw allocatorError('ERR_INVALID_HANDLE')
+      }
+    }
+    return h as unknown as TransferHandle
+  }
+
+  /**
+   * The process-wide arena called `name`: every thread (main or worker) that asks gets the
+   * same memory, so tensors move between threads with {@link Arena.transfer} /
+   * {@link Arena.receive} without copying. Built on first use with `options`; a later call
+   * must give the same options (or none).
+   *
+   * @param name - any non-empty string.
+   * @param options - as for `new Arena(options)`.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a non-string name or bad option types.
+   * @throws {AllocatorError} `ERR_INVALID_CONFIG` for bad values or options that differ
+   *   from the existing arena's.
+   */
+  static shared(name: string, options?: ArenaOptions): Arena {
+    if (typeof name !== 'string' || name.length === 0) throw invalidArgType('name', 'a non-empty string', name)
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw invalidArgType('options', 'of type object', options)
+    }
+    const o = options ?? {}
+    let id: number
+    try {
+      id = native.arenaShared(
+        name,
+        optionalNumber(o, 'arenaSize'),
+        optionalNumber(o, 'alignment'),
+        optionalNumber(o, 'refillTargetBytes'),
+        optionalNumber(o, 'localCacheTargetBytes'),
+      )
+    } catch (error) {
+      throw fromNative(error)
+    }
+    let arena = sharedArenas.get(id)
+    if (arena === undefined) {
+      arena = new Arena(LAZY_DEFAULT)
+      arena.id = id
+      arena.limit = native.arenaInfo(id)[0]
+      sharedArenas.set(id, arena)
+    }
+    return arena
   }
 
   /** A snapshot of the arena's statistics (all threads). */

@@ -35,3 +35,11 @@ export function constructorOf(dtype: unknown): TypedArrayConstructor {
   )
   throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const })
 }
+
+/** The dtype name of a typed array made by one of the {@link DTYPES} constructors. @internal */
+export function dtypeOf(array: ArrayBufferView): DType | undefined {
+  for (const name of Object.keys(DTYPES) as DType[]) {
+    if (array.constructor === DTYPES[name]) return name
+  }
+  return undefined
+}

@@ -10,6 +10,8 @@ export type AllocatorErrorCode =
   | 'ERR_UNKNOWN_ARENA'
   | 'ERR_THREAD_STATE_UNAVAILABLE'
   | 'ERR_VIEW_UNSUPPORTED'
+  | 'ERR_ALREADY_RECEIVED'
+  | 'ERR_INVALID_HANDLE'
 
 /** Extra fields of an {@link AllocatorError}. */
 export interface AllocatorErrorDetails {
@@ -58,6 +60,8 @@ const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = [
   'ERR_INVALID_SIZE',
   'ERR_UNKNOWN_ARENA',
   'ERR_THREAD_STATE_UNAVAILABLE',
+  'ERR_ALREADY_RECEIVED',
+  'ERR_INVALID_HANDLE',
 ]
 
 const MESSAGES: Record<AllocatorErrorCode, string> = {
@@ -72,6 +76,8 @@ const MESSAGES: Record<AllocatorErrorCode, string> = {
   ERR_UNKNOWN_ARENA: 'this arena no longer exists',
   ERR_THREAD_STATE_UNAVAILABLE: "this thread's allocator state is unavailable (thread shutting down)",
   ERR_VIEW_UNSUPPORTED: 'this runtime cannot create a window over the whole arena',
+  ERR_ALREADY_RECEIVED: 'this hand-off was received (or reclaimed) already',
+  ERR_INVALID_HANDLE: 'not a hand-off handle issued by this arena, or an altered one',
 }
 
 /** The error for a negative native result `-code`. @internal */

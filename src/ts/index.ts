@@ -3,12 +3,12 @@
  *
  * @packageDocumentation
  */
-import { Arena, LAZY_DEFAULT, type AllocOptions, type ArenaAllocation } from './arena.js'
+import { Arena, LAZY_DEFAULT, type AllocOptions, type ArenaAllocation, type TransferHandle } from './arena.js'
 import type { DType, TypedArrayOf } from './dtypes.js'
 import type { ArenaStats } from './stats.js'
 
 export { Arena } from './arena.js'
-export type { AllocOptions, ArenaAllocation, ArenaOptions } from './arena.js'
+export type { AllocOptions, ArenaAllocation, ArenaOptions, TransferHandle } from './arena.js'
 export { AllocatorError } from './errors.js'
 export type { AllocatorErrorCode, AllocatorErrorDetails } from './errors.js'
 export { DTYPES } from './dtypes.js'
@@ -59,4 +59,28 @@ export function free(allocation: ArenaAllocation): void {
 /** `defaultArena.stats()`. */
 export function stats(): ArenaStats {
   return defaultArena.stats()
+}
+
+/**
+ * `defaultArena.transfer`: hands an allocation to another thread without copying.
+ * @throws see {@link Arena.transfer}
+ */
+export function transfer<T extends ArenaAllocation>(allocation: T): TransferHandle<T> {
+  return defaultArena.transfer(allocation)
+}
+
+/**
+ * `defaultArena.receive`: claims a hand-off, exactly once.
+ * @throws see {@link Arena.receive}
+ */
+export function receive<T extends ArenaAllocation>(handle: TransferHandle<T>): T {
+  return defaultArena.receive(handle)
+}
+
+/**
+ * `defaultArena.reclaim`: frees a hand-off that will never be received.
+ * @throws see {@link Arena.reclaim}
+ */
+export function reclaim(handle: TransferHandle): void {
+  defaultArena.reclaim(handle)
 }

@@ -22,6 +22,21 @@ export interface Native {
   allocExclusive(id: number, byteLength: number, zero: number): ArrayBuffer | number
   /** Frees and detaches an exclusive buffer: 0, or a negative code. */
   freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer): number
+  /** Starts a hand-off: the token (new generation in scratch[0]) or a negative code; detaches `buffer` on success. */
+  handOff(id: number, offset: number, generation: number, buffer: ArrayBuffer | undefined): number
+  /** Claims a hand-off as a view: 0 (generation in scratch[0]) or a negative code. */
+  receiveView(id: number, token: number, offset: number, byteLength: number): number
+  /** Claims a hand-off as an exclusive buffer (generation in scratch[0]) or a negative code. */
+  receiveExclusive(id: number, token: number, offset: number, byteLength: number): ArrayBuffer | number
+  /** Frees a hand-off nobody received: 0 or a negative code. */
+  reclaim(id: number, token: number, offset: number, byteLength: number): number
+  arenaShared(
+    name: string,
+    arenaSize?: number,
+    alignment?: number,
+    refillTargetBytes?: number,
+    localCacheTargetBytes?: number,
+  ): number
   arenaCreate(arenaSize?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
   arenaDefault(): number
   arenaRelease(id: number): void

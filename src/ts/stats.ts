@@ -41,6 +41,10 @@ export interface ArenaStats {
   readonly largeLiveAllocations: number
   /** Requested bytes of live large allocations. Gauge. */
   readonly largeLiveBytes: number
+  /** Blocks handed off to another thread and not yet received. Gauge. */
+  readonly inFlightCount: number
+  /** Requested bytes of in_flight_count. Gauge. */
+  readonly inFlightBytes: number
   /** Free blocks held by the central pool, remote-free inboxes included. Gauge. */
   readonly centralBlocks: number
   /** Block bytes of central_blocks. Gauge. */
@@ -95,6 +99,8 @@ export const ARENA_STAT_FIELDS = Object.freeze([
   'liveBytes',
   'largeLiveAllocations',
   'largeLiveBytes',
+  'inFlightCount',
+  'inFlightBytes',
   'centralBlocks',
   'centralBytes',
   'inboxBlocks',
