@@ -46,10 +46,7 @@ pub(crate) unsafe extern "C" fn hand_off(
         );
     };
     // SAFETY: `buffer` is an argument handle of this callback.
-    let exclusive = match unsafe { exclusive::buffer_info(env, buffer) } {
-        Ok(info) => Some(info),
-        Err(()) => None,
-    };
+    let exclusive = unsafe { exclusive::buffer_info(env, buffer) }.ok();
     let result = registry::with_arena(id, |arena, scratch| {
         if let Some((data, len)) = exclusive
             && len != 0
