@@ -3,7 +3,7 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::arena::Arena;
 use crate::central::{Chain, ClassPool, FreedSlab};
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) geo: [ClassGeometry; NUM_CLASSES],
     pub(crate) central: Box<[CentralClass]>,
     pub(crate) pages: Mutex<Pages>,
+    /// Signalled when a purge gives its spans back to the heap.
+    pub(crate) purged: Condvar,
     pub(crate) handoffs: Mutex<crate::handoff::Handoffs>,
     pub(crate) epoch: AtomicU64,
     pub(crate) caches: Mutex<Vec<Arc<CacheShared>>>,
@@ -77,9 +79,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn random_secret(id: u64, base: usize) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let stack = &nanos as *const u64 as u64;
     let mut x = nanos ^ id.rotate_left(32) ^ (base as u64) ^ stack.rotate_left(17);
     // splitmix64 finaliser
@@ -102,10 +102,7 @@ impl Allocator {
         let secret = random_secret(id, arena.base());
         let geo = ClassGeometry::table(&config, granule);
         let central = (0..NUM_CLASSES)
-            .map(|c| CentralClass {
-                pool: Mutex::new(ClassPool::new(c as u8, geo[c], secret)),
-                inbox: Inbox::new(),
-            })
+            .map(|c| CentralClass { pool: Mutex::new(ClassPool::new(c as u8, geo[c], secret)), inbox: Inbox::new() })
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -117,6 +114,7 @@ impl Allocator {
                 geo,
                 central,
                 pages: Mutex::new(Pages::default()),
+                purged: Condvar::new(),
                 handoffs: Mutex::new(crate::handoff::Handoffs::default()),
                 epoch: AtomicU64::new(0),
                 caches: Mutex::new(Vec::new()),
@@ -169,7 +167,8 @@ impl Allocator {
     pub fn usable_size(&self, size: usize) -> usize {
         match SizeClass::from_request(size) {
             Some(class) => self.inner.geo[class.index()].stride,
-            None => self.inner.large_span_len(size).unwrap_or(0),
+            None if size == 0 || size > isize::MAX as usize => 0,
+            None => self.inner.large_span_len(size).filter(|&len| len <= self.inner.arena.len()).unwrap_or(0),
         }
     }
 
@@ -178,11 +177,7 @@ impl Allocator {
     /// # Errors
     /// [`AllocError::InvalidSize`] for 0; [`AllocError::OutOfMemory`] when the arena is full.
     #[inline]
-    pub fn allocate_with_cache(
-        &self,
-        cache: &mut ThreadCache,
-        size: usize,
-    ) -> Result<NonNull<u8>, AllocError> {
+    pub fn allocate_with_cache(&self, cache: &mut ThreadCache, size: usize) -> Result<NonNull<u8>, AllocError> {
         self.allocate_tracked(cache, size).map(|a| a.ptr)
     }
 
@@ -191,11 +186,7 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::allocate_with_cache`].
     #[inline]
-    pub fn allocate_tracked(
-        &self,
-        cache: &mut ThreadCache,
-        size: usize,
-    ) -> Result<Allocation, AllocError> {
+    pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
         let Some(class) = SizeClass::from_request(size) else {
             return self.inner.allocate_large(cache.id, size);
         };
@@ -220,13 +211,7 @@ impl Allocator {
     /// # Safety
     /// `block` must be a free block of class `c` that `cache` owns.
     #[inline(always)]
-    unsafe fn issue(
-        &self,
-        cache: &ThreadCache,
-        block: *mut Header,
-        c: usize,
-        size: usize,
-    ) -> Allocation {
+    unsafe fn issue(&self, cache: &ThreadCache, block: *mut Header, c: usize, size: usize) -> Allocation {
         // SAFETY: the caller owns the block; its header is arena memory.
         let generation = unsafe {
             let generation = (*block).generation.wrapping_add(1);
@@ -234,29 +219,18 @@ impl Allocator {
             (*block).requested = size as u64;
             (*block).owner = cache.id;
             (*block).holder = 0;
-            header::set_state(
-                block,
-                header::live(header::check(self.inner.secret, block, c as u8)),
-            );
+            header::set_state(block, header::live(header::check(self.inner.secret, block, c as u8)));
             generation
         };
         let counters = &cache.shared.counters;
         bump(&counters.allocations, 1);
         bump(&counters.allocated_bytes, size as u64);
-        Allocation {
-            ptr: user_ptr(block),
-            generation,
-        }
+        Allocation { ptr: user_ptr(block), generation }
     }
 
     #[cold]
     #[inline(never)]
-    fn refill(
-        &self,
-        cache: &mut ThreadCache,
-        c: usize,
-        size: usize,
-    ) -> Result<*mut Header, AllocError> {
+    fn refill(&self, cache: &mut ThreadCache, c: usize, size: usize) -> Result<*mut Header, AllocError> {
         let now = self.inner.tick();
         let chain = self.inner.take_blocks(c, self.inner.geo[c].refill, now);
         if chain.count == 0 {
@@ -281,11 +255,7 @@ impl Allocator {
     /// [`FreeError::ForeignPointer`], [`FreeError::DoubleFree`], [`FreeError::CorruptHeader`];
     /// the allocation (if any) is left untouched.
     #[inline]
-    pub unsafe fn deallocate_with_cache(
-        &self,
-        cache: &mut ThreadCache,
-        ptr: NonNull<u8>,
-    ) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_with_cache(&self, cache: &mut ThreadCache, ptr: NonNull<u8>) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
         unsafe { self.free(cache, ptr, Expect::Nothing) }
     }
@@ -338,12 +308,17 @@ impl Allocator {
     ///
     /// # Errors
     /// As [`Allocator::deallocate_with_cache`].
-    pub unsafe fn deallocate_uncached(
-        &self,
-        ptr: NonNull<u8>,
-        generation: Option<u32>,
-    ) -> Result<(), FreeError> {
+    pub unsafe fn deallocate_uncached(&self, ptr: NonNull<u8>, generation: Option<u32>) -> Result<(), FreeError> {
         let expect = generation.map_or(Expect::Nothing, Expect::Generation);
+        // SAFETY: forwarded contract.
+        unsafe { self.free_uncached(ptr, expect, true) }
+    }
+
+    /// A cacheless free; `remote` says whether it counts as a remote free in the stats.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    unsafe fn free_uncached(&self, ptr: NonNull<u8>, expect: Expect, remote: bool) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let block = inner.locate(ptr)?;
         // SAFETY: `locate` checked the header lies in the arena.
@@ -356,19 +331,16 @@ impl Allocator {
         let requested = unsafe { inner.release_small(block, class, expect) }?;
         bump_shared(&inner.retired.frees, 1);
         bump_shared(&inner.retired.freed_bytes, requested);
-        bump_shared(&inner.retired.remote_frees, 1);
+        if remote {
+            bump_shared(&inner.retired.remote_frees, 1);
+        }
         // SAFETY: `release_small` marked the block free; it is ours to publish.
         unsafe { inner.central[class as usize].inbox.push(block) };
         Ok(())
     }
 
     #[inline(always)]
-    unsafe fn free(
-        &self,
-        cache: &mut ThreadCache,
-        ptr: NonNull<u8>,
-        expect: Expect,
-    ) -> Result<(), FreeError> {
+    unsafe fn free(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let block = inner.locate(ptr)?;
         // SAFETY: `locate` checked that the 64-byte header lies inside the arena mapping.
@@ -426,16 +398,7 @@ impl Allocator {
         cache.set_count(c, cache.count(c) - drain);
         let now = self.inner.tick();
         // SAFETY: the detached chain is owned by this call.
-        unsafe {
-            self.inner.return_blocks(
-                c,
-                Chain {
-                    head: first,
-                    count: drain,
-                },
-                now,
-            )
-        };
+        unsafe { self.inner.return_blocks(c, Chain { head: first, count: drain }, now) };
     }
 
     /// Moves every block `cache` holds back to the central pool of the allocator the
@@ -511,7 +474,7 @@ impl Allocator {
             let ptr = user_of(block);
             if let Some(ptr) = NonNull::new(ptr)
                 // SAFETY: as above.
-                && unsafe { self.deallocate_uncached(ptr, None) }.is_ok()
+                && unsafe { self.free_uncached(ptr, Expect::Nothing, false) }.is_ok()
             {
                 freed += 1;
                 bytes += requested;
@@ -553,12 +516,7 @@ impl Inner {
     /// # Safety
     /// `block` must be a header address inside the arena (see `locate`).
     #[inline(always)]
-    pub(crate) unsafe fn release_small(
-        &self,
-        block: *mut Header,
-        class: u8,
-        expect: Expect,
-    ) -> Result<u64, FreeError> {
+    pub(crate) unsafe fn release_small(&self, block: *mut Header, class: u8, expect: Expect) -> Result<u64, FreeError> {
         let check = header::check(self.secret, block, class);
         // SAFETY: the header lies in mapped arena memory (caller contract).
         let state = unsafe { header::state(block) };
@@ -576,9 +534,7 @@ impl Inner {
                 }));
             }
             Expect::Generation(g) if generation != g => {
-                return Err(self.reject(FreeError::DoubleFree {
-                    addr: user_of(block) as usize,
-                }));
+                return Err(self.reject(FreeError::DoubleFree { addr: user_of(block) as usize }));
             }
             _ => {}
         }
@@ -590,11 +546,7 @@ impl Inner {
     #[cold]
     pub(crate) fn reject_state(&self, block: *mut Header, is_free: bool) -> FreeError {
         let addr = user_of(block) as usize;
-        self.reject(if is_free {
-            FreeError::DoubleFree { addr }
-        } else {
-            FreeError::CorruptHeader { addr }
-        })
+        self.reject(if is_free { FreeError::DoubleFree { addr } } else { FreeError::CorruptHeader { addr } })
     }
 
     #[cold]
@@ -680,6 +632,10 @@ impl Inner {
             let Ok(mut pool) = central.pool.try_lock() else {
                 continue;
             };
+            // Remote frees count too: an idle class may have had all its blocks come back
+            // through the inbox.
+            let rejected = pool.drain_inbox(&central.inbox, now);
+            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
             let keep = usize::from(pool.last_used() >= idle_before);
             pool.release_empty(keep, idle_before, &mut freed);
         }
@@ -690,10 +646,7 @@ impl Inner {
     pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
         let uncarved = self.arena.len() - self.arena.carved();
         let free = lock(&self.pages).spans.free_bytes();
-        AllocError::OutOfMemory {
-            requested,
-            remaining: uncarved + free,
-        }
+        AllocError::OutOfMemory { requested, remaining: uncarved + free }
     }
 }
 
@@ -703,11 +656,7 @@ mod tests {
 
     #[test]
     fn free_all_owned_by_frees_only_that_caches_live_blocks() {
-        let allocator = Allocator::new(AllocatorConfig {
-            arena_size: 64 << 20,
-            ..AllocatorConfig::default()
-        })
-        .unwrap();
+        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
         let (mut mine, mut other) = (ThreadCache::new(), ThreadCache::new());
         let mut kept = Vec::new();
         for size in [1, 64, 5000, 70_000, 3 << 20, 20 << 20] {
@@ -726,11 +675,6 @@ mod tests {
         assert_eq!(after.live_allocations, before.live_allocations - 5);
         // SAFETY: `kept[1]` was freed above; a rejected free touches nothing.
         let again = unsafe { allocator.deallocate_with_cache(&mut mine, kept[1]) };
-        assert_eq!(
-            again,
-            Err(FreeError::DoubleFree {
-                addr: kept[1].as_ptr() as usize
-            })
-        );
+        assert_eq!(again, Err(FreeError::DoubleFree { addr: kept[1].as_ptr() as usize }));
     }
 }

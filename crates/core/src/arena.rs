@@ -32,19 +32,10 @@ impl Arena {
     pub(crate) fn new(size: usize, granule: usize) -> Result<Self, InitError> {
         let len = round_up(size, granule);
         let mapping_len = len + granule;
-        let mapping = os::map_anonymous(mapping_len).map_err(|errno| InitError::MapFailed {
-            size: mapping_len,
-            errno,
-        })?;
+        let mapping =
+            os::map_anonymous(mapping_len).map_err(|errno| InitError::MapFailed { size: mapping_len, errno })?;
         let base = round_up(mapping.as_ptr() as usize, granule);
-        Ok(Self {
-            mapping,
-            mapping_len,
-            base,
-            len,
-            granule,
-            carved: AtomicUsize::new(0),
-        })
+        Ok(Self { mapping, mapping_len, base, len, granule, carved: AtomicUsize::new(0) })
     }
 
     #[inline(always)]
@@ -73,12 +64,7 @@ impl Arena {
         let mut current = self.carved.load(Ordering::Relaxed);
         loop {
             let end = current.checked_add(len).filter(|&end| end <= self.len)?;
-            match self.carved.compare_exchange_weak(
-                current,
-                end,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match self.carved.compare_exchange_weak(current, end, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return Some(self.base + current),
                 Err(actual) => current = actual,
             }
@@ -123,19 +109,9 @@ mod tests {
     fn concurrent_carves_are_disjoint() {
         let arena = Arena::new(1 << 24, 4096).unwrap();
         let starts: Vec<usize> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    s.spawn(|| {
-                        (0..256)
-                            .filter_map(|_| arena.carve(4096))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap())
-                .collect()
+            let handles: Vec<_> =
+                (0..4).map(|_| s.spawn(|| (0..256).filter_map(|_| arena.carve(4096)).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         let mut sorted = starts.clone();
         sorted.sort_unstable();

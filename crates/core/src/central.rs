@@ -41,10 +41,7 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    pub(crate) const EMPTY: Self = Self {
-        head: ptr::null_mut(),
-        count: 0,
-    };
+    pub(crate) const EMPTY: Self = Self { head: ptr::null_mut(), count: 0 };
 
     /// # Safety
     /// `block` must be a free block owned by the caller.
@@ -162,10 +159,7 @@ impl ClassPool {
             return false;
         };
         let offset = (block as usize).wrapping_sub(slab.first);
-        if !slab.active
-            || offset % self.geo.stride != 0
-            || offset / self.geo.stride >= slab.fresh as usize
-        {
+        if !slab.active || offset % self.geo.stride != 0 || offset / self.geo.stride >= slab.fresh as usize {
             return false;
         }
         // SAFETY: the block is a free, initialised block of this slab.
@@ -225,13 +219,7 @@ impl ClassPool {
                 // SAFETY: a never-initialised block inside this slab's span, which the
                 // class owns exclusively; it becomes owned by the chain.
                 unsafe {
-                    header::initialize(
-                        block,
-                        self.secret,
-                        self.class,
-                        id,
-                        generation_seed(block as usize, now),
-                    );
+                    header::initialize(block, self.secret, self.class, id, generation_seed(block as usize, now));
                     chain.push(block);
                 }
                 slab.fresh += 1;
@@ -269,17 +257,8 @@ impl ClassPool {
 
     /// Gives back fully free slabs: all but the `keep` most recent ones, and also those
     /// emptied before `idle_before`.
-    pub(crate) fn release_empty(
-        &mut self,
-        keep: usize,
-        idle_before: u64,
-        out: &mut Vec<FreedSlab>,
-    ) {
-        if self.empty_slabs <= keep
-            && self
-                .empties
-                .iter()
-                .all(|&id| self.slabs[id as usize].emptied_at >= idle_before)
+    pub(crate) fn release_empty(&mut self, keep: usize, idle_before: u64, out: &mut Vec<FreedSlab>) {
+        if self.empty_slabs <= keep && self.empties.iter().all(|&id| self.slabs[id as usize].emptied_at >= idle_before)
         {
             return;
         }
@@ -298,10 +277,7 @@ impl ClassPool {
                 kept += 1;
                 continue;
             }
-            out.push(FreedSlab {
-                start: slab.span_start,
-                len: self.geo.slab_bytes,
-            });
+            out.push(FreedSlab { start: slab.span_start, len: self.geo.slab_bytes });
             self.free_blocks -= slab.list_len as usize + (self.geo.capacity - slab.fresh) as usize;
             slab.active = false;
             slab.is_empty = false;
@@ -346,10 +322,7 @@ mod tests {
     use crate::os;
 
     fn pool(capacity_blocks: usize) -> (ClassPool, usize, usize) {
-        let config = AllocatorConfig {
-            slab_target_bytes: 4096,
-            ..AllocatorConfig::default()
-        };
+        let config = AllocatorConfig { slab_target_bytes: 4096, ..AllocatorConfig::default() };
         let geo = ClassGeometry::table(&config, 4096)[0];
         assert_eq!(geo.capacity as usize, 4096 / 128);
         let len = 4096 * capacity_blocks;
@@ -377,17 +350,8 @@ mod tests {
         p.release_empty(1, 0, &mut out);
         assert!(out.is_empty(), "one empty slab is kept as a spare");
         p.release_empty(0, 0, &mut out);
-        assert_eq!(
-            out,
-            vec![FreedSlab {
-                start: base,
-                len: 4096
-            }]
-        );
-        assert_eq!(
-            (p.free_blocks(), p.active_slabs(), p.empty_slabs()),
-            (0, 0, 0)
-        );
+        assert_eq!(out, vec![FreedSlab { start: base, len: 4096 }]);
+        assert_eq!((p.free_blocks(), p.active_slabs(), p.empty_slabs()), (0, 0, 0));
     }
 
     #[test]
@@ -417,16 +381,7 @@ mod tests {
         // SAFETY: the stray header lies in mapped memory this test owns.
         unsafe {
             header::initialize(stray, 42, 0, 7, 0);
-            assert_eq!(
-                p.put_chain(
-                    Chain {
-                        head: stray,
-                        count: 1
-                    },
-                    1
-                ),
-                1
-            );
+            assert_eq!(p.put_chain(Chain { head: stray, count: 1 }, 1), 1);
         }
         assert_eq!(p.free_blocks(), 32);
     }

@@ -70,10 +70,7 @@ impl AllocatorConfig {
             return invalid("refill_target_bytes", "must be between 1 and arena_size");
         }
         if self.local_cache_target_bytes == 0 || self.local_cache_target_bytes > self.arena_size {
-            return invalid(
-                "local_cache_target_bytes",
-                "must be between 1 and arena_size",
-            );
+            return invalid("local_cache_target_bytes", "must be between 1 and arena_size");
         }
         if self.slab_target_bytes == 0 || self.slab_target_bytes > self.arena_size {
             return invalid("slab_target_bytes", "must be between 1 and arena_size");
@@ -115,11 +112,16 @@ fn count(bytes: usize, stride: usize) -> u32 {
 const MAX_GROWN_SLAB: usize = 1 << 20;
 
 /// Blocks per slab: enough to reach `target`, then more (within `MAX_GROWN_SLAB`) until
-/// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes.
-fn slab_blocks(target: usize, lead: usize, stride: usize, granule: usize) -> usize {
-    let waste = |k: usize| round_up(lead + k * stride, granule) - (lead + k * stride);
-    let first = target.saturating_sub(lead).div_ceil(stride).max(1);
-    let last = first.max(MAX_GROWN_SLAB / stride);
+/// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes; never so
+/// many that the slab is larger than the arena (`arena` bytes), never fewer than one.
+fn slab_blocks(target: usize, lead: usize, stride: usize, granule: usize, arena: usize) -> usize {
+    let bytes = |k: usize| round_up(lead + k * stride, granule);
+    let waste = |k: usize| bytes(k) - (lead + k * stride);
+    // The most blocks whose slab still fits in the arena (at least one).
+    let fitting = (arena.saturating_sub(lead) / stride).max(1);
+    let fitting = (1..=fitting).rev().find(|&k| bytes(k) <= arena).unwrap_or(1);
+    let first = target.saturating_sub(lead).div_ceil(stride).clamp(1, fitting);
+    let last = first.max(MAX_GROWN_SLAB / stride).min(fitting);
     let mut best = first;
     for k in first..=last {
         if waste(k) * 64 <= k * stride {
@@ -137,22 +139,14 @@ impl ClassGeometry {
         CLASS_SIZES.map(|payload| {
             let stride = round_up(payload + HEADER_SIZE, config.alignment);
             let lead = config.alignment - HEADER_SIZE;
-            let blocks = slab_blocks(config.slab_target_bytes, lead, stride, granule);
+            let arena = round_up(config.arena_size, granule);
+            let blocks = slab_blocks(config.slab_target_bytes, lead, stride, granule, arena);
             let slab_bytes = round_up(lead + blocks * stride, granule);
             let capacity = count(slab_bytes - lead, stride);
             let refill = count(config.refill_target_bytes, stride);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
             let drain = (refill / 2).max(1);
-            Self {
-                payload,
-                stride,
-                lead,
-                slab_bytes,
-                capacity,
-                refill,
-                limit,
-                drain,
-            }
+            Self { payload, stride, lead, slab_bytes, capacity, refill, limit, drain }
         })
     }
 }
@@ -182,20 +176,14 @@ mod tests {
             assert_eq!(bad(&move |c| c.alignment = a), "alignment", "alignment {a}");
         }
         assert_eq!(bad(&|c| c.refill_target_bytes = 0), "refill_target_bytes");
-        assert_eq!(
-            bad(&|c| c.local_cache_target_bytes = 0),
-            "local_cache_target_bytes"
-        );
+        assert_eq!(bad(&|c| c.local_cache_target_bytes = 0), "local_cache_target_bytes");
         assert_eq!(bad(&|c| c.slab_target_bytes = 0), "slab_target_bytes");
     }
 
     #[test]
     fn geometry_invariants_hold_for_every_alignment() {
         for alignment in [64, 128, 256, 512, 1024, 2048, 4096] {
-            let config = AllocatorConfig {
-                alignment,
-                ..AllocatorConfig::default()
-            };
+            let config = AllocatorConfig { alignment, ..AllocatorConfig::default() };
             for g in ClassGeometry::table(&config, 4096) {
                 assert_eq!(g.stride % alignment, 0);
                 assert!(g.stride >= g.payload + HEADER_SIZE);
@@ -213,26 +201,27 @@ mod tests {
     fn default_counts_match_the_documented_table() {
         let t = ClassGeometry::table(&AllocatorConfig::default(), 4096);
         // 64-byte class: 128-byte blocks, 512 per 64 KiB slab, refill 256, limit 512.
-        assert_eq!(
-            (
-                t[0].stride,
-                t[0].capacity,
-                t[0].refill,
-                t[0].limit,
-                t[0].drain
-            ),
-            (128, 512, 256, 512, 128)
-        );
+        assert_eq!((t[0].stride, t[0].capacity, t[0].refill, t[0].limit, t[0].drain), (128, 512, 256, 512, 128));
         // 16 MiB class: one block per slab, a cache keeps one.
         let last = t[NUM_CLASSES - 1];
-        assert_eq!(
-            (last.capacity, last.refill, last.limit, last.drain),
-            (1, 1, 1, 1)
-        );
+        assert_eq!((last.capacity, last.refill, last.limit, last.drain), (1, 1, 1, 1));
         assert_eq!(last.slab_bytes, (16 << 20) + 4096);
         // Slabs grown against page-rounding waste (as listed in the README table).
         assert_eq!((t[19].capacity, t[19].slab_bytes), (32, 132 << 10));
         assert_eq!((t[35].capacity, t[35].slab_bytes), (4, 260 << 10));
+    }
+
+    #[test]
+    fn slabs_never_outgrow_a_small_arena() {
+        for (arena, alignment) in [(64 << 10, 64), (64 << 10, 128), (256 << 10, 64), (4096, 64)] {
+            let config = AllocatorConfig { arena_size: arena, alignment, ..AllocatorConfig::default() };
+            for g in ClassGeometry::table(&config, 4096) {
+                assert!(g.capacity >= 1);
+                if g.lead + g.stride <= arena {
+                    assert!(g.slab_bytes <= round_up(arena, 4096), "{arena} {alignment} {g:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -242,10 +231,7 @@ mod tests {
             let waste = g.slab_bytes - used;
             // At most 1/64 of the blocks' bytes, unless one block already exceeds 1 MiB
             // (then less than one page per block).
-            assert!(
-                waste * 64 <= used || (g.capacity == 1 && waste < 4096),
-                "{g:?}"
-            );
+            assert!(waste * 64 <= used || (g.capacity == 1 && waste < 4096), "{g:?}");
         }
     }
 }

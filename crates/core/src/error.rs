@@ -126,10 +126,7 @@ impl fmt::Display for InitError {
                 write!(f, "invalid allocator configuration: {field} {reason}")
             }
             Self::MapFailed { size, errno } => {
-                write!(
-                    f,
-                    "failed to reserve a {size}-byte arena (OS error {errno})"
-                )
+                write!(f, "failed to reserve a {size}-byte arena (OS error {errno})")
             }
         }
     }
@@ -139,13 +136,9 @@ impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSize { requested } => write!(f, "invalid allocation size {requested}"),
-            Self::OutOfMemory {
-                requested,
-                remaining,
-            } => write!(
-                f,
-                "arena out of memory: requested {requested} bytes, {remaining} bytes remaining"
-            ),
+            Self::OutOfMemory { requested, remaining } => {
+                write!(f, "arena out of memory: requested {requested} bytes, {remaining} bytes remaining")
+            }
             Self::CacheUnavailable => f.write_str("this thread's cache is unavailable"),
             Self::InitFailed(e) => write!(f, "global allocator unavailable: {e}"),
         }
@@ -162,19 +155,11 @@ impl fmt::Display for FreeError {
                 write!(f, "block {addr:#x} is not allocated (double free)")
             }
             Self::CorruptHeader { addr } => {
-                write!(
-                    f,
-                    "no valid block header at {addr:#x} (never allocated or overwritten)"
-                )
+                write!(f, "no valid block header at {addr:#x} (never allocated or overwritten)")
             }
-            Self::SizeMismatch {
-                addr,
-                provided,
-                recorded,
-            } => write!(
-                f,
-                "size mismatch freeing {addr:#x}: given {provided}, allocated {recorded}"
-            ),
+            Self::SizeMismatch { addr, provided, recorded } => {
+                write!(f, "size mismatch freeing {addr:#x}: given {provided}, allocated {recorded}")
+            }
             Self::CacheUnavailable => f.write_str("this thread's cache is unavailable"),
             Self::InitFailed(e) => write!(f, "global allocator unavailable: {e}"),
         }

@@ -138,9 +138,7 @@ unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
         Ok(result) => result,
         Err(AllocError::InitFailed(e)) => Err(FreeError::InitFailed(e)),
         Err(_) => {
-            let allocator = existing().ok_or(FreeError::ForeignPointer {
-                addr: ptr.as_ptr() as usize,
-            })?;
+            let allocator = existing().ok_or(FreeError::ForeignPointer { addr: ptr.as_ptr() as usize })?;
             if size.is_some() {
                 return Err(FreeError::CacheUnavailable);
             }
@@ -155,5 +153,9 @@ unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
 /// # Errors
 /// [`InitError`] if the global allocator cannot be built.
 pub fn global_stats() -> Result<AllocatorStats, InitError> {
+    // Building the global allocator allocates; under `TensorArenaGlobalAlloc` those
+    // allocations must see the re-entrancy flag (else they would wait for the init lock
+    // this thread holds).
+    let _busy = Busy::enter();
     global().map(Allocator::stats)
 }

@@ -143,15 +143,9 @@ impl Allocator {
     ///
     /// # Errors
     /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
-    pub unsafe fn hand_off(
-        &self,
-        ptr: NonNull<u8>,
-        generation: u32,
-    ) -> Result<(u64, u32), HandoffError> {
+    pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32) -> Result<(u64, u32), HandoffError> {
         let mut handoffs = lock(&self.inner.handoffs);
-        let block = self
-            .live_header(ptr, generation)
-            .map_err(HandoffError::Free)?;
+        let block = self.live_header(ptr, generation).map_err(HandoffError::Free)?;
         let next = generation.wrapping_add(1);
         // SAFETY: the block is live and the caller hands it over.
         let requested = unsafe {
@@ -162,14 +156,7 @@ impl Allocator {
         let sequence = handoffs.next_sequence;
         handoffs.next_sequence += 1;
         let token = (sequence << MAC_BITS) | self.mac(sequence);
-        handoffs.records.insert(
-            token,
-            InFlight {
-                header: block as usize,
-                generation: next,
-                requested,
-            },
-        );
+        handoffs.records.insert(token, InFlight { header: block as usize, generation: next, requested });
         handoffs.bytes += requested;
         Ok((token, next))
     }
@@ -195,10 +182,7 @@ impl Allocator {
         // SAFETY: in-flight blocks stay allocated; nobody else touches the holder.
         unsafe { (*block).holder = cache.id() };
         Ok(Received {
-            allocation: Allocation {
-                ptr: user_ptr(block),
-                generation: record.generation,
-            },
+            allocation: Allocation { ptr: user_ptr(block), generation: record.generation },
             requested: record.requested,
         })
     }
@@ -208,10 +192,7 @@ impl Allocator {
     pub fn in_flight(&self, token: u64) -> Option<Received> {
         let handoffs = lock(&self.inner.handoffs);
         handoffs.records.get(&token).map(|r| Received {
-            allocation: Allocation {
-                ptr: user_ptr(r.header as *mut Header),
-                generation: r.generation,
-            },
+            allocation: Allocation { ptr: user_ptr(r.header as *mut Header), generation: r.generation },
             requested: r.requested,
         })
     }
@@ -246,11 +227,7 @@ mod tests {
     use crate::config::AllocatorConfig;
 
     fn setup() -> (Allocator, ThreadCache, ThreadCache) {
-        let allocator = Allocator::new(AllocatorConfig {
-            arena_size: 64 << 20,
-            ..AllocatorConfig::default()
-        })
-        .unwrap();
+        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
         (allocator, ThreadCache::new(), ThreadCache::new())
     }
 
@@ -260,19 +237,10 @@ mod tests {
         let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
         // SAFETY: the sender gives the block up.
         let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
-        assert_eq!(
-            (a.stats().in_flight_count, a.stats().in_flight_bytes),
-            (1, 5000)
-        );
+        assert_eq!((a.stats().in_flight_count, a.stats().in_flight_bytes), (1, 5000));
         let got = a.receive(token, &receiver).unwrap();
-        assert_eq!(
-            (got.allocation.ptr, got.allocation.generation, got.requested),
-            (sent.ptr, generation, 5000)
-        );
-        assert_eq!(
-            a.receive(token, &receiver),
-            Err(HandoffError::AlreadyReceived)
-        );
+        assert_eq!((got.allocation.ptr, got.allocation.generation, got.requested), (sent.ptr, generation, 5000));
+        assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().in_flight_count, 0);
         // The sender's handle is stale; the receiver frees through the inbox.
         // SAFETY: probing with a stale generation frees nothing.
@@ -281,14 +249,7 @@ mod tests {
         // SAFETY: the receiver holds the block.
         unsafe { a.deallocate_tracked(&mut receiver, got.allocation.ptr, generation) }.unwrap();
         let stats = a.stats();
-        assert_eq!(
-            (
-                stats.live_allocations,
-                stats.remote_frees_total,
-                stats.inbox_blocks
-            ),
-            (0, 1, 1)
-        );
+        assert_eq!((stats.live_allocations, stats.remote_frees_total, stats.inbox_blocks), (0, 1, 1));
     }
 
     #[test]
@@ -297,14 +258,8 @@ mod tests {
         let sent = a.allocate_tracked(&mut sender, 100).unwrap();
         // SAFETY: the sender gives the block up.
         let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
-        assert_eq!(
-            a.receive(token ^ 1, &receiver),
-            Err(HandoffError::InvalidHandle)
-        );
-        assert_eq!(
-            a.receive(token + (1 << 30), &receiver),
-            Err(HandoffError::InvalidHandle)
-        );
+        assert_eq!(a.receive(token ^ 1, &receiver), Err(HandoffError::InvalidHandle));
+        assert_eq!(a.receive(token + (1 << 30), &receiver), Err(HandoffError::InvalidHandle));
         assert_eq!(a.reclaim(token), Ok(100));
         assert_eq!(a.reclaim(token), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().live_allocations, 0);

@@ -52,8 +52,7 @@ const _: () = assert!(align_of::<Header>() == HEADER_SIZE);
 /// Address-bound check value of a header; `secret` is per allocator.
 #[inline(always)]
 pub(crate) fn check(secret: u64, header: *const Header, class: u8) -> u32 {
-    let mixed =
-        (header as u64 ^ secret ^ ((class as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mixed = (header as u64 ^ secret ^ ((class as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> 32) as u32
 }
 
@@ -87,13 +86,7 @@ pub(crate) fn user_ptr(header: *mut Header) -> std::ptr::NonNull<u8> {
 /// `header` must point to 64 writable, 64-aligned bytes of arena memory that nobody else
 /// accesses.
 #[inline]
-pub(crate) unsafe fn initialize(
-    header: *mut Header,
-    secret: u64,
-    class: u8,
-    slab: u32,
-    generation: u32,
-) {
+pub(crate) unsafe fn initialize(header: *mut Header, secret: u64, class: u8, slab: u32, generation: u32) {
     let value = Header {
         link: std::ptr::null_mut(),
         state: AtomicU32::new(free(check(secret, header, class))),
@@ -167,10 +160,7 @@ mod tests {
         unsafe {
             initialize(header, 99, 5, 17, 41);
             assert_eq!(state(header), free(check(99, header, 5)));
-            assert_eq!(
-                ((*header).slab, (*header).generation, (*header).class),
-                (17, 41, 5)
-            );
+            assert_eq!(((*header).slab, (*header).generation, (*header).class), (17, 41, 5));
             assert_eq!(user_of(header) as usize - HEADER_SIZE, header as usize);
         }
     }

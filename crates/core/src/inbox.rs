@@ -16,10 +16,7 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     pub(crate) const fn new() -> Self {
-        Self {
-            head: AtomicPtr::new(std::ptr::null_mut()),
-            count: AtomicUsize::new(0),
-        }
+        Self { head: AtomicPtr::new(std::ptr::null_mut()), count: AtomicUsize::new(0) }
     }
 
     /// Pushes one free block.
@@ -32,10 +29,7 @@ impl Inbox {
         loop {
             // SAFETY: the caller owns `block` until the CAS below publishes it.
             unsafe { (*block).link = head };
-            match self
-                .head
-                .compare_exchange_weak(head, block, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.head.compare_exchange_weak(head, block, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }

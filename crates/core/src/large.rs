@@ -27,9 +27,7 @@ impl Hasher for AddressHasher {
     }
 
     fn write_usize(&mut self, value: usize) {
-        self.0 = ((value as u64) >> 12)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(26);
+        self.0 = ((value as u64) >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(26);
     }
 }
 
@@ -95,22 +93,11 @@ mod tests {
     #[test]
     fn records_are_independent_and_removed_once() {
         let mut reg = LargeRegistry::default();
-        let a = LargeRecord {
-            span_start: 0,
-            span_len: 8192,
-            requested: 5000,
-        };
-        let b = LargeRecord {
-            span_start: 8192,
-            span_len: 4096,
-            requested: 100,
-        };
+        let a = LargeRecord { span_start: 0, span_len: 8192, requested: 5000 };
+        let b = LargeRecord { span_start: 8192, span_len: 4096, requested: 100 };
         reg.insert(64, a);
         reg.insert(8256, b);
-        assert_eq!(
-            (reg.len(), reg.live_bytes(), reg.live_span_bytes()),
-            (2, 5100, 12288)
-        );
+        assert_eq!((reg.len(), reg.live_bytes(), reg.live_span_bytes()), (2, 5100, 12288));
         assert_eq!(reg.remove(64), Some(a));
         assert_eq!(reg.remove(64), None);
         assert_eq!(reg.get(8256), Some(b));

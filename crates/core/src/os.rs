@@ -15,10 +15,7 @@ pub(crate) fn page_size() -> usize {
     }
     // SAFETY: sysconf has no preconditions; it only reads a system constant.
     let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let size = usize::try_from(raw)
-        .ok()
-        .filter(|s| s.is_power_of_two())
-        .unwrap_or(DEFAULT_PAGE);
+    let size = usize::try_from(raw).ok().filter(|s| s.is_power_of_two()).unwrap_or(DEFAULT_PAGE);
     PAGE_SIZE.store(size, Ordering::Relaxed);
     size
 }

@@ -3,6 +3,7 @@
 //! taken only on slow paths (after a class lock, never before one).
 
 use std::sync::atomic::Ordering;
+use std::sync::{MutexGuard, PoisonError};
 
 use crate::allocator::{Allocation, Expect, Inner, lock};
 use crate::central::FreedSlab;
@@ -19,6 +20,8 @@ pub(crate) struct Pages {
     pub(crate) released_total: u64,
     pub(crate) large_allocations: u64,
     pub(crate) large_frees: u64,
+    /// Spans taken out of the heap by a purge in progress.
+    pub(crate) purging: usize,
 }
 
 impl Inner {
@@ -26,15 +29,31 @@ impl Inner {
     pub(crate) fn large_span_len(&self, size: usize) -> Option<usize> {
         let needed = size.checked_add(self.config.alignment)?;
         let granule = self.arena.granule();
-        needed
-            .checked_add(granule - 1)
-            .map(|n| n / granule * granule)
+        needed.checked_add(granule - 1).map(|n| n / granule * granule)
     }
 
     /// A span of `len` bytes (a page multiple) from the span heap, else the arena top.
     pub(crate) fn take_span(&self, len: usize) -> Option<usize> {
-        let mut pages = lock(&self.pages);
-        pages.spans.take(len).or_else(|| self.arena.carve(len))
+        self.take_span_locked(lock(&self.pages), len).1
+    }
+
+    /// As [`Inner::take_span`] with the pages lock held (and handed back). When nothing
+    /// fits but spans are out of the heap being returned to the OS, waits for them rather
+    /// than report a spurious out-of-memory.
+    pub(crate) fn take_span_locked<'a>(
+        &'a self,
+        mut pages: MutexGuard<'a, Pages>,
+        len: usize,
+    ) -> (MutexGuard<'a, Pages>, Option<usize>) {
+        loop {
+            if let Some(start) = pages.spans.take(len).or_else(|| self.arena.carve(len)) {
+                return (pages, Some(start));
+            }
+            if pages.purging == 0 {
+                return (pages, None);
+            }
+            pages = self.purged.wait(pages).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// Returns slab spans to the span heap, then releases pages above the retained amount.
@@ -59,7 +78,12 @@ impl Inner {
     /// taken out of the heap while the OS works, so no lock is held across `madvise`.
     /// Returns the bytes released.
     pub(crate) fn purge(&self, retain: usize, idle_before: u64) -> usize {
-        let spans = lock(&self.pages).spans.take_purge(retain, idle_before);
+        let spans = {
+            let mut pages = lock(&self.pages);
+            let spans = pages.spans.take_purge(retain, idle_before);
+            pages.purging += spans.len();
+            spans
+        };
         if spans.is_empty() {
             return 0;
         }
@@ -72,10 +96,13 @@ impl Inner {
             }
         }
         let mut pages = lock(&self.pages);
+        pages.purging -= spans.len();
         for span in spans {
             pages.spans.give_back_purged(span);
         }
         pages.released_total += released as u64;
+        drop(pages);
+        self.purged.notify_all();
         released
     }
 
@@ -93,21 +120,11 @@ impl Inner {
         let mut start = None;
         for attempt in 0..2 {
             {
-                let mut pages = lock(&self.pages);
-                start = pages
-                    .spans
-                    .take(span_len)
-                    .or_else(|| self.arena.carve(span_len));
+                let (mut pages, taken) = self.take_span_locked(lock(&self.pages), span_len);
+                start = taken;
                 if let Some(span_start) = start {
                     let block = span_start + self.config.alignment - HEADER_SIZE;
-                    pages.large.insert(
-                        block,
-                        LargeRecord {
-                            span_start,
-                            span_len,
-                            requested: size,
-                        },
-                    );
+                    pages.large.insert(block, LargeRecord { span_start, span_len, requested: size });
                     pages.large_allocations += 1;
                     break;
                 }
@@ -127,15 +144,9 @@ impl Inner {
             header::initialize(block, self.secret, LARGE_CLASS, 0, generation);
             (*block).requested = size as u64;
             (*block).owner = owner;
-            header::set_state(
-                block,
-                header::live(header::check(self.secret, block, LARGE_CLASS)),
-            );
+            header::set_state(block, header::live(header::check(self.secret, block, LARGE_CLASS)));
         }
-        Ok(Allocation {
-            ptr: user_ptr(block),
-            generation,
-        })
+        Ok(Allocation { ptr: user_ptr(block), generation })
     }
 
     /// Frees a block whose header's class byte is not a small class: a large allocation
@@ -145,18 +156,12 @@ impl Inner {
     /// `block` must be a header address inside the arena.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn free_large(
-        &self,
-        block: *mut Header,
-        expect: Expect,
-    ) -> Result<(), FreeError> {
+    pub(crate) unsafe fn free_large(&self, block: *mut Header, expect: Expect) -> Result<(), FreeError> {
         let check = header::check(self.secret, block, LARGE_CLASS);
         // SAFETY: the header lies in mapped arena memory (caller contract).
         let (state, class) = unsafe { (header::state(block), (*block).class) };
         if class != LARGE_CLASS || state != header::live(check) {
-            return Err(
-                self.reject_state(block, class == LARGE_CLASS && state == header::free(check))
-            );
+            return Err(self.reject_state(block, class == LARGE_CLASS && state == header::free(check)));
         }
         let addr = user_of(block) as usize;
         let over = {

@@ -151,11 +151,7 @@ impl SizeClass {
     #[inline]
     #[must_use]
     pub const fn from_index(index: usize) -> Option<Self> {
-        if index < NUM_CLASSES {
-            Some(Self::ALL[index])
-        } else {
-            None
-        }
+        if index < NUM_CLASSES { Some(Self::ALL[index]) } else { None }
     }
 
     /// Dense index of the class, `0 .. NUM_CLASSES`.
@@ -212,10 +208,7 @@ mod tests {
             let class = SizeClass::from_request(size).unwrap();
             assert!(class.payload_size() >= size, "{size} -> {class:?}");
             if class.index() > 0 {
-                assert!(
-                    CLASS_SIZES[class.index() - 1] < size,
-                    "{size} -> {class:?} not tight"
-                );
+                assert!(CLASS_SIZES[class.index() - 1] < size, "{size} -> {class:?} not tight");
             }
         }
     }
@@ -225,18 +218,12 @@ mod tests {
         assert_eq!(SizeClass::from_request(0), None);
         assert_eq!(SizeClass::from_request(MAX_SMALL_SIZE + 1), None);
         assert_eq!(SizeClass::from_request(usize::MAX), None);
-        assert_eq!(
-            SizeClass::from_request(MAX_SMALL_SIZE),
-            Some(SizeClass::B16777216)
-        );
+        assert_eq!(SizeClass::from_request(MAX_SMALL_SIZE), Some(SizeClass::B16777216));
     }
 
     #[test]
     fn no_class_wastes_more_than_a_quarter_above_4_kib() {
-        for size in (4097..=MAX_SMALL_SIZE)
-            .step_by(997)
-            .chain([4097, 1_048_577, 12 << 20])
-        {
+        for size in (4097..=MAX_SMALL_SIZE).step_by(997).chain([4097, 1_048_577, 12 << 20]) {
             let payload = SizeClass::from_request(size).unwrap().payload_size();
             assert!((payload - size) * 4 <= size, "{size} -> {payload}");
         }
@@ -244,19 +231,10 @@ mod tests {
 
     #[test]
     fn tensor_sizes_land_in_tight_classes() {
-        assert_eq!(
-            SizeClass::from_request(1_048_577).unwrap().payload_size(),
-            1_310_720
-        );
-        assert_eq!(
-            SizeClass::from_request(3 << 19).unwrap().payload_size(),
-            3 << 19
-        );
+        assert_eq!(SizeClass::from_request(1_048_577).unwrap().payload_size(), 1_310_720);
+        assert_eq!(SizeClass::from_request(3 << 19).unwrap().payload_size(), 3 << 19);
         assert_eq!(SizeClass::from_request(6144).unwrap().payload_size(), 6144);
-        assert_eq!(
-            SizeClass::from_request(70_000).unwrap().payload_size(),
-            81_920
-        );
+        assert_eq!(SizeClass::from_request(70_000).unwrap().payload_size(), 81_920);
     }
 
     #[test]

@@ -18,11 +18,7 @@ impl Allocator {
             let stride = inner.geo[c].stride as u64;
             let (free, slabs, empty) = {
                 let pool = lock(&central.pool);
-                (
-                    pool.free_blocks() as u64,
-                    pool.active_slabs() as u64,
-                    pool.empty_slabs() as u64,
-                )
+                (pool.free_blocks() as u64, pool.active_slabs() as u64, pool.empty_slabs() as u64)
             };
             let inbox = central.inbox.len() as u64;
             let class = &mut s.classes[c];
@@ -59,13 +55,7 @@ impl Allocator {
             s.thread_cache_blocks += class.cached_blocks;
             s.thread_cache_bytes += class.cached_bytes;
         }
-        let [
-            allocations,
-            frees,
-            remote_frees,
-            allocated_bytes,
-            freed_bytes,
-        ] = totals;
+        let [allocations, frees, remote_frees, allocated_bytes, freed_bytes] = totals;
 
         let pages = lock(&inner.pages);
         let carved = inner.arena.carved() as u64;
@@ -93,9 +83,5 @@ impl Allocator {
 
 /// A wrapped difference that went "negative" reads as 0.
 const fn clamp(difference: u64) -> u64 {
-    if difference > i64::MAX as u64 {
-        0
-    } else {
-        difference
-    }
+    if difference > i64::MAX as u64 { 0 } else { difference }
 }

@@ -71,40 +71,19 @@ impl SpanHeap {
         let span = self.remove(start)?;
         if span.len > len {
             let rest = span.len - len;
-            self.insert(
-                start + len,
-                FreeSpan {
-                    len: rest,
-                    dirty: span.dirty.min(rest),
-                    freed_at: span.freed_at,
-                },
-            );
+            self.insert(start + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
         }
         Some(start)
     }
 
     /// Returns `[start, start + len)` to the heap, merging it with free neighbours.
     pub(crate) fn give(&mut self, start: usize, len: usize, now: u64) {
-        self.merge_in(
-            start,
-            FreeSpan {
-                len,
-                dirty: len,
-                freed_at: now,
-            },
-        );
+        self.merge_in(start, FreeSpan { len, dirty: len, freed_at: now });
     }
 
     /// Returns a span whose pages were given back to the OS.
     pub(crate) fn give_back_purged(&mut self, span: PurgeSpan) {
-        self.merge_in(
-            span.start,
-            FreeSpan {
-                len: span.len,
-                dirty: 0,
-                freed_at: span.freed_at,
-            },
-        );
+        self.merge_in(span.start, FreeSpan { len: span.len, dirty: 0, freed_at: span.freed_at });
     }
 
     fn merge_in(&mut self, mut start: usize, mut span: FreeSpan) {
@@ -133,12 +112,8 @@ impl SpanHeap {
     /// `idle_before`, then the least recently freed dirty spans until at most
     /// `retain` dirty bytes remain.
     pub(crate) fn take_purge(&mut self, retain: usize, idle_before: u64) -> Vec<PurgeSpan> {
-        let mut dirty: Vec<(u64, usize)> = self
-            .by_start
-            .iter()
-            .filter(|(_, s)| s.dirty > 0)
-            .map(|(&start, s)| (s.freed_at, start))
-            .collect();
+        let mut dirty: Vec<(u64, usize)> =
+            self.by_start.iter().filter(|(_, s)| s.dirty > 0).map(|(&start, s)| (s.freed_at, start)).collect();
         dirty.sort_unstable();
         let mut out = Vec::new();
         for (freed_at, start) in dirty {
@@ -146,11 +121,7 @@ impl SpanHeap {
                 break;
             }
             if let Some(span) = self.remove(start) {
-                out.push(PurgeSpan {
-                    start,
-                    len: span.len,
-                    freed_at: span.freed_at,
-                });
+                out.push(PurgeSpan { start, len: span.len, freed_at: span.freed_at });
             }
         }
         out
@@ -195,10 +166,7 @@ mod tests {
         assert_eq!(heap.dirty_bytes(), 6 * P);
         // Nothing idle before epoch 1; keep at most 3 pages dirty: the two oldest go.
         let purge = heap.take_purge(3 * P, 1);
-        assert_eq!(
-            purge.iter().map(|s| s.start).collect::<Vec<_>>(),
-            vec![0, 4 * P]
-        );
+        assert_eq!(purge.iter().map(|s| s.start).collect::<Vec<_>>(), vec![0, 4 * P]);
         assert_eq!(heap.dirty_bytes(), 3 * P);
         for span in purge {
             heap.give_back_purged(span);
@@ -207,10 +175,7 @@ mod tests {
         assert_eq!(heap.free_bytes(), 6 * P);
         // Everything freed before epoch 10 is idle; only the still-dirty span is taken.
         let idle = heap.take_purge(usize::MAX, 10);
-        assert_eq!(
-            idle.iter().map(|s| s.start).collect::<Vec<_>>(),
-            vec![8 * P]
-        );
+        assert_eq!(idle.iter().map(|s| s.start).collect::<Vec<_>>(), vec![8 * P]);
         assert_eq!(heap.dirty_bytes(), 0);
     }
 }

@@ -130,11 +130,7 @@ mod tests {
 
     #[test]
     fn field_list_and_values_line_up() {
-        let stats = AllocatorStats {
-            arena_size: 7,
-            rejected_frees_total: 9,
-            ..Default::default()
-        };
+        let stats = AllocatorStats { arena_size: 7, rejected_frees_total: 9, ..Default::default() };
         let values = stats.field_values();
         assert_eq!(values.len(), AllocatorStats::FIELDS.len());
         for (field, (name, _)) in AllocatorStats::FIELDS.iter().zip(&values) {
@@ -143,22 +139,14 @@ mod tests {
         }
         assert_eq!(values[0], ("arena_size", 7));
         assert_eq!(values.last(), Some(&("rejected_frees_total", 9)));
-        assert!(
-            AllocatorStats::FIELDS
-                .iter()
-                .any(|f| f.kind == StatKind::Counter)
-        );
+        assert!(AllocatorStats::FIELDS.iter().any(|f| f.kind == StatKind::Counter));
     }
 
     #[test]
     fn readme_documents_every_stat_field() {
         let readme = include_str!("../../../README.md");
         for field in AllocatorStats::FIELDS.iter().chain(ClassStats::FIELDS) {
-            assert!(
-                readme.contains(&format!("`{}`", field.name)),
-                "README misses `{}`",
-                field.name
-            );
+            assert!(readme.contains(&format!("`{}`", field.name)), "README misses `{}`", field.name);
         }
     }
 }

@@ -34,10 +34,7 @@ pub(crate) struct Counters {
 
 #[inline(always)]
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
 }
 
 impl Counters {
@@ -49,13 +46,7 @@ impl Counters {
     }
 
     pub(crate) const fn fields(&self) -> [&AtomicU64; 5] {
-        [
-            &self.allocations,
-            &self.frees,
-            &self.remote_frees,
-            &self.allocated_bytes,
-            &self.freed_bytes,
-        ]
+        [&self.allocations, &self.frees, &self.remote_frees, &self.allocated_bytes, &self.freed_bytes]
     }
 }
 
@@ -114,11 +105,7 @@ impl ThreadCache {
     /// Occupancy of this cache.
     #[must_use]
     pub fn stats(&self) -> ThreadCacheStats {
-        let mut stats = ThreadCacheStats {
-            id: self.id,
-            bound: u64::from(self.bound.is_some()),
-            ..Default::default()
-        };
+        let mut stats = ThreadCacheStats { id: self.id, bound: u64::from(self.bound.is_some()), ..Default::default() };
         for (c, count) in self.shared.counts.iter().enumerate() {
             let blocks = u64::from(count.load(Ordering::Relaxed));
             stats.class_blocks[c] = blocks;
@@ -157,9 +144,6 @@ impl Drop for ThreadCache {
 
 impl std::fmt::Debug for ThreadCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThreadCache")
-            .field("id", &self.id)
-            .field("bound_id", &self.bound_id)
-            .finish_non_exhaustive()
+        f.debug_struct("ThreadCache").field("id", &self.id).field("bound_id", &self.bound_id).finish_non_exhaustive()
     }
 }
