@@ -4,9 +4,7 @@
 use napi::Env;
 use napi::bindgen_prelude::{Error, Object, Result};
 use napi_derive::napi;
-use tensor_arena_core::{
-    AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats,
-};
+use tensor_arena_core::{AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats};
 
 use crate::codes::Code;
 use crate::registry;
@@ -16,8 +14,7 @@ fn failure(code: Code, message: impl ToString) -> Error<&'static str> {
 }
 
 fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'static str>> {
-    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 9_007_199_254_740_991.0
-    {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 9_007_199_254_740_991.0 {
         Ok(value as usize)
     } else {
         Err(failure(
@@ -54,15 +51,8 @@ pub(crate) fn arena_create(
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<u32, Error<&'static str>> {
-    let config = options(
-        arena_size,
-        alignment,
-        refill_target_bytes,
-        local_cache_target_bytes,
-    )?
-    .config();
-    let id = registry::create(config)
-        .map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
+    let config = options(arena_size, alignment, refill_target_bytes, local_cache_target_bytes)?.config();
+    let id = registry::create(config).map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
     id_of(id)
 }
 
@@ -75,21 +65,13 @@ pub(crate) fn arena_shared(
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<u32, Error<&'static str>> {
-    let wanted = options(
-        arena_size,
-        alignment,
-        refill_target_bytes,
-        local_cache_target_bytes,
-    )?;
+    let wanted = options(arena_size, alignment, refill_target_bytes, local_cache_target_bytes)?;
     match registry::shared(&name, &wanted) {
         Ok(id) => id_of(id),
-        Err(registry::SharedError::Init(e)) => {
-            Err(failure(Code::from(e), camel_config_message(&e.to_string())))
+        Err(registry::SharedError::Init(e)) => Err(failure(Code::from(e), camel_config_message(&e.to_string()))),
+        Err(registry::SharedError::Mismatch(why)) => {
+            Err(failure(Code::InvalidConfig, format!("Arena.shared('{name}'): {why}")))
         }
-        Err(registry::SharedError::Mismatch(why)) => Err(failure(
-            Code::InvalidConfig,
-            format!("Arena.shared('{name}'): {why}"),
-        )),
     }
 }
 
@@ -141,8 +123,7 @@ fn object_from(env: &Env, values: &[(&'static str, u64)]) -> Result<Object<'stat
 }
 
 fn allocator(id: u32) -> std::result::Result<tensor_arena_core::Allocator, Error<&'static str>> {
-    registry::with_arena(id as usize, |a, _| a.allocator.clone())
-        .map_err(|code| failure(code, "unknown arena"))
+    registry::with_arena(id as usize, |a, _| a.allocator.clone()).map_err(|code| failure(code, "unknown arena"))
 }
 
 fn js(error: Error) -> Error<&'static str> {
@@ -152,10 +133,7 @@ fn js(error: Error) -> Error<&'static str> {
 /// Allocator stats as a plain object: camelCase names of `AllocatorStats::FIELDS`, plus
 /// `classes` (one object per size class).
 #[napi]
-pub(crate) fn arena_stats(
-    env: Env,
-    id: u32,
-) -> std::result::Result<Object<'static>, Error<&'static str>> {
+pub(crate) fn arena_stats(env: Env, id: u32) -> std::result::Result<Object<'static>, Error<&'static str>> {
     let stats = allocator(id)?.stats();
     let mut object = object_from(&env, &stats.field_values()).map_err(js)?;
     let classes = stats
@@ -172,31 +150,20 @@ pub(crate) fn arena_stats(
 /// prefixed `classes.`, thread-cache fields `threadCache.`.
 #[napi]
 pub(crate) fn stat_fields() -> Vec<Vec<String>> {
-    let kind = |k: StatKind| {
-        if k == StatKind::Gauge {
-            "gauge"
-        } else {
-            "counter"
-        }
-        .to_owned()
-    };
+    let kind = |k: StatKind| if k == StatKind::Gauge { "gauge" } else { "counter" }.to_owned();
     AllocatorStats::FIELDS
         .iter()
         .map(|f| vec![camel(f.name), kind(f.kind), f.doc.to_owned()])
-        .chain(ClassStats::FIELDS.iter().map(|f| {
-            vec![
-                format!("classes.{}", camel(f.name)),
-                kind(f.kind),
-                f.doc.to_owned(),
-            ]
-        }))
-        .chain(ThreadCacheStats::FIELDS.iter().map(|f| {
-            vec![
-                format!("threadCache.{}", camel(f.name)),
-                kind(f.kind),
-                f.doc.to_owned(),
-            ]
-        }))
+        .chain(
+            ClassStats::FIELDS
+                .iter()
+                .map(|f| vec![format!("classes.{}", camel(f.name)), kind(f.kind), f.doc.to_owned()]),
+        )
+        .chain(
+            ThreadCacheStats::FIELDS
+                .iter()
+                .map(|f| vec![format!("threadCache.{}", camel(f.name)), kind(f.kind), f.doc.to_owned()]),
+        )
         .collect()
 }
 
@@ -210,42 +177,24 @@ pub(crate) fn arena_trim(id: u32) -> std::result::Result<f64, Error<&'static str
 #[napi]
 pub(crate) fn arena_info(id: u32) -> std::result::Result<Vec<f64>, Error<&'static str>> {
     let a = allocator(id)?;
-    Ok(vec![
-        a.arena_size() as f64,
-        a.config().alignment as f64,
-        a.arena_base().as_ptr() as usize as f64,
-    ])
+    Ok(vec![a.arena_size() as f64, a.config().alignment as f64, a.arena_base().as_ptr() as usize as f64])
 }
 
 /// This thread's cache for arena `id`.
 #[napi]
-pub(crate) fn thread_cache_stats(
-    env: Env,
-    id: u32,
-) -> std::result::Result<Object<'static>, Error<&'static str>> {
-    let stats: ThreadCacheStats = registry::with_arena(id as usize, |a, _| a.cache.stats())
-        .map_err(|code| failure(code, "unknown arena"))?;
+pub(crate) fn thread_cache_stats(env: Env, id: u32) -> std::result::Result<Object<'static>, Error<&'static str>> {
+    let stats: ThreadCacheStats =
+        registry::with_arena(id as usize, |a, _| a.cache.stats()).map_err(|code| failure(code, "unknown arena"))?;
     let mut object = object_from(&env, &stats.field_values()).map_err(js)?;
-    object
-        .set(
-            "classBlocks",
-            stats
-                .class_blocks
-                .iter()
-                .map(|&b| b as f64)
-                .collect::<Vec<_>>(),
-        )
-        .map_err(js)?;
+    object.set("classBlocks", stats.class_blocks.iter().map(|&b| b as f64).collect::<Vec<_>>()).map_err(js)?;
     Ok(object)
 }
 
 /// Hands this thread's cached blocks of arena `id` back to the central pool.
 #[napi]
 pub(crate) fn thread_cache_flush(id: u32) -> std::result::Result<(), Error<&'static str>> {
-    registry::with_arena(id as usize, |a, _| {
-        a.allocator.drain_thread_cache(&mut a.cache)
-    })
-    .map_err(|code| failure(code, "unknown arena"))
+    registry::with_arena(id as usize, |a, _| a.allocator.drain_thread_cache(&mut a.cache))
+        .map_err(|code| failure(code, "unknown arena"))
 }
 
 /// Payload size of every class, by class index.

@@ -29,29 +29,17 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mu
     let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
     // SAFETY: the buffer over this block is gone; the generation check makes this a no-op
     // when the block was freed explicitly (and maybe handed out again) before.
-    let _ = unsafe {
-        hint.allocator
-            .deallocate_uncached(hint.ptr, Some(hint.generation))
-    };
+    let _ = unsafe { hint.allocator.deallocate_uncached(hint.ptr, Some(hint.generation)) };
 }
 
 /// `allocExclusive(id, byteLength, zero)`: an external ArrayBuffer of exactly
 /// `byteLength` bytes (generation in scratch[0], arena offset in scratch[2]), or a
 /// negative code.
-pub(crate) unsafe extern "C" fn alloc_exclusive(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, len, zero]| {
         // SAFETY: argument handles of this callback.
-        unsafe {
-            Some((
-                raw::index_arg(env, id)?,
-                raw::index_arg(env, len)?,
-                raw::number_arg(env, zero)?,
-            ))
-        }
+        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, len)?, raw::number_arg(env, zero)?)) }
     });
     let Some((id, len, zero)) = parsed else {
         return raw::throw_type_error(
@@ -61,10 +49,7 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(
         );
     };
     let allocated = registry::with_arena(id, |arena, scratch| {
-        match arena
-            .allocator
-            .allocate_tracked(&mut arena.cache, len.max(1))
-        {
+        match arena.allocator.allocate_tracked(&mut arena.cache, len.max(1)) {
             Ok(a) => {
                 if zero != 0.0 {
                     // SAFETY: the block has at least `len` writable bytes and is ours.
@@ -78,15 +63,7 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(
         }
     });
     match allocated {
-        Ok(Ok((a, allocator))) => expose(
-            env,
-            Hint {
-                allocator,
-                ptr: a.ptr,
-                generation: a.generation,
-            },
-            len,
-        ),
+        Ok(Ok((a, allocator))) => expose(env, Hint { allocator, ptr: a.ptr, generation: a.generation }, len),
         Ok(Err(code)) => unsafe_number(env, code),
         Err(code) => unsafe_number(env, code.as_return()),
     }
@@ -105,10 +82,7 @@ pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_va
             // SAFETY: refused up front, so `finalize` never runs: the hint is ours.
             let hint = unsafe { Box::from_raw(hint) };
             // SAFETY: nothing else holds this block.
-            let _ = unsafe {
-                hint.allocator
-                    .deallocate_uncached(hint.ptr, Some(hint.generation))
-            };
+            let _ = unsafe { hint.allocator.deallocate_uncached(hint.ptr, Some(hint.generation)) };
             unsafe_number(env, Code::ExternalBuffersUnsupported.as_return())
         }
         // `finalize` may have run already (and freed the block): leave the hint alone.
@@ -120,18 +94,11 @@ pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_va
 ///
 /// # Safety
 /// `value` must be a handle of the running callback.
-pub(crate) unsafe fn buffer_info(
-    env: sys::napi_env,
-    value: sys::napi_value,
-) -> Result<(usize, usize), ()> {
+pub(crate) unsafe fn buffer_info(env: sys::napi_env, value: sys::napi_value) -> Result<(usize, usize), ()> {
     let (mut data, mut byte_length) = (ptr::null_mut(), 0usize);
     // SAFETY: forwarded; a non-ArrayBuffer makes this fail.
     let status = unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut byte_length) };
-    if status == sys::Status::napi_ok {
-        Ok((data as usize, byte_length))
-    } else {
-        Err(())
-    }
+    if status == sys::Status::napi_ok { Ok((data as usize, byte_length)) } else { Err(()) }
 }
 
 fn unsafe_number(env: sys::napi_env, value: f64) -> sys::napi_value {
@@ -141,28 +108,15 @@ fn unsafe_number(env: sys::napi_env, value: f64) -> sys::napi_value {
 
 /// `freeExclusive(id, offset, generation, buffer)`: frees the hand-out and detaches
 /// `buffer`; 0, or a negative code (nothing freed, nothing detached).
-pub(crate) unsafe extern "C" fn free_exclusive(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn free_exclusive(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let Some([id, offset, generation, buffer]) = (unsafe { raw::args::<4>(env, info) }) else {
         return ptr::null_mut();
     };
     // SAFETY: argument handles of this callback.
-    let parsed = unsafe {
-        (
-            raw::index_arg(env, id),
-            raw::index_arg(env, offset),
-            raw::index_arg(env, generation),
-        )
-    };
+    let parsed = unsafe { (raw::index_arg(env, id), raw::index_arg(env, offset), raw::index_arg(env, generation)) };
     let (Some(id), Some(offset), Some(generation)) = parsed else {
-        return raw::throw_type_error(
-            env,
-            c"ERR_INVALID_ARG_TYPE",
-            c"freeExclusive(id, offset, generation, buffer)",
-        );
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"freeExclusive(id, offset, generation, buffer)");
     };
     // The buffer must be the one over this block: never detach anything else (detaching
     // Node's Buffer pool, for one, breaks the process).

@@ -12,9 +12,7 @@ use napi::sys;
 /// runtime refused external buffers (no Node build here does), so that path is tested.
 fn refusal_forced() -> bool {
     static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var_os("TENSOR_ARENA_TEST_REFUSE_EXTERNAL").is_some_and(|v| v == "1")
-    })
+    *FORCED.get_or_init(|| std::env::var_os("TENSOR_ARENA_TEST_REFUSE_EXTERNAL").is_some_and(|v| v == "1"))
 }
 
 /// Outcome of [`create`].
@@ -46,9 +44,7 @@ pub(crate) unsafe fn create(
     }
     let mut value = ptr::null_mut();
     // SAFETY: forwarded from the caller's contract.
-    let status = unsafe {
-        sys::napi_create_external_arraybuffer(env, data.cast(), len, finalize, hint, &mut value)
-    };
+    let status = unsafe { sys::napi_create_external_arraybuffer(env, data.cast(), len, finalize, hint, &mut value) };
     match status {
         sys::Status::napi_ok => External::Created(value),
         sys::Status::napi_no_external_buffers_allowed => External::Refused,

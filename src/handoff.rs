@@ -22,28 +22,15 @@ fn number(env: sys::napi_env, value: f64) -> sys::napi_value {
 /// `handOff(id, offset, generation, buffer)`: starts a hand-off of the hand-out at
 /// `offset`; `buffer` is its exclusive ArrayBuffer (detached on success) or `undefined`
 /// for a view. Returns the token (new generation in scratch[0]) or a negative code.
-pub(crate) unsafe extern "C" fn hand_off(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn hand_off(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let Some([id, offset, generation, buffer]) = (unsafe { raw::args::<4>(env, info) }) else {
         return ptr::null_mut();
     };
     // SAFETY: argument handles of this callback.
-    let parsed = unsafe {
-        (
-            raw::index_arg(env, id),
-            raw::index_arg(env, offset),
-            raw::index_arg(env, generation),
-        )
-    };
+    let parsed = unsafe { (raw::index_arg(env, id), raw::index_arg(env, offset), raw::index_arg(env, generation)) };
     let (Some(id), Some(offset), Some(generation)) = parsed else {
-        return raw::throw_type_error(
-            env,
-            c"ERR_INVALID_ARG_TYPE",
-            c"handOff(id, offset, generation, buffer)",
-        );
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"handOff(id, offset, generation, buffer)");
     };
     // SAFETY: `buffer` is an argument handle of this callback.
     let exclusive = unsafe { exclusive::buffer_info(env, buffer) }.ok();
@@ -58,8 +45,7 @@ pub(crate) unsafe extern "C" fn hand_off(
         let generation = u32::try_from(generation).map_err(|_| Code::NotOwned)?;
         // SAFETY: the TypeScript layer makes the sender's object unusable right after
         // (and the exclusive buffer is detached below), so the sender gives the block up.
-        let (token, next) =
-            unsafe { arena.allocator.hand_off(ptr, generation) }.map_err(Code::from)?;
+        let (token, next) = unsafe { arena.allocator.hand_off(ptr, generation) }.map_err(Code::from)?;
         scratch[0] = f64::from(next);
         Ok(token as f64)
     });
@@ -84,12 +70,7 @@ fn block_at(arena: &ThreadArena, offset: usize) -> Result<NonNull<u8>, Code> {
 
 /// Reads `(token, offset, byteLength)` of a handle and checks them against the in-flight
 /// record without claiming it.
-fn check_handle(
-    arena: &ThreadArena,
-    token: usize,
-    offset: usize,
-    byte_length: usize,
-) -> Result<u64, Code> {
+fn check_handle(arena: &ThreadArena, token: usize, offset: usize, byte_length: usize) -> Result<u64, Code> {
     let token = token as u64;
     let Some(record) = arena.allocator.in_flight(token) else {
         // Unknown token: received already, or never issued; `receive` tells which.
@@ -97,11 +78,7 @@ fn check_handle(
     };
     let matches = record.allocation.ptr.as_ptr() as usize == arena.base + offset
         && (record.requested == byte_length || (byte_length == 0 && record.requested == 1));
-    if matches {
-        Ok(token)
-    } else {
-        Err(Code::InvalidHandle)
-    }
+    if matches { Ok(token) } else { Err(Code::InvalidHandle) }
 }
 
 /// Parses `(id, token, offset, byteLength)`.
@@ -119,25 +96,14 @@ unsafe fn handle_args(env: sys::napi_env, info: sys::napi_callback_info) -> Opti
     Some(out)
 }
 
-fn claim(
-    arena: &mut ThreadArena,
-    token: usize,
-    offset: usize,
-    byte_length: usize,
-) -> Result<Received, Code> {
+fn claim(arena: &mut ThreadArena, token: usize, offset: usize, byte_length: usize) -> Result<Received, Code> {
     let token = check_handle(arena, token, offset, byte_length)?;
-    arena
-        .allocator
-        .receive(token, &arena.cache)
-        .map_err(Code::from)
+    arena.allocator.receive(token, &arena.cache).map_err(Code::from)
 }
 
 /// `receiveView(id, token, offset, byteLength)`: claims a hand-off as a view in this
 /// thread: 0 (generation in scratch[0]) or a negative code.
-pub(crate) unsafe extern "C" fn receive_view(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn receive_view(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let Some([id, token, offset, byte_length]) = (unsafe { handle_args(env, info) }) else {
         return number(env, Code::InvalidHandle.as_return());
@@ -168,11 +134,7 @@ pub(crate) unsafe extern "C" fn receive_exclusive(
     });
     match result.and_then(|r| r) {
         Ok((received, allocator)) => {
-            let hint = Hint {
-                allocator,
-                ptr: received.allocation.ptr,
-                generation: received.allocation.generation,
-            };
+            let hint = Hint { allocator, ptr: received.allocation.ptr, generation: received.allocation.generation };
             exclusive::expose(env, hint, byte_length)
         }
         Err(code) => number(env, code.as_return()),
@@ -181,21 +143,14 @@ pub(crate) unsafe extern "C" fn receive_exclusive(
 
 /// `reclaim(id, token, offset, byteLength)`: frees a hand-off nobody received: 0 or a
 /// negative code.
-pub(crate) unsafe extern "C" fn reclaim(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn reclaim(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let Some([id, token, offset, byte_length]) = (unsafe { handle_args(env, info) }) else {
         return number(env, Code::InvalidHandle.as_return());
     };
     let result = registry::with_arena(id, |arena, _| {
         let token = check_handle(arena, token, offset, byte_length)?;
-        arena
-            .allocator
-            .reclaim(token)
-            .map(|_| 0.0)
-            .map_err(Code::from)
+        arena.allocator.reclaim(token).map(|_| 0.0).map_err(Code::from)
     });
     number(env, result.and_then(|r| r).unwrap_or_else(Code::as_return))
 }

@@ -9,8 +9,7 @@ use napi::bindgen_prelude::{Error, Object, Result, Status};
 use napi::{Env, JsValue, sys};
 
 /// Signature of a raw callback.
-pub(crate) type RawFn =
-    unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+pub(crate) type RawFn = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The first `N` arguments of the current call (missing ones are `undefined`).
 ///
@@ -23,16 +22,8 @@ pub(crate) unsafe fn args<const N: usize>(
     let mut argc = N;
     let mut argv = [ptr::null_mut(); N];
     // SAFETY: `info` belongs to this callback; `argv` has room for `argc` values.
-    let status = unsafe {
-        sys::napi_get_cb_info(
-            env,
-            info,
-            &mut argc,
-            argv.as_mut_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
+    let status =
+        unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
     (status == sys::Status::napi_ok).then_some(argv)
 }
 
@@ -84,11 +75,7 @@ pub(crate) fn throw_error(env: sys::napi_env, code: &CStr, message: &CStr) -> sy
 }
 
 /// Defines raw functions on `exports`.
-pub(crate) fn register(
-    env: &Env,
-    exports: &Object<'_>,
-    functions: &[(&CStr, RawFn)],
-) -> Result<()> {
+pub(crate) fn register(env: &Env, exports: &Object<'_>, functions: &[(&CStr, RawFn)]) -> Result<()> {
     let properties: Vec<sys::napi_property_descriptor> = functions
         .iter()
         .map(|(name, callback)| sys::napi_property_descriptor {
@@ -103,20 +90,11 @@ pub(crate) fn register(
         })
         .collect();
     // SAFETY: `exports` is this env's live exports object; `properties` outlives the call.
-    let status = unsafe {
-        sys::napi_define_properties(
-            env.raw(),
-            exports.raw(),
-            properties.len(),
-            properties.as_ptr(),
-        )
-    };
+    let status =
+        unsafe { sys::napi_define_properties(env.raw(), exports.raw(), properties.len(), properties.as_ptr()) };
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(Error::new(
-            Status::from(status),
-            "napi_define_properties failed",
-        ))
+        Err(Error::new(Status::from(status), "napi_define_properties failed"))
     }
 }

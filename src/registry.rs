@@ -59,15 +59,11 @@ pub(crate) fn shared(name: &str, wanted: &SharedOptions) -> Result<usize, Shared
         return if same(wanted.arena_size, config.arena_size)
             && same(wanted.alignment, config.alignment)
             && same(wanted.refill_target_bytes, config.refill_target_bytes)
-            && same(
-                wanted.local_cache_target_bytes,
-                config.local_cache_target_bytes,
-            ) {
+            && same(wanted.local_cache_target_bytes, config.local_cache_target_bytes)
+        {
             Ok(id)
         } else {
-            Err(SharedError::Mismatch(
-                "options differ from those the shared arena was created with",
-            ))
+            Err(SharedError::Mismatch("options differ from those the shared arena was created with"))
         };
     }
     let id = create(wanted.config()).map_err(SharedError::Init)?;
@@ -92,9 +88,7 @@ impl SharedOptions {
             arena_size: self.arena_size.unwrap_or(d.arena_size),
             alignment: self.alignment.unwrap_or(d.alignment),
             refill_target_bytes: self.refill_target_bytes.unwrap_or(d.refill_target_bytes),
-            local_cache_target_bytes: self
-                .local_cache_target_bytes
-                .unwrap_or(d.local_cache_target_bytes),
+            local_cache_target_bytes: self.local_cache_target_bytes.unwrap_or(d.local_cache_target_bytes),
             ..d
         }
     }
@@ -145,15 +139,10 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's state for arena `id`, creating it on first use.
-pub(crate) fn with_arena<R>(
-    id: usize,
-    f: impl FnOnce(&mut ThreadArena, &mut Scratch) -> R,
-) -> Result<R, Code> {
+pub(crate) fn with_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena, &mut Scratch) -> R) -> Result<R, Code> {
     THREAD
         .try_with(|cell| {
-            let mut state = cell
-                .try_borrow_mut()
-                .map_err(|_| Code::ThreadStateUnavailable)?;
+            let mut state = cell.try_borrow_mut().map_err(|_| Code::ThreadStateUnavailable)?;
             let ThreadState { arenas, scratch } = &mut *state;
             if arenas.get(id).is_none_or(Option::is_none) {
                 let allocator = lookup(id).ok_or(Code::UnknownArena)?;
@@ -162,12 +151,7 @@ pub(crate) fn with_arena<R>(
                 }
                 let base = allocator.arena_base().as_ptr() as usize;
                 let len = allocator.arena_size();
-                arenas[id] = Some(ThreadArena {
-                    allocator,
-                    cache: ThreadCache::new(),
-                    base,
-                    len,
-                });
+                arenas[id] = Some(ThreadArena { allocator, cache: ThreadCache::new(), base, len });
             }
             let arena = arenas[id].as_mut().ok_or(Code::UnknownArena)?;
             Ok(f(arena, scratch))
@@ -177,20 +161,14 @@ pub(crate) fn with_arena<R>(
 
 /// Address of this thread's scratch (stable for the thread's life).
 pub(crate) fn scratch_ptr() -> Option<*mut Scratch> {
-    THREAD
-        .try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| &raw mut *s.scratch))
-        .ok()
-        .flatten()
+    THREAD.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| &raw mut *s.scratch)).ok().flatten()
 }
 
 /// Env teardown: frees every block this thread handed out that is still live, then drops
 /// the thread's caches (which drains them to the central pools).
 pub(crate) fn teardown_thread() {
-    let taken = THREAD.try_with(|cell| {
-        cell.try_borrow_mut()
-            .map(|mut s| std::mem::take(&mut s.arenas))
-            .unwrap_or_default()
-    });
+    let taken =
+        THREAD.try_with(|cell| cell.try_borrow_mut().map(|mut s| std::mem::take(&mut s.arenas)).unwrap_or_default());
     for arena in taken.unwrap_or_default().into_iter().flatten() {
         // SAFETY: the env is going away, so no JavaScript can reach the blocks this
         // thread handed out; blocks handed over to other threads are re-owned first

@@ -15,23 +15,12 @@ use crate::registry::{self, Scratch};
 
 /// `viewWindow(id)`: this thread's window over arena `id` (external ArrayBuffer whose
 /// finalizer keeps the arena mapped until the window is collected).
-pub(crate) unsafe extern "C" fn view_window(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn view_window(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
-    let Some(id) =
-        (unsafe { raw::args::<1>(env, info) }).and_then(|[id]| unsafe { raw::index_arg(env, id) })
-    else {
-        return raw::throw_type_error(
-            env,
-            c"ERR_INVALID_ARG_TYPE",
-            c"viewWindow(id): id must be an arena id",
-        );
+    let Some(id) = (unsafe { raw::args::<1>(env, info) }).and_then(|[id]| unsafe { raw::index_arg(env, id) }) else {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"viewWindow(id): id must be an arena id");
     };
-    let Ok((allocator, base, len)) =
-        registry::with_arena(id, |a, _| (a.allocator.clone(), a.base, a.len))
-    else {
+    let Ok((allocator, base, len)) = registry::with_arena(id, |a, _| (a.allocator.clone(), a.base, a.len)) else {
         return raw::throw_error(env, c"ERR_UNKNOWN_ARENA", c"unknown arena");
     };
     let hint = Box::into_raw(Box::new(allocator)).cast::<c_void>();
@@ -59,28 +48,13 @@ unsafe extern "C" fn release_window(_env: sys::napi_env, _data: *mut c_void, hin
 }
 
 /// `scratch()`: an ArrayBuffer over this thread's scratch (4 × f64).
-pub(crate) unsafe extern "C" fn scratch(
-    env: sys::napi_env,
-    _info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn scratch(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
     let Some(data) = registry::scratch_ptr() else {
-        return raw::throw_error(
-            env,
-            c"ERR_THREAD_STATE_UNAVAILABLE",
-            c"thread state unavailable",
-        );
+        return raw::throw_error(env, c"ERR_THREAD_STATE_UNAVAILABLE", c"thread state unavailable");
     };
     // SAFETY: the scratch lives in this thread's state until the thread exits, after its
     // env (and so this buffer) is gone; no finalizer is needed.
-    match unsafe {
-        external::create(
-            env,
-            data.cast(),
-            size_of::<Scratch>(),
-            None,
-            ptr::null_mut(),
-        )
-    } {
+    match unsafe { external::create(env, data.cast(), size_of::<Scratch>(), None, ptr::null_mut()) } {
         External::Created(value) => value,
         External::Refused => raw::throw_error(
             env,
@@ -93,20 +67,11 @@ pub(crate) unsafe extern "C" fn scratch(
 
 /// `viewAlloc(id, byteLength, zero)`: arena offset of a new block (generation in
 /// scratch[0]), or a negative code (bytes available in scratch[1] for out-of-memory).
-pub(crate) unsafe extern "C" fn view_alloc(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn view_alloc(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, len, zero]| {
         // SAFETY: argument handles of this callback.
-        unsafe {
-            Some((
-                raw::index_arg(env, id)?,
-                raw::index_arg(env, len)?,
-                raw::number_arg(env, zero)?,
-            ))
-        }
+        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, len)?, raw::number_arg(env, zero)?)) }
     });
     let Some((id, len, zero)) = parsed else {
         return raw::throw_type_error(
@@ -116,10 +81,7 @@ pub(crate) unsafe extern "C" fn view_alloc(
         );
     };
     let result = registry::with_arena(id, |arena, scratch| {
-        match arena
-            .allocator
-            .allocate_tracked(&mut arena.cache, len.max(1))
-        {
+        match arena.allocator.allocate_tracked(&mut arena.cache, len.max(1)) {
             Ok(a) => {
                 if zero != 0.0 {
                     // SAFETY: the block has at least `len` writable bytes and is ours.
@@ -135,10 +97,7 @@ pub(crate) unsafe extern "C" fn view_alloc(
     unsafe { raw::number(env, result.unwrap_or_else(Code::as_return)) }
 }
 
-pub(crate) fn report_alloc_error(
-    error: tensor_arena_core::AllocError,
-    scratch: &mut Scratch,
-) -> f64 {
+pub(crate) fn report_alloc_error(error: tensor_arena_core::AllocError, scratch: &mut Scratch) -> f64 {
     if let tensor_arena_core::AllocError::OutOfMemory { remaining, .. } = error {
         scratch[1] = remaining as f64;
     }
@@ -146,20 +105,11 @@ pub(crate) fn report_alloc_error(
 }
 
 /// `viewFree(id, offset, generation)`: 0, or a negative code.
-pub(crate) unsafe extern "C" fn view_free(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn view_free(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
     let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, offset, generation]| {
         // SAFETY: argument handles of this callback.
-        unsafe {
-            Some((
-                raw::index_arg(env, id)?,
-                raw::index_arg(env, offset)?,
-                raw::index_arg(env, generation)?,
-            ))
-        }
+        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, offset)?, raw::index_arg(env, generation)?)) }
     });
     let Some((id, offset, generation)) = parsed else {
         return raw::throw_type_error(
@@ -170,22 +120,11 @@ pub(crate) unsafe extern "C" fn view_free(
     };
     let result = registry::with_arena(id, |arena, _| free_at(arena, offset, generation));
     // SAFETY: `env` is this callback's.
-    unsafe {
-        raw::number(
-            env,
-            result
-                .and_then(|r| r)
-                .map_or_else(Code::as_return, |()| 0.0),
-        )
-    }
+    unsafe { raw::number(env, result.and_then(|r| r).map_or_else(Code::as_return, |()| 0.0)) }
 }
 
 /// Frees the block at arena `offset` if it is still the hand-out `generation`.
-pub(crate) fn free_at(
-    arena: &mut registry::ThreadArena,
-    offset: usize,
-    generation: usize,
-) -> Result<(), Code> {
+pub(crate) fn free_at(arena: &mut registry::ThreadArena, offset: usize, generation: usize) -> Result<(), Code> {
     let generation = u32::try_from(generation).map_err(|_| Code::NotOwned)?;
     if offset >= arena.len {
         return Err(Code::NotOwned);
@@ -194,10 +133,6 @@ pub(crate) fn free_at(
     // SAFETY: `ptr` is inside the arena; the core validates everything else, and a block
     // handed out to JavaScript is only freed through this call (one free per hand-out is
     // enforced by the TypeScript layer and by the generation).
-    unsafe {
-        arena
-            .allocator
-            .deallocate_tracked(&mut arena.cache, ptr, generation)
-    }
-    .map_err(|e: FreeError| Code::from(e))
+    unsafe { arena.allocator.deallocate_tracked(&mut arena.cache, ptr, generation) }
+        .map_err(|e: FreeError| Code::from(e))
 }
