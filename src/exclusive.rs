@@ -13,7 +13,7 @@ use tensor_arena_core::Allocator;
 use crate::codes::Code;
 use crate::external::{self, External};
 use crate::raw;
-use crate::registry;
+use crate::registry::{self, ThreadArena};
 use crate::view::{free_at, report_alloc_error};
 
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
@@ -90,6 +90,19 @@ pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_va
     }
 }
 
+/// Whether an ArrayBuffer `(data, len)` is the exclusive buffer of the block at `offset`
+/// handed out with `expected_len` bytes, still attached. A buffer detached by anything
+/// but the arena (e.g. `ArrayBuffer.prototype.transfer`, which moves the memory to a new
+/// buffer) is not: the block is still reachable through the new buffer.
+pub(crate) fn is_block_buffer(
+    arena: &ThreadArena,
+    offset: usize,
+    (data, len): (usize, usize),
+    expected_len: usize,
+) -> bool {
+    len == expected_len && (expected_len == 0 || data == arena.base + offset)
+}
+
 /// `(data address, byteLength)` of an ArrayBuffer argument, or `Err` for anything else.
 ///
 /// # Safety
@@ -106,16 +119,23 @@ fn unsafe_number(env: sys::napi_env, value: f64) -> sys::napi_value {
     unsafe { raw::number(env, value) }
 }
 
-/// `freeExclusive(id, offset, generation, buffer)`: frees the hand-out and detaches
+/// `freeExclusive(id, offset, generation, buffer, byteLength)`: frees the hand-out and detaches
 /// `buffer`; 0, or a negative code (nothing freed, nothing detached).
 pub(crate) unsafe extern "C" fn free_exclusive(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
-    let Some([id, offset, generation, buffer]) = (unsafe { raw::args::<4>(env, info) }) else {
+    let Some([id, offset, generation, buffer, expected_len]) = (unsafe { raw::args::<5>(env, info) }) else {
         return ptr::null_mut();
     };
     // SAFETY: argument handles of this callback.
-    let parsed = unsafe { (raw::index_arg(env, id), raw::index_arg(env, offset), raw::index_arg(env, generation)) };
-    let (Some(id), Some(offset), Some(generation)) = parsed else {
+    let parsed = unsafe {
+        (
+            raw::index_arg(env, id),
+            raw::index_arg(env, offset),
+            raw::index_arg(env, generation),
+            raw::index_arg(env, expected_len),
+        )
+    };
+    let (Some(id), Some(offset), Some(generation), Some(expected_len)) = parsed else {
         return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"freeExclusive(id, offset, generation, buffer)");
     };
     // The buffer must be the one over this block: never detach anything else (detaching
@@ -125,8 +145,7 @@ pub(crate) unsafe extern "C" fn free_exclusive(env: sys::napi_env, info: sys::na
         return unsafe_number(env, Code::NotOwned.as_return());
     };
     let result = registry::with_arena(id, |arena, _| {
-        let expected = arena.base + offset;
-        if byte_length != 0 && data != expected {
+        if !is_block_buffer(arena, offset, (data, byte_length), expected_len) {
             return Err(Code::NotOwned);
         }
         free_at(arena, offset, generation)

@@ -30,7 +30,7 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"viewWindow", view::view_window),
             (c"viewAlloc", view::view_alloc),
             (c"viewFree", view::view_free),
-            (c"scratch", view::scratch),
+            (c"setScratch", view::set_scratch),
             (c"allocExclusive", exclusive::alloc_exclusive),
             (c"freeExclusive", exclusive::free_exclusive),
             (c"handOff", handoff::hand_off),

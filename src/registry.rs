@@ -82,13 +82,17 @@ pub(crate) struct SharedOptions {
 }
 
 impl SharedOptions {
+    /// The core configuration; defaults of the byte targets shrink to fit a small arena.
     pub(crate) fn config(&self) -> AllocatorConfig {
         let d = AllocatorConfig::default();
+        let arena_size = self.arena_size.unwrap_or(d.arena_size);
+        let fit = |default: usize| default.min(arena_size.max(1));
         AllocatorConfig {
-            arena_size: self.arena_size.unwrap_or(d.arena_size),
+            arena_size,
             alignment: self.alignment.unwrap_or(d.alignment),
-            refill_target_bytes: self.refill_target_bytes.unwrap_or(d.refill_target_bytes),
-            local_cache_target_bytes: self.local_cache_target_bytes.unwrap_or(d.local_cache_target_bytes),
+            refill_target_bytes: self.refill_target_bytes.unwrap_or(fit(d.refill_target_bytes)),
+            local_cache_target_bytes: self.local_cache_target_bytes.unwrap_or(fit(d.local_cache_target_bytes)),
+            slab_target_bytes: fit(d.slab_target_bytes),
             ..d
         }
     }
@@ -131,11 +135,18 @@ pub(crate) type Scratch = [f64; 4];
 
 struct ThreadState {
     arenas: Vec<Option<ThreadArena>>,
-    scratch: Box<Scratch>,
+    /// Where the hot path writes its side values: `own` until the TypeScript layer hands
+    /// over its scratch buffer with `setScratch`, then that buffer's memory.
+    scratch: *mut Scratch,
+    #[allow(dead_code, reason = "owns the memory `scratch` points to before `setScratch`")]
+    own: Box<Scratch>,
 }
 
 thread_local! {
-    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState { arenas: Vec::new(), scratch: Box::new([0.0; 4]) });
+    static THREAD: RefCell<ThreadState> = RefCell::new({
+        let mut own = Box::new([0.0; 4]);
+        ThreadState { arenas: Vec::new(), scratch: &raw mut *own, own }
+    });
 }
 
 /// Runs `f` with this thread's state for arena `id`, creating it on first use.
@@ -143,7 +154,10 @@ pub(crate) fn with_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena, &mut Scr
     THREAD
         .try_with(|cell| {
             let mut state = cell.try_borrow_mut().map_err(|_| Code::ThreadStateUnavailable)?;
-            let ThreadState { arenas, scratch } = &mut *state;
+            let ThreadState { arenas, scratch, .. } = &mut *state;
+            // SAFETY: `scratch` points at `own` or at the JS scratch buffer, which
+            // `use_scratch` keeps alive (a reference) until this env's teardown.
+            let scratch = unsafe { &mut **scratch };
             if arenas.get(id).is_none_or(Option::is_none) {
                 let allocator = lookup(id).ok_or(Code::UnknownArena)?;
                 if arenas.len() <= id {
@@ -159,9 +173,10 @@ pub(crate) fn with_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena, &mut Scr
         .unwrap_or(Err(Code::ThreadStateUnavailable))
 }
 
-/// Address of this thread's scratch (stable for the thread's life).
-pub(crate) fn scratch_ptr() -> Option<*mut Scratch> {
-    THREAD.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| &raw mut *s.scratch)).ok().flatten()
+/// Makes the hot path write its side values to `scratch` (the TypeScript layer's buffer,
+/// which the caller keeps alive until teardown). Returns false if the thread state is gone.
+pub(crate) fn use_scratch(scratch: *mut Scratch) -> bool {
+    THREAD.try_with(|cell| cell.try_borrow_mut().map(|mut s| s.scratch = scratch).is_ok()).unwrap_or(false)
 }
 
 /// Env teardown: frees every block this thread handed out that is still live, then drops

@@ -47,22 +47,30 @@ unsafe extern "C" fn release_window(_env: sys::napi_env, _data: *mut c_void, hin
     drop(unsafe { Box::from_raw(hint.cast::<Allocator>()) });
 }
 
-/// `scratch()`: an ArrayBuffer over this thread's scratch (4 × f64).
-pub(crate) unsafe extern "C" fn scratch(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
-    let Some(data) = registry::scratch_ptr() else {
-        return raw::throw_error(env, c"ERR_THREAD_STATE_UNAVAILABLE", c"thread state unavailable");
+/// `setScratch(buffer)`: the hot path reports side values (generation, bytes available)
+/// in this ArrayBuffer of at least 32 bytes from now on. A plain JS ArrayBuffer, so it
+/// works where external buffers are refused; referenced here until env teardown.
+pub(crate) unsafe extern "C" fn set_scratch(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's.
+    let Some([buffer]) = (unsafe { raw::args::<1>(env, info) }) else {
+        return ptr::null_mut();
     };
-    // SAFETY: the scratch lives in this thread's state until the thread exits, after its
-    // env (and so this buffer) is gone; no finalizer is needed.
-    match unsafe { external::create(env, data.cast(), size_of::<Scratch>(), None, ptr::null_mut()) } {
-        External::Created(value) => value,
-        External::Refused => raw::throw_error(
-            env,
-            c"ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
-            c"this runtime does not allow external ArrayBuffers (V8 sandbox)",
-        ),
-        External::Failed => ptr::null_mut(),
+    // SAFETY: `buffer` is an argument handle of this callback.
+    let Ok((data, len)) = (unsafe { crate::exclusive::buffer_info(env, buffer) }) else {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"setScratch(buffer): an ArrayBuffer expected");
+    };
+    if len < size_of::<Scratch>() || data % align_of::<Scratch>() != 0 {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"setScratch(buffer): 32 aligned bytes expected");
     }
+    let mut reference = ptr::null_mut();
+    // SAFETY: a strong reference keeps the buffer (and its backing store) alive until the
+    // env is torn down, when `teardown_thread` stops using it.
+    if unsafe { sys::napi_create_reference(env, buffer, 1, &mut reference) } != sys::Status::napi_ok
+        || !registry::use_scratch(data as *mut Scratch)
+    {
+        return raw::throw_error(env, c"ERR_THREAD_STATE_UNAVAILABLE", c"thread state unavailable");
+    }
+    ptr::null_mut()
 }
 
 /// `viewAlloc(id, byteLength, zero)`: arena offset of a new block (generation in

@@ -87,15 +87,22 @@ interface Exclusive {
   readonly offset: number
   readonly generation: number
   readonly buffer: ArrayBuffer
+  /** `buffer.byteLength` at hand-out: differs once something else detached the buffer. */
+  readonly byteLength: number
   live: boolean
 }
 
 type Tagged = { [STATE]?: number | Exclusive; [REGISTERED]?: true }
 
-/** This thread's scratch slots written by the native hot path. */
-let scratchCache: Float64Array | undefined
+/**
+ * This thread's scratch slots, written by the native hot path: [0] generation of the last
+ * hand-out, [1] bytes available after an out-of-memory, [2] arena offset of the last
+ * exclusive hand-out. A plain ArrayBuffer (not external), handed to the addon once.
+ */
+const scratchCache = new Float64Array(new ArrayBuffer(32))
+native.setScratch(scratchCache.buffer as ArrayBuffer)
 function scratch(): Float64Array {
-  return (scratchCache ??= new Float64Array(native.scratch()))
+  return scratchCache
 }
 
 // ---- reclaiming views that are never freed ----------------------------------------------
@@ -141,6 +148,29 @@ function rememberView(view: ArrayBufferView, arena: number): void {
 // mapped while any buffer or view still reaches it).
 const arenaReclaimer = new FinalizationRegistry<number>((id) => native.arenaRelease(id))
 
+/**
+ * An exclusive buffer detached by something else (`ArrayBuffer.prototype.transfer`,
+ * `structuredClone` with a transfer list) moved its memory to another ArrayBuffer that
+ * still reaches the block: it must not be freed (the moved-to buffer's finalizer returns
+ * it when that buffer is collected).
+ */
+function checkNotMoved(state: Exclusive): void {
+  if (state.buffer.byteLength !== state.byteLength) {
+    throw allocatorError(
+      'ERR_NOT_OWNED',
+      'the buffer was detached outside the arena (e.g. ArrayBuffer.prototype.transfer); its memory is returned when the ArrayBuffer it moved to is garbage-collected',
+    )
+  }
+}
+
+const KIND_CODES = { buffer: 0, array: 1, view: 2 } as const
+const DTYPE_NAMES = Object.keys(DTYPES) as DType[]
+
+/** The kind/dtype code a hand-off carries natively: kind × 16 + dtype index (15: none). */
+function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
+  return KIND_CODES[kind] * 16 + (dtype === null ? 15 : DTYPE_NAMES.indexOf(dtype))
+}
+
 function zeroOption(options: AllocOptions | undefined): number {
   if (options === undefined) return 0
   if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
@@ -158,6 +188,8 @@ function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number 
 }
 
 const LAZY = -1
+/** Native result code of an out-of-memory (src/codes.rs). */
+const OUT_OF_MEMORY = -1
 /** This thread's `Arena` object for each shared arena id. */
 const sharedArenas = new Map<number, Arena>()
 /** Largest ArrayBuffer this Node version creates (4 GiB on Node 20). */
@@ -251,7 +283,7 @@ export class Arena {
   }
 
   private failure(result: number, requested: number): AllocatorError {
-    return nativeFailure(result, requested, scratch()[1])
+    return nativeFailure(result, requested, result === OUT_OF_MEMORY ? scratchCache[1] : undefined)
   }
 
   /**
@@ -277,7 +309,7 @@ export class Arena {
     const result = native.allocExclusive(id, byteLength, zero)
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
-    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, live: true }
+    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true }
     ;(result as ArrayBuffer & Tagged)[STATE] = state
     return state
   }
@@ -332,13 +364,12 @@ export class Arena {
     const offset = native.viewAlloc(id, bytes, zero)
     if (offset < 0) throw this.failure(offset, bytes)
     const view = new Ctor(window, offset, length) as TypedArrayOf<D> & Tagged
-    view[STATE] = scratchCache![0]
+    view[STATE] = scratchCache[0]
     rememberView(view, id)
     return view
   }
 
   private openWindow(id: number): ArrayBuffer {
-    scratch()
     if (this.limit > MAX_EXTERNAL_BYTES) {
       throw allocatorError(
         'ERR_VIEW_UNSUPPORTED',
@@ -384,7 +415,8 @@ export class Arena {
     }
     if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
     if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
-    const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer)
+    checkNotMoved(state)
+    const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)
     state.live = false
   }
@@ -425,24 +457,27 @@ export class Arena {
       const view = tagged as ArrayBufferView & Tagged
       if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
       if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
-      const token = native.handOff(id, view.byteOffset, state, undefined)
+      const dtype = dtypeOf(view) ?? 'uint8'
+      const token = native.handOff(id, view.byteOffset, state, undefined, view.byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
       view[STATE] = FREED
       if (view[REGISTERED] === true) viewReclaimer.unregister(view)
-      const dtype = dtypeOf(view) ?? 'uint8'
       const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
       return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset: view.byteOffset }
     }
     if (state === undefined || state.arena !== id) throw allocatorError('ERR_NOT_OWNED')
     if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
-    const byteLength = state.buffer.byteLength
-    const token = native.handOff(id, state.offset, state.generation, state.buffer)
+    checkNotMoved(state)
+    const byteLength = state.byteLength
+    const isBuffer = tagged === state.buffer
+    const dtype = isBuffer ? null : (dtypeOf(tagged as ArrayBufferView) ?? 'uint8')
+    const kind = isBuffer ? 'buffer' : 'array'
+    const token = native.handOff(id, state.offset, state.generation, state.buffer, byteLength, kindCode(kind, dtype))
     if (token < 0) throw this.failure(token, 0)
     state.live = false
-    if (tagged === state.buffer) {
+    if (dtype === null) {
       return { arena: id, token, kind: 'buffer', dtype: null, length: byteLength, byteLength, offset: state.offset }
     }
-    const dtype = dtypeOf(tagged as ArrayBufferView) ?? 'uint8'
     const length = byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
     return { arena: id, token, kind: 'array', dtype, length, byteLength, offset: state.offset }
   }
@@ -463,7 +498,7 @@ export class Arena {
     const id = this.id
     if (h.kind === 'view') {
       const window = this.window ?? this.openWindow(id)
-      const result = native.receiveView(id, h.token, h.offset, h.byteLength)
+      const result = native.receiveView(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
       if (result < 0) throw this.failure(result, h.byteLength)
       const Ctor = DTYPES[h.dtype as DType]
       const view = new Ctor(window, h.offset, h.length) as ArrayBufferView & Tagged
@@ -471,9 +506,16 @@ export class Arena {
       rememberView(view, id)
       return view as unknown as T
     }
-    const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength)
+    const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
-    const state: Exclusive = { arena: id, offset: h.offset, generation: scratch()[0], buffer, live: true }
+    const state: Exclusive = {
+      arena: id,
+      offset: h.offset,
+      generation: scratch()[0],
+      buffer,
+      byteLength: h.byteLength,
+      live: true,
+    }
     ;(buffer as ArrayBuffer & Tagged)[STATE] = state
     if (h.kind === 'buffer') return buffer as unknown as T
     const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView & Tagged
@@ -490,7 +532,7 @@ export class Arena {
    */
   reclaim(handle: TransferHandle): void {
     const h = this.checkHandle(handle)
-    const result = native.reclaim(this.id, h.token, h.offset, h.byteLength)
+    const result = native.reclaim(this.id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (result !== 0) throw this.failure(result, 0)
   }
 

@@ -16,20 +16,31 @@ export interface Native {
   viewAlloc(id: number, byteLength: number, zero: number): number
   /** 0, or a negative code. */
   viewFree(id: number, offset: number, generation: number): number
-  /** This thread's scratch: 4 × f64 the hot path reports side values in. */
-  scratch(): ArrayBuffer
+  /** Makes the hot path report side values (4 × f64) in `buffer` (this thread). */
+  setScratch(buffer: ArrayBuffer): void
   /** An exclusive external ArrayBuffer (generation in scratch[0], offset in scratch[2]), or a negative code. */
   allocExclusive(id: number, byteLength: number, zero: number): ArrayBuffer | number
   /** Frees and detaches an exclusive buffer: 0, or a negative code. */
-  freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer): number
-  /** Starts a hand-off: the token (new generation in scratch[0]) or a negative code; detaches `buffer` on success. */
-  handOff(id: number, offset: number, generation: number, buffer: ArrayBuffer | undefined): number
+  freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer, byteLength: number): number
+  /**
+   * Starts a hand-off: the token (new generation in scratch[0]) or a negative code;
+   * detaches `buffer` on success. `kind` = kind code × 16 + dtype code, kept with the
+   * hand-off and checked at receive.
+   */
+  handOff(
+    id: number,
+    offset: number,
+    generation: number,
+    buffer: ArrayBuffer | undefined,
+    byteLength: number,
+    kind: number,
+  ): number
   /** Claims a hand-off as a view: 0 (generation in scratch[0]) or a negative code. */
-  receiveView(id: number, token: number, offset: number, byteLength: number): number
+  receiveView(id: number, token: number, offset: number, byteLength: number, kind: number): number
   /** Claims a hand-off as an exclusive buffer (generation in scratch[0]) or a negative code. */
-  receiveExclusive(id: number, token: number, offset: number, byteLength: number): ArrayBuffer | number
+  receiveExclusive(id: number, token: number, offset: number, byteLength: number, kind: number): ArrayBuffer | number
   /** Frees a hand-off nobody received: 0 or a negative code. */
-  reclaim(id: number, token: number, offset: number, byteLength: number): number
+  reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
   arenaShared(
     name: string,
     arenaSize?: number,

@@ -188,7 +188,7 @@ impl Allocator {
     #[inline]
     pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
         let Some(class) = SizeClass::from_request(size) else {
-            return self.inner.allocate_large(cache.id, size);
+            return self.allocate_large(cache, size);
         };
         if cache.bound_id != self.inner.id {
             self.bind(cache);
@@ -232,7 +232,12 @@ impl Allocator {
     #[inline(never)]
     fn refill(&self, cache: &mut ThreadCache, c: usize, size: usize) -> Result<*mut Header, AllocError> {
         let now = self.inner.tick();
-        let chain = self.inner.take_blocks(c, self.inner.geo[c].refill, now);
+        let mut chain = self.inner.take_blocks(c, self.inner.geo[c].refill, now);
+        if chain.count == 0 && self.give_back_cached(cache) {
+            // This thread's own cache held free blocks of other classes: they are back in
+            // the central pool (and their empty slabs in the span heap) now.
+            chain = self.inner.take_blocks(c, self.inner.geo[c].refill, now);
+        }
         if chain.count == 0 {
             return Err(self.inner.out_of_memory(size));
         }
@@ -241,6 +246,28 @@ impl Allocator {
         cache.heads[c] = unsafe { (*block).link };
         cache.set_count(c, chain.count - 1);
         Ok(block)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate_large(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
+        match self.inner.allocate_large(cache.id, size) {
+            Err(AllocError::OutOfMemory { .. }) if cache.bound_id == self.inner.id && self.give_back_cached(cache) => {
+                self.inner.allocate_large(cache.id, size)
+            }
+            result => result,
+        }
+    }
+
+    /// On out-of-memory: drains `cache` (bound to this allocator) and reclaims the slabs
+    /// that became empty. Returns whether the cache held anything.
+    fn give_back_cached(&self, cache: &mut ThreadCache) -> bool {
+        if cache.bound_id != self.inner.id || (0..NUM_CLASSES).all(|c| cache.count(c) == 0) {
+            return false;
+        }
+        self.drain_all(cache);
+        self.inner.reclaim_slabs(self.inner.tick());
+        true
     }
 
     /// Frees a block through `cache`. Frees by a thread cache other than the one that

@@ -30,6 +30,7 @@ struct InFlight {
     header: usize,
     generation: u32,
     requested: usize,
+    label: u64,
 }
 
 /// The in-flight records of one allocator.
@@ -92,6 +93,8 @@ pub struct Received {
     pub allocation: Allocation,
     /// The size requested at allocation.
     pub requested: usize,
+    /// What the sender attached to the hand-off (see [`Allocator::hand_off`]).
+    pub label: u64,
 }
 
 impl Allocator {
@@ -136,14 +139,16 @@ impl Allocator {
 
     /// Starts a hand-off of the live block `ptr` (hand-out `generation`): the block stays
     /// allocated but no thread holds it until [`Allocator::receive`]; the generation is
-    /// bumped, so the sender's handle is stale from now on. Returns the token.
+    /// bumped, so the sender's handle is stale from now on. `label` is kept with the
+    /// hand-off for the receiver to check (what the sender says it sent). Returns the
+    /// token and the new generation.
     ///
     /// # Safety
     /// The caller gives up `ptr`: nothing of the sender may use it afterwards.
     ///
     /// # Errors
     /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
-    pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32) -> Result<(u64, u32), HandoffError> {
+    pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32, label: u64) -> Result<(u64, u32), HandoffError> {
         let mut handoffs = lock(&self.inner.handoffs);
         let block = self.live_header(ptr, generation).map_err(HandoffError::Free)?;
         let next = generation.wrapping_add(1);
@@ -156,7 +161,7 @@ impl Allocator {
         let sequence = handoffs.next_sequence;
         handoffs.next_sequence += 1;
         let token = (sequence << MAC_BITS) | self.mac(sequence);
-        handoffs.records.insert(token, InFlight { header: block as usize, generation: next, requested });
+        handoffs.records.insert(token, InFlight { header: block as usize, generation: next, requested, label });
         handoffs.bytes += requested;
         Ok((token, next))
     }
@@ -184,6 +189,7 @@ impl Allocator {
         Ok(Received {
             allocation: Allocation { ptr: user_ptr(block), generation: record.generation },
             requested: record.requested,
+            label: record.label,
         })
     }
 
@@ -194,6 +200,7 @@ impl Allocator {
         handoffs.records.get(&token).map(|r| Received {
             allocation: Allocation { ptr: user_ptr(r.header as *mut Header), generation: r.generation },
             requested: r.requested,
+            label: r.label,
         })
     }
 
@@ -236,10 +243,13 @@ mod tests {
         let (a, mut sender, mut receiver) = setup();
         let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
         assert_eq!((a.stats().in_flight_count, a.stats().in_flight_bytes), (1, 5000));
         let got = a.receive(token, &receiver).unwrap();
-        assert_eq!((got.allocation.ptr, got.allocation.generation, got.requested), (sent.ptr, generation, 5000));
+        assert_eq!(
+            (got.allocation.ptr, got.allocation.generation, got.requested, got.label),
+            (sent.ptr, generation, 5000, 7)
+        );
         assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().in_flight_count, 0);
         // The sender's handle is stale; the receiver frees through the inbox.
@@ -257,7 +267,7 @@ mod tests {
         let (a, mut sender, receiver) = setup();
         let sent = a.allocate_tracked(&mut sender, 100).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
         assert_eq!(a.receive(token ^ 1, &receiver), Err(HandoffError::InvalidHandle));
         assert_eq!(a.receive(token + (1 << 30), &receiver), Err(HandoffError::InvalidHandle));
         assert_eq!(a.reclaim(token), Ok(100));
@@ -271,7 +281,7 @@ mod tests {
         let sent = a.allocate_tracked(&mut sender, 64).unwrap();
         let kept = a.allocate_tracked(&mut sender, 64).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation) }.unwrap();
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
         // SAFETY: the sender is going away.
         assert_eq!(unsafe { a.free_all_owned_by(&sender) }, (1, 64));
         let got = a.receive(token, &receiver).unwrap();

@@ -1,0 +1,142 @@
+// Exhaustion: ERR_OUT_OF_MEMORY with numeric `requested` and `available`; a failed request
+// changes nothing, and after frees allocation works again.
+import test, { type ExecutionContext } from 'ava'
+import { AllocatorError, Arena } from 'tensor-arena'
+import { MiB } from './helpers'
+
+function expectOutOfMemory(t: ExecutionContext, arena: Arena, make: () => unknown, requested: number): AllocatorError | undefined {
+  const error = t.throws(make, { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' }) as AllocatorError | undefined
+  if (error === undefined) return undefined
+  t.is(error.name, 'AllocatorError')
+  t.is(error.requested, requested)
+  t.is(typeof error.available, 'number')
+  t.true(Number.isSafeInteger(error.available) && error.available! >= 0 && error.available! <= arena.arenaSize, String(error.available))
+  t.true(error.message.includes(String(requested)), error.message)
+  t.true(error.message.includes(String(error.available)), error.message)
+  return error
+}
+
+function fill(arena: Arena, make: () => ArrayBuffer | ArrayBufferView): (ArrayBuffer | ArrayBufferView)[] {
+  const held: (ArrayBuffer | ArrayBufferView)[] = []
+  for (;;) {
+    try {
+      held.push(make())
+    } catch (error) {
+      if (error instanceof AllocatorError && error.code === 'ERR_OUT_OF_MEMORY') return held
+      throw error
+    }
+    if (held.length > 10_000) throw new Error('the arena never ran out')
+  }
+}
+
+test('exclusive buffers exhaust a 16 MiB arena with ERR_OUT_OF_MEMORY, requested and available', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  const held = fill(arena, () => arena.alloc(MiB))
+  t.true(held.length >= 10 && held.length < 16, `held ${held.length} × 1 MiB`)
+  const error = expectOutOfMemory(t, arena, () => arena.alloc(MiB), MiB)
+  t.true(error!.available! < MiB + 64, 'less than one more block is available')
+  const stats = arena.stats()
+  t.is(stats.liveAllocations, held.length)
+  t.is(stats.liveBytes, held.length * MiB)
+  for (const buffer of held) arena.free(buffer)
+  t.is(arena.stats().liveBytes, 0)
+})
+
+test('views and arrays report exhaustion the same way, with requested in bytes', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  const held = fill(arena, () => arena.view('float32', MiB / 4))
+  expectOutOfMemory(t, arena, () => arena.view('float32', MiB / 4), MiB)
+  expectOutOfMemory(t, arena, () => arena.array('float64', MiB / 8), MiB)
+  expectOutOfMemory(t, arena, () => arena.view('uint8', 3 * MiB), 3 * MiB)
+  for (const v of held) arena.free(v)
+})
+
+test('a request as large as the whole arena is ERR_OUT_OF_MEMORY (headers need room), not a RangeError', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  expectOutOfMemory(t, arena, () => arena.alloc(16 * MiB), 16 * MiB)
+  expectOutOfMemory(t, arena, () => arena.view('uint8', 16 * MiB), 16 * MiB)
+  t.is(arena.stats().liveAllocations, 0)
+  const small = arena.alloc(100)
+  t.is(small.byteLength, 100)
+  arena.free(small)
+})
+
+test('a failed request allocates nothing and changes no live counter', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  const held = fill(arena, () => arena.alloc(2 * MiB))
+  const before = arena.stats()
+  for (let i = 0; i < 20; i++) t.throws(() => arena.alloc(4 * MiB), { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' })
+  const after = arena.stats()
+  t.is(after.liveAllocations, before.liveAllocations)
+  t.is(after.liveBytes, before.liveBytes)
+  t.is(after.allocationsTotal, before.allocationsTotal)
+  t.is(after.arenaCarved, before.arenaCarved)
+  for (const buffer of held) arena.free(buffer)
+})
+
+test('after freeing one buffer of an exhausted arena, that size can be allocated again', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  const held = fill(arena, () => arena.alloc(MiB))
+  arena.free(held.pop()!)
+  const again = arena.alloc(MiB)
+  t.is(again.byteLength, MiB)
+  t.throws(() => arena.alloc(MiB), { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' })
+  held.push(again)
+  for (const buffer of held) arena.free(buffer)
+})
+
+test('after freeing everything, the same workload fits again, round after round', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  const counts: number[] = []
+  for (let round = 0; round < 4; round++) {
+    const held = fill(arena, () => arena.alloc(512 * 1024))
+    counts.push(held.length)
+    for (const buffer of held) arena.free(buffer)
+    t.is(arena.stats().liveBytes, 0)
+  }
+  t.true(counts.every((c) => c === counts[0]), counts.join(','))
+})
+
+test('memory freed in one size class is reused by another class and by the large path', (t) => {
+  const arena = new Arena({ arenaSize: 64 * MiB })
+  const small = fill(arena, () => arena.alloc(64 * 1024))
+  t.true(small.length > 500, `held ${small.length}`)
+  for (const buffer of small) arena.free(buffer)
+  arena.threadCache().flush()
+  arena.trim()
+  const medium = fill(arena, () => arena.view('uint8', 3 * MiB))
+  t.true(medium.length >= 15, `3 MiB views after 64 KiB buffers: ${medium.length}`)
+  for (const v of medium) arena.free(v)
+  arena.threadCache().flush()
+  arena.trim()
+  const large = fill(arena, () => arena.alloc(20 * MiB))
+  t.is(large.length, 3, '3 × 20 MiB large allocations fit in 64 MiB once everything is back')
+  for (const buffer of large) arena.free(buffer)
+  t.is(arena.stats().liveBytes, 0)
+})
+
+test('large allocations exhaust the arena and come back after free', (t) => {
+  const arena = new Arena({ arenaSize: 64 * MiB })
+  const held = fill(arena, () => arena.alloc(20 * MiB))
+  t.is(held.length, 3)
+  expectOutOfMemory(t, arena, () => arena.alloc(20 * MiB), 20 * MiB)
+  t.is(arena.stats().largeLiveAllocations, 3)
+  arena.free(held[1])
+  const again = arena.alloc(20 * MiB)
+  new Uint8Array(again).fill(1)
+  t.is(arena.stats().largeLiveAllocations, 3)
+  arena.free(again)
+  arena.free(held[0])
+  arena.free(held[2])
+  t.is(arena.stats().largeLiveBytes, 0)
+})
+
+test('an exhausted arena does not affect another arena', (t) => {
+  const full = new Arena({ arenaSize: 16 * MiB })
+  const other = new Arena({ arenaSize: 16 * MiB })
+  const held = fill(full, () => full.alloc(MiB))
+  const fine = other.alloc(8 * MiB)
+  t.is(fine.byteLength, 8 * MiB)
+  other.free(fine)
+  for (const buffer of held) full.free(buffer)
+})

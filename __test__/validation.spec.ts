@@ -1,0 +1,180 @@
+// Argument validation: sizes, dtypes, options and Arena options. Nothing is coerced or
+// truncated, and a rejected call allocates nothing.
+import test from 'ava'
+import { AllocatorError, Arena, DTYPES, alloc, array, defaultArena, free, stats, view } from 'tensor-arena'
+import { MiB } from './helpers'
+
+const BAD_NUMBERS: readonly [string, number][] = [
+  ['-1', -1],
+  ['1.5', 1.5],
+  ['NaN', Number.NaN],
+  ['Infinity', Number.POSITIVE_INFINITY],
+  ['-Infinity', Number.NEGATIVE_INFINITY],
+  ['2**32+5', 2 ** 32 + 5],
+  ['2**53', 2 ** 53],
+  ['-0.5', -0.5],
+]
+
+const BAD_TYPES: readonly [string, unknown][] = [
+  ['8n', 8n],
+  ["'8'", '8'],
+  ['null', null],
+  ['undefined', undefined],
+  ['{}', {}],
+  ['[8]', [8]],
+  ['true', true],
+  ['Number(8) object', Object(8)],
+]
+
+// The three entry points, on the default arena (module functions) and on an own arena.
+const ownArena = new Arena({ arenaSize: 16 * MiB })
+type Entry = (size: unknown) => unknown
+const ENTRIES: readonly [string, Entry][] = [
+  ['alloc', (n) => alloc(n as number)],
+  ['array', (n) => array('float32', n as number)],
+  ['view', (n) => view('float32', n as number)],
+  ['arena.alloc', (n) => ownArena.alloc(n as number)],
+  ['arena.array', (n) => ownArena.array('uint8', n as number)],
+  ['arena.view', (n) => ownArena.view('float64', n as number)],
+]
+
+for (const [entryName, entry] of ENTRIES) {
+  test(`${entryName} rejects every out-of-range size with RangeError ERR_OUT_OF_RANGE`, (t) => {
+    for (const [label, value] of BAD_NUMBERS) {
+      t.throws(() => entry(value), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `${entryName}(${label})`)
+    }
+  })
+
+  test(`${entryName} rejects every non-number size with TypeError ERR_INVALID_ARG_TYPE`, (t) => {
+    for (const [label, value] of BAD_TYPES) {
+      t.throws(() => entry(value), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `${entryName}(${label})`)
+    }
+  })
+
+  test(`${entryName}(0) gives a zero-length result that can be freed exactly once`, (t) => {
+    const arena = entryName.startsWith('arena.') ? ownArena : defaultArena
+    const result = entry(0) as ArrayBuffer | ArrayBufferView
+    t.is(result.byteLength, 0)
+    t.true(arena.owns(result))
+    t.notThrows(() => arena.free(result))
+    t.false(arena.owns(result))
+    t.throws(() => arena.free(result), { instanceOf: AllocatorError, code: 'ERR_DOUBLE_FREE' })
+  })
+}
+
+test.serial('rejected sizes and types allocate nothing', (t) => {
+  const before = ownArena.stats()
+  const defaultBefore = stats()
+  for (const [, entry] of ENTRIES) {
+    for (const [, value] of [...BAD_NUMBERS, ...BAD_TYPES]) t.throws(() => entry(value))
+  }
+  t.is(ownArena.stats().allocationsTotal, before.allocationsTotal)
+  t.is(ownArena.stats().liveAllocations, before.liveAllocations)
+  t.is(stats().allocationsTotal, defaultBefore.allocationsTotal)
+})
+
+test('a safe integer size larger than the arena is a RangeError, not an allocation attempt', (t) => {
+  const arena = new Arena({ arenaSize: 16 * MiB })
+  t.throws(() => arena.alloc(16 * MiB + 1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  // length within the arena size, byte size beyond it
+  t.throws(() => arena.array('float64', 4 * MiB), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => arena.view('int32', 8 * MiB), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  t.is(arena.stats().allocationsTotal, 0)
+})
+
+test('array and view reject an unknown dtype with TypeError ERR_INVALID_ARG_VALUE', (t) => {
+  const unknown: unknown[] = ['float16', 'Float32', 'float', '', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 42, null, undefined, {}, Float32Array]
+  for (const dtype of unknown) {
+    for (const make of [
+      () => array(dtype as 'uint8', 4),
+      () => view(dtype as 'uint8', 4),
+      () => ownArena.array(dtype as 'uint8', 4),
+      () => ownArena.view(dtype as 'uint8', 4),
+    ]) {
+      t.throws(make, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' }, `dtype ${String(dtype)}`)
+    }
+  }
+})
+
+test('array and view accept every documented dtype', (t) => {
+  for (const dtype of Object.keys(DTYPES) as (keyof typeof DTYPES)[]) {
+    const a = ownArena.array(dtype, 3)
+    const v = ownArena.view(dtype, 3)
+    t.true(a instanceof DTYPES[dtype], dtype)
+    t.true(v instanceof DTYPES[dtype], dtype)
+    ownArena.free(a)
+    ownArena.free(v)
+  }
+})
+
+test('alloc options must be an object whose zero field is a boolean', (t) => {
+  for (const options of [null, 5, 'zero', true]) {
+    t.throws(() => ownArena.alloc(8, options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+    t.throws(() => ownArena.view('uint8', 8, options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  }
+  for (const zero of [1, 'yes', null]) {
+    t.throws(() => ownArena.array('uint8', 8, { zero } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  }
+  for (const options of [undefined, {}, { zero: false }, { zero: true }]) {
+    const buffer = ownArena.alloc(8, options)
+    t.is(buffer.byteLength, 8)
+    ownArena.free(buffer)
+  }
+})
+
+test('free rejects a non-object with TypeError ERR_INVALID_ARG_TYPE', (t) => {
+  for (const value of [5, 'buffer', null, undefined, 8n, Symbol('x'), true]) {
+    t.throws(() => free(value as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+    t.throws(() => ownArena.free(value as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  }
+})
+
+function assertInvalidConfig(t: import('ava').ExecutionContext, options: object, field: string): void {
+  const error = t.throws(() => new Arena(options), undefined, JSON.stringify(options)) as
+    | (Error & { code?: string })
+    | undefined
+  if (error === undefined) return
+  const ok =
+    (error instanceof AllocatorError && error.code === 'ERR_INVALID_CONFIG') ||
+    (error instanceof RangeError && error.code === 'ERR_OUT_OF_RANGE')
+  t.true(ok, `${JSON.stringify(options)}: got ${error.name} ${String(error.code)}`)
+  t.true(error.message.includes(field), `message names ${field}: ${error.message}`)
+}
+
+test('Arena rejects a bad alignment (0, 3, 65, 2**31, 32, 8192, 1.5, -64)', (t) => {
+  for (const alignment of [0, 3, 65, 2 ** 31, 32, 8192, 1.5, -64, Number.NaN]) {
+    assertInvalidConfig(t, { arenaSize: 16 * MiB, alignment }, 'alignment')
+  }
+})
+
+test('Arena rejects a bad arenaSize (0, 1.5, -1, NaN, Infinity, 2**60)', (t) => {
+  for (const arenaSize of [0, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60]) {
+    assertInvalidConfig(t, { arenaSize }, 'arenaSize')
+  }
+})
+
+test('Arena rejects bad cache sizes', (t) => {
+  assertInvalidConfig(t, { arenaSize: 16 * MiB, refillTargetBytes: 0 }, 'refillTargetBytes')
+  assertInvalidConfig(t, { arenaSize: 16 * MiB, refillTargetBytes: 1.5 }, 'refillTargetBytes')
+  assertInvalidConfig(t, { arenaSize: 16 * MiB, localCacheTargetBytes: -5 }, 'localCacheTargetBytes')
+})
+
+test('Arena rejects options of the wrong type with TypeError ERR_INVALID_ARG_TYPE', (t) => {
+  for (const options of [null, 5, 'big', true]) {
+    t.throws(() => new Arena(options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  }
+  for (const options of [{ arenaSize: '16777216' }, { alignment: 64n }, { refillTargetBytes: null }, { localCacheTargetBytes: {} }]) {
+    t.throws(() => new Arena(options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, JSON.stringify(options, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)))
+  }
+})
+
+test('Arena accepts every power-of-two alignment from 64 to 4096 and aligns views to it', (t) => {
+  for (let alignment = 64; alignment <= 4096; alignment *= 2) {
+    const arena = new Arena({ arenaSize: 16 * MiB, alignment })
+    t.is(arena.alignment, alignment)
+    t.is(arena.arenaSize, 16 * MiB)
+    const views = [arena.view('uint8', 1), arena.view('float64', 100), arena.view('uint8', 5000)]
+    for (const v of views) t.is(v.byteOffset % alignment, 0, `alignment ${alignment}`)
+    for (const v of views) arena.free(v)
+  }
+})
