@@ -50,9 +50,9 @@ pub(crate) unsafe extern "C" fn hand_off(env: sys::napi_env, info: sys::napi_cal
         }
         let ptr = block_at(arena, offset)?;
         let generation = u32::try_from(generation).map_err(|_| Code::NotOwned)?;
+        let label = label(expected_len, kind).ok_or(Code::InvalidHandle)?;
         // SAFETY: the TypeScript layer makes the sender's object unusable right after
         // (and the exclusive buffer is detached below), so the sender gives the block up.
-        let label = label(expected_len, kind).ok_or(Code::InvalidHandle)?;
         let (token, next) = unsafe { arena.allocator.hand_off(ptr, generation, label) }.map_err(Code::from)?;
         scratch[0] = f64::from(next);
         Ok(token as f64)
@@ -73,7 +73,7 @@ pub(crate) unsafe extern "C" fn hand_off(env: sys::napi_env, info: sys::napi_cal
 /// TypeScript layer assigns (`kind * 16 + dtype`, below 256). The receiver must present
 /// the same, so an altered handle is refused.
 fn label(byte_length: usize, kind: usize) -> Option<u64> {
-    (kind < 256 && byte_length < 1 << 53).then(|| ((byte_length as u64) << 8) | kind as u64)
+    (kind < 256 && byte_length < 1 << 53).then_some(((byte_length as u64) << 8) | kind as u64)
 }
 
 fn block_at(arena: &ThreadArena, offset: usize) -> Result<NonNull<u8>, Code> {
