@@ -28,7 +28,7 @@ pub struct AllocatorConfig {
     /// Minimum bytes of one slab (rounded up to whole pages and to one block). Default 64 KiB.
     pub slab_target_bytes: usize,
     /// Free span bytes kept committed for reuse; above this, the least recently freed
-    /// spans are returned to the OS. Default 64 MiB.
+    /// spans are returned to the OS. Default 256 MiB.
     pub retain_bytes: usize,
 }
 
@@ -40,7 +40,7 @@ impl Default for AllocatorConfig {
             refill_target_bytes: 32 << 10,
             local_cache_target_bytes: 64 << 10,
             slab_target_bytes: 64 << 10,
-            retain_bytes: 64 << 20,
+            retain_bytes: 256 << 20,
         }
     }
 }

@@ -9,10 +9,14 @@
 //! - `by_size` holds exactly `(len, start)` for every entry of `by_start`
 //! - `free_bytes = Σ len`, `dirty_bytes = Σ dirty <= free_bytes`; `dirty` counts bytes that
 //!   may still be committed (an over-estimate after merges and splits, never an under-estimate)
+//! - `recent` holds up to `RECENT` freshly freed spans (dirty, counted in both totals) kept
+//!   out of the maps: a request of exactly their size takes one back without any map
+//!   operation (the large path's alloc/free churn); they are merged into the maps before
+//!   any search that could use a merged span, and before purging
 
 use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FreeSpan {
     len: usize,
     dirty: usize,
@@ -28,10 +32,15 @@ pub(crate) struct PurgeSpan {
     freed_at: u64,
 }
 
+/// Freshly freed spans kept out of the maps.
+const RECENT: usize = 4;
+
 #[derive(Default)]
 pub(crate) struct SpanHeap {
     by_start: BTreeMap<usize, FreeSpan>,
     by_size: BTreeSet<(usize, usize)>,
+    recent: [(usize, FreeSpan); RECENT],
+    recent_len: usize,
     free_bytes: usize,
     dirty_bytes: usize,
 }
@@ -46,7 +55,8 @@ impl SpanHeap {
     }
 
     #[cfg(test)]
-    pub(crate) fn largest(&self) -> usize {
+    pub(crate) fn largest(&mut self) -> usize {
+        self.flush_recent();
         self.by_size.last().map_or(0, |&(len, _)| len)
     }
 
@@ -67,6 +77,15 @@ impl SpanHeap {
 
     /// Takes the smallest free span of at least `len` bytes, splitting off the rest.
     pub(crate) fn take(&mut self, len: usize) -> Option<usize> {
+        if let Some(i) = self.recent[..self.recent_len].iter().position(|(_, s)| s.len == len) {
+            let (start, span) = self.recent[i];
+            self.recent_len -= 1;
+            self.recent[i] = self.recent[self.recent_len];
+            self.free_bytes -= span.len;
+            self.dirty_bytes -= span.dirty;
+            return Some(start);
+        }
+        self.flush_recent();
         let &(_, start) = self.by_size.range((len, 0)..).next()?;
         let span = self.remove(start)?;
         if span.len > len {
@@ -78,7 +97,26 @@ impl SpanHeap {
 
     /// Returns `[start, start + len)` to the heap, merging it with free neighbours.
     pub(crate) fn give(&mut self, start: usize, len: usize, now: u64) {
-        self.merge_in(start, FreeSpan { len, dirty: len, freed_at: now });
+        let span = FreeSpan { len, dirty: len, freed_at: now };
+        if self.recent_len < RECENT {
+            self.recent[self.recent_len] = (start, span);
+            self.recent_len += 1;
+            self.free_bytes += len;
+            self.dirty_bytes += len;
+        } else {
+            self.merge_in(start, span);
+        }
+    }
+
+    /// Merges the recent spans into the maps.
+    fn flush_recent(&mut self) {
+        while self.recent_len > 0 {
+            self.recent_len -= 1;
+            let (start, span) = self.recent[self.recent_len];
+            self.free_bytes -= span.len;
+            self.dirty_bytes -= span.dirty;
+            self.merge_in(start, span);
+        }
     }
 
     /// Returns a span whose pages were given back to the OS.
@@ -112,6 +150,7 @@ impl SpanHeap {
     /// `idle_before`, then the least recently freed dirty spans until at most
     /// `retain` dirty bytes remain.
     pub(crate) fn take_purge(&mut self, retain: usize, idle_before: u64) -> Vec<PurgeSpan> {
+        self.flush_recent();
         let mut dirty: Vec<(u64, usize)> =
             self.by_start.iter().filter(|(_, s)| s.dirty > 0).map(|(&start, s)| (s.freed_at, start)).collect();
         dirty.sort_unstable();
@@ -145,6 +184,22 @@ mod tests {
         assert_eq!(heap.take(4 * P), None);
         assert_eq!(heap.take(3 * P), Some(P));
         assert_eq!(heap.free_bytes(), 0);
+    }
+
+    #[test]
+    fn an_exact_size_request_takes_a_recent_span_back() {
+        let mut heap = SpanHeap::default();
+        heap.give(8 * P, 5 * P, 1);
+        assert_eq!((heap.free_bytes(), heap.dirty_bytes()), (5 * P, 5 * P));
+        assert_eq!(heap.take(5 * P), Some(8 * P));
+        assert_eq!((heap.free_bytes(), heap.dirty_bytes()), (0, 0));
+        // More frees than recent slots: the rest are merged into the maps.
+        for i in 0..6 {
+            heap.give(i * 2 * P, P, 1);
+        }
+        assert_eq!(heap.free_bytes(), 6 * P);
+        assert_eq!(heap.take(P).map(|s| s % (2 * P)), Some(0));
+        assert_eq!(heap.free_bytes(), 5 * P);
     }
 
     #[test]
