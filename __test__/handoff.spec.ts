@@ -56,8 +56,9 @@ class Server {
   private readonly queue: ((reply: Reply) => void)[] = []
   readonly ready: Promise<Reply>
 
-  constructor(name?: string, options?: object) {
+  constructor(t: ExecutionContext, name?: string, options?: object) {
     this.worker = new Worker(SERVER, { eval: true, execArgv: [], workerData: { name, options } })
+    t.teardown(() => this.worker.terminate()) // also when the test throws
     this.exited = new Promise((resolve) => this.worker.once('exit', resolve))
     this.worker.on('message', (reply: Reply) => this.queue.shift()?.(reply))
     this.worker.on('error', (error) => this.queue.shift()?.({ error: { name: 'Error', message: String(error) } }))
@@ -138,7 +139,7 @@ test('Arena.shared: one arena per name in every thread; differing options throw 
   t.is(codeOf(t.throws(() => Arena.shared(42 as unknown as string), { instanceOf: TypeError })), 'ERR_INVALID_ARG_TYPE')
   t.is(codeOf(t.throws(() => Arena.shared(''), { instanceOf: TypeError })), 'ERR_INVALID_ARG_TYPE')
 
-  const server = new Server('handoff-config')
+  const server = new Server(t, 'handoff-config')
   const hello = await server.ok<{ arenaSize: number; liveBytes: number }>('hello')
   t.is(hello.arenaSize, arena.arenaSize, 'the worker gets the same arena')
   const kept = arena.array('uint8', 1234)
@@ -212,7 +213,7 @@ test('a handle is a plain, structured-cloneable object; receive gives the same m
 test('all kinds received in a worker hold the sender’s bytes, in the same memory, and its frees are remote frees', async (t) => {
   const arena = sharedArena('handoff-kinds')
   const base = arena.stats()
-  const server = new Server('handoff-kinds')
+  const server = new Server(t, 'handoff-kinds')
   for (const [i, [kind, dtype, length]] of KINDS.entries()) {
     const x = make(arena, kind, dtype, length)
     fillPattern(bytesOf(x), i)
@@ -244,7 +245,7 @@ test('all kinds received in a worker hold the sender’s bytes, in the same memo
 test('a sender that exits before its hand-offs are received frees neither those nor the ones already received', async (t) => {
   const arena = sharedArena('handoff-sender-exit')
   const base = arena.stats()
-  const server = new Server('handoff-sender-exit')
+  const server = new Server(t, 'handoff-sender-exit')
   const handles: TransferHandle[] = []
   for (const [i, [kind, dtype, length]] of KINDS.entries()) {
     handles.push(await server.ok<TransferHandle>('make', { kind, dtype, length, seed: 50 + i }))
@@ -268,7 +269,7 @@ test('a sender that exits before its hand-offs are received frees neither those 
 test('a handle is received exactly once: receive in a worker, then again there and in the main thread', async (t) => {
   const arena = sharedArena('handoff-twice')
   const base = arena.stats()
-  const server = new Server('handoff-twice')
+  const server = new Server(t, 'handoff-twice')
   const x = arena.array('float64', 500)
   fillPattern(bytesOf(x), 9)
   const h = arena.transfer(x)
@@ -286,7 +287,7 @@ test('a handle is received exactly once: receive in a worker, then again there a
 test('receives racing in four workers: each handle is claimed by exactly one of them', async (t) => {
   const arena = sharedArena('handoff-race')
   const base = arena.stats()
-  const servers = Array.from({ length: 4 }, () => new Server('handoff-race'))
+  const servers = Array.from({ length: 4 }, () => new Server(t, 'handoff-race'))
   await Promise.all(servers.map((s) => s.ready))
   const handles = Array.from({ length: 200 }, (_, i) => arena.transfer(i % 2 ? arena.view('float32', 64) : arena.array('float32', 64)))
   const results = await Promise.all(servers.map((s) => s.ok<string[]>('race', { handles })))
@@ -309,7 +310,7 @@ test('an unreceived hand-off stays accounted in flight until reclaim (here or in
   t.is(during.inFlightCount - base.inFlightCount, 2)
   t.is(during.liveBytes - base.liveBytes, 5400)
   arena.reclaim(h1)
-  const server = new Server('handoff-reclaim')
+  const server = new Server(t, 'handoff-reclaim')
   t.is((await server.call('reclaim', { handle: h2 })).error, undefined, 'a worker can reclaim too')
   const after = arena.stats()
   t.like(after, { inFlightBytes: base.inFlightBytes, inFlightCount: base.inFlightCount, liveBytes: base.liveBytes })
@@ -434,7 +435,7 @@ test('the sender’s GC does not free a block in flight; a received tensor never
 test('a terminated receiver returns the tensors it received; unreceived ones stay in flight', async (t) => {
   const arena = sharedArena('handoff-terminate')
   const base = arena.stats()
-  const server = new Server('handoff-terminate')
+  const server = new Server(t, 'handoff-terminate')
   for (const [i, [kind, dtype, length]] of KINDS.entries()) {
     const h = arena.transfer(make(arena, kind, dtype, length))
     await server.ok('receive', { handle: h, key: i })
@@ -453,7 +454,7 @@ test('a terminated receiver returns the tensors it received; unreceived ones sta
 
 test.serial('defaultArena is shared the same way: top-level transfer / receive / reclaim', async (t) => {
   const base = stats()
-  const server = new Server()
+  const server = new Server(t)
   const x = array('float32', 300)
   fillPattern(bytesOf(x), 21)
   const h = transfer(x)
@@ -535,6 +536,7 @@ test('producer → consumer between two workers: 10,000 float32 hand-offs, memor
   const workerData = { name, arenaSize, total: TOTAL, length: LENGTH, window: WINDOW }
   const producer = new Worker(PRODUCER, { eval: true, execArgv: [], workerData })
   const consumer = new Worker(CONSUMER, { eval: true, execArgv: [], workerData })
+  t.teardown(() => Promise.all([producer.terminate(), consumer.terminate()]))
   const message = (w: Worker): Promise<unknown> =>
     new Promise((resolve, reject) => {
       w.once('message', resolve)
