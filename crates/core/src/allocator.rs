@@ -20,8 +20,6 @@ static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Slow-path operations between two maintenance passes.
 const MAINTAIN_EVERY: u64 = 256;
-/// Slow-path operations after which an empty slab or a free span counts as idle.
-pub(crate) const IDLE_EPOCHS: u64 = 4096;
 
 /// A block handed out, with its generation: the pair names this one hand-out, so a free
 /// that carries it cannot free a later hand-out of the same address.
@@ -60,7 +58,12 @@ pub(crate) struct Inner {
     /// Signalled when a purge gives its spans back to the heap.
     pub(crate) purged: Condvar,
     pub(crate) handoffs: Mutex<crate::handoff::Handoffs>,
+    /// Slow-path operations so far (maintenance runs every `MAINTAIN_EVERY`).
     pub(crate) epoch: AtomicU64,
+    /// Origin of the microsecond clock that timestamps free spans and empty slabs.
+    pub(crate) clock: std::time::Instant,
+    /// Time of the previous maintenance pass.
+    pub(crate) last_maintenance: AtomicU64,
     pub(crate) caches: Mutex<Vec<Arc<CacheShared>>>,
     /// Counters of unbound caches and of cacheless frees.
     pub(crate) retired: Counters,
@@ -117,6 +120,8 @@ impl Allocator {
                 purged: Condvar::new(),
                 handoffs: Mutex::new(crate::handoff::Handoffs::default()),
                 epoch: AtomicU64::new(0),
+                clock: std::time::Instant::now(),
+                last_maintenance: AtomicU64::new(0),
                 caches: Mutex::new(Vec::new()),
                 retired: Counters::default(),
                 rejected: AtomicU64::new(0),
@@ -582,10 +587,17 @@ impl Inner {
         error
     }
 
-    /// Advances the slow-path clock; every `MAINTAIN_EVERY` ticks, runs maintenance.
+    /// Microseconds since the allocator was built (timestamps of free spans and slabs).
+    pub(crate) fn now_us(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Counts a slow-path operation (every `MAINTAIN_EVERY`, runs maintenance) and returns
+    /// the current time in microseconds.
     pub(crate) fn tick(&self) -> u64 {
-        let now = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        if now.is_multiple_of(MAINTAIN_EVERY) {
+        let operations = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.now_us();
+        if operations.is_multiple_of(MAINTAIN_EVERY) {
             self.maintain(now);
         }
         now
@@ -649,10 +661,12 @@ impl Inner {
     }
 
     /// Periodic maintenance, driven by slow-path traffic of any class: classes idle for
-    /// `IDLE_EPOCHS` give back their spare empty slab, and free spans idle that long
+    /// `idle_release_ms` give back their spare empty slab, and free spans idle that long
     /// (or beyond the retained amount) are released to the OS.
     fn maintain(&self, now: u64) {
-        let idle_before = now.saturating_sub(IDLE_EPOCHS);
+        let idle_before = now.saturating_sub(self.config.idle_release_ms.saturating_mul(1000));
+        // A class used since the previous pass is not idle, however short the idle time.
+        let active_since = idle_before.min(self.last_maintenance.swap(now, Ordering::Relaxed));
         let mut freed = Vec::new();
         for central in &*self.central {
             // Never wait here: a busy class is not idle.
@@ -663,8 +677,10 @@ impl Inner {
             // through the inbox.
             let rejected = pool.drain_inbox(&central.inbox, now);
             self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            let keep = usize::from(pool.last_used() >= idle_before);
-            pool.release_empty(keep, idle_before, &mut freed);
+            // An active class keeps one spare empty slab (whatever its age); an idle class
+            // gives every empty slab back.
+            let keep = usize::from(pool.last_used() >= active_since);
+            pool.release_empty(keep, 0, &mut freed);
         }
         self.give_spans(&freed, now);
         self.purge(self.config.retain_bytes, idle_before);

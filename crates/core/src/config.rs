@@ -27,9 +27,14 @@ pub struct AllocatorConfig {
     pub local_cache_target_bytes: usize,
     /// Minimum bytes of one slab (rounded up to whole pages and to one block). Default 64 KiB.
     pub slab_target_bytes: usize,
-    /// Free span bytes kept committed for reuse; above this, the least recently freed
-    /// spans are returned to the OS. Default 256 MiB.
+    /// Free span bytes kept committed for reuse (a safety cap: idle memory is returned
+    /// after `idle_release_ms` anyway). Above it, the least recently freed spans are
+    /// returned to the OS down to three quarters of it. Default 512 MiB.
     pub retain_bytes: usize,
+    /// Milliseconds after which a free span, or a size class's spare empty slab, counts as
+    /// idle and is returned (checked by maintenance, which any thread's slow-path traffic
+    /// drives). 0 releases at the next maintenance pass. Default 1000.
+    pub idle_release_ms: u64,
 }
 
 impl Default for AllocatorConfig {
@@ -40,7 +45,8 @@ impl Default for AllocatorConfig {
             refill_target_bytes: 32 << 10,
             local_cache_target_bytes: 64 << 10,
             slab_target_bytes: 64 << 10,
-            retain_bytes: 256 << 20,
+            retain_bytes: 512 << 20,
+            idle_release_ms: 1000,
         }
     }
 }

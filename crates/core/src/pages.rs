@@ -2,7 +2,6 @@
 //! allocation registry, and giving pages back to the OS. All of it sits behind one lock,
 //! taken only on slow paths (after a class lock, never before one).
 
-use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError};
 
 use crate::allocator::{Allocation, Expect, Inner, lock};
@@ -69,7 +68,7 @@ impl Inner {
             pages.spans.dirty_bytes() > self.config.retain_bytes
         };
         if over {
-            self.purge(self.config.retain_bytes, 0);
+            self.purge(self.config.retain_bytes / 4 * 3, 0);
         }
     }
 
@@ -188,12 +187,12 @@ impl Inner {
             pages.large_frees += 1;
             // SAFETY: as above; the allocation is over once the record is gone.
             unsafe { header::set_state(block, header::free(check)) };
-            let now = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = self.now_us();
             pages.spans.give(record.span_start, record.span_len, now);
             pages.spans.dirty_bytes() > self.config.retain_bytes
         };
         if over {
-            self.purge(self.config.retain_bytes, 0);
+            self.purge(self.config.retain_bytes / 4 * 3, 0);
         }
         Ok(())
     }

@@ -33,7 +33,8 @@ fn default_config_is_valid_and_matches_the_documented_values() {
     assert_eq!(config.refill_target_bytes, 32 * KIB);
     assert_eq!(config.local_cache_target_bytes, 64 * KIB);
     assert_eq!(config.slab_target_bytes, 64 * KIB);
-    assert_eq!(config.retain_bytes, 256 * MIB);
+    assert_eq!(config.retain_bytes, 512 * MIB);
+    assert_eq!(config.idle_release_ms, 1000);
     assert_eq!((MIN_ALIGNMENT, MAX_ALIGNMENT, MAX_ARENA_SIZE), (64, 4096, 1 << 46));
 }
 

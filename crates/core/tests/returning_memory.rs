@@ -106,7 +106,11 @@ fn with_nothing_retained_a_freed_large_block_is_released_at_once() {
 
 #[test]
 fn idle_free_spans_are_released_by_maintenance_without_trim() {
-    let a = common::allocator(256 * MIB);
+    // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
+    let a = common::allocator_with(|c| {
+        c.arena_size = 256 * MIB;
+        c.idle_release_ms = 0;
+    });
     let mut cache = ThreadCache::new();
     let p = common::alloc(&a, &mut cache, 20 * MIB);
     // SAFETY: live; written, then freed once.
@@ -138,7 +142,11 @@ fn idle_free_spans_are_released_by_maintenance_without_trim() {
 
 #[test]
 fn an_idle_class_gives_back_its_spare_slab_without_trim() {
-    let a = common::allocator(256 * MIB);
+    // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
+    let a = common::allocator_with(|c| {
+        c.arena_size = 256 * MIB;
+        c.idle_release_ms = 0;
+    });
     let mut cache = ThreadCache::new();
     let ptrs: Vec<_> = (0..8).map(|_| common::alloc(&a, &mut cache, 3 * MIB)).collect();
     free_all(&a, &mut cache, ptrs);
@@ -157,7 +165,11 @@ fn an_idle_class_gives_back_its_spare_slab_without_trim() {
 fn an_idle_class_whose_blocks_were_freed_remotely_gives_back_its_slabs_without_trim() {
     // The same as above, but the blocks are freed by another cache, so they sit in the
     // class's remote-free inbox: the slabs are fully free all the same.
-    let a = common::allocator(256 * MIB);
+    // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
+    let a = common::allocator_with(|c| {
+        c.arena_size = 256 * MIB;
+        c.idle_release_ms = 0;
+    });
     let mut owner = ThreadCache::new();
     let mut remote = ThreadCache::new();
     let ptrs: Vec<_> = (0..8).map(|_| common::alloc(&a, &mut owner, 3 * MIB)).collect();
@@ -181,4 +193,24 @@ fn an_idle_class_whose_blocks_were_freed_remotely_gives_back_its_slabs_without_t
         "{} bytes of fully free slabs are held for ever by an idle class",
         stats.classes[class].slabs * a.block_size(class) as u64
     );
+}
+
+#[test]
+fn recently_freed_spans_are_kept_for_reuse_until_they_have_been_idle_for_idle_release_ms() {
+    // The default policy: memory freed in one class and reused by another within
+    // idle_release_ms is not returned to the OS (and refaulted) in between.
+    let a = common::allocator(256 * MIB);
+    let mut cache = ThreadCache::new();
+    let p = common::alloc(&a, &mut cache, 20 * MIB);
+    // SAFETY: live; freed once.
+    unsafe { common::free(&a, &mut cache, p) };
+    for _ in 0..6000 {
+        let q = common::alloc(&a, &mut cache, 64);
+        // SAFETY: live; freed once.
+        unsafe { common::free(&a, &mut cache, q) };
+        a.drain_thread_cache(&mut cache);
+    }
+    let stats = a.stats();
+    assert_eq!(stats.released_bytes_total, 0, "a span freed moments ago was released");
+    assert!(stats.retained_bytes >= 19 * MIB as u64);
 }
