@@ -23,6 +23,8 @@ use crate::inbox::Inbox;
 
 struct Slab {
     span_start: usize,
+    /// Unique per slab life: seeds the generations of its blocks.
+    seed: u64,
     first: usize,
     fresh: u32,
     list_len: u32,
@@ -219,7 +221,7 @@ impl ClassPool {
                 // SAFETY: a never-initialised block inside this slab's span, which the
                 // class owns exclusively; it becomes owned by the chain.
                 unsafe {
-                    header::initialize(block, self.secret, self.class, id, generation_seed(block as usize, now));
+                    header::initialize(block, self.secret, self.class, id, generation_seed(block as usize, slab.seed));
                     chain.push(block);
                 }
                 slab.fresh += 1;
@@ -230,9 +232,11 @@ impl ClassPool {
     }
 
     /// Adopts the span at `span_start` (of `geo.slab_bytes`) as a new slab.
-    pub(crate) fn add_slab(&mut self, span_start: usize) {
+    /// `seed` must be unique among the slabs of this allocator's life (a counter).
+    pub(crate) fn add_slab(&mut self, span_start: usize, seed: u64) {
         let slab = Slab {
             span_start,
+            seed,
             first: span_start + self.geo.lead,
             fresh: 0,
             list_len: 0,
@@ -308,10 +312,10 @@ impl ClassPool {
 }
 
 /// Starting generation of a block that enters a new slab: derived from its address and
-/// the epoch, so a stale handle from an earlier life of the same address is unlikely to
-/// match.
-const fn generation_seed(addr: usize, now: u64) -> u32 {
-    let x = (addr as u64 ^ now.rotate_left(29)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+/// the slab's unique seed, so a stale handle from an earlier life of the same address is
+/// unlikely to match.
+pub(crate) const fn generation_seed(addr: usize, seed: u64) -> u32 {
+    let x = (addr as u64 ^ seed.rotate_left(29)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     (x >> 32) as u32
 }
 
@@ -339,7 +343,7 @@ mod tests {
     #[test]
     fn blocks_come_back_and_the_slab_is_released_when_fully_free() {
         let (mut p, base, _) = pool(2);
-        p.add_slab(base);
+        p.add_slab(base, 1);
         assert_eq!(p.free_blocks(), 32);
         let chain = p.take(3, 1);
         assert_eq!((chain.count, p.free_blocks()), (3, 29));
@@ -357,7 +361,7 @@ mod tests {
     #[test]
     fn inbox_blocks_count_and_return_to_their_slab() {
         let (mut p, base, _) = pool(1);
-        p.add_slab(base);
+        p.add_slab(base, 1);
         let mut chain = p.take(2, 1);
         let inbox = Inbox::new();
         while !chain.head.is_null() {
@@ -376,7 +380,7 @@ mod tests {
     #[test]
     fn a_block_from_no_slab_is_rejected_not_listed() {
         let (mut p, base, _) = pool(2);
-        p.add_slab(base);
+        p.add_slab(base, 1);
         let stray = (base + 4096 + 64) as *mut Header;
         // SAFETY: the stray header lies in mapped memory this test owns.
         unsafe {

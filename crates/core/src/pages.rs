@@ -136,7 +136,7 @@ impl Inner {
             return Err(self.out_of_memory(size));
         };
         let block = (span_start + self.config.alignment - HEADER_SIZE) as *mut Header;
-        let generation = (now as u32).wrapping_mul(0x9E37_79B1) ^ (span_start >> 12) as u32;
+        let generation = crate::central::generation_seed(span_start, self.next_seed());
         // SAFETY: the span was just taken from the heap or the arena top, so this call
         // owns it; the header lies inside it.
         unsafe {
@@ -187,7 +187,7 @@ impl Inner {
             pages.large_frees += 1;
             // SAFETY: as above; the allocation is over once the record is gone.
             unsafe { header::set_state(block, header::free(check)) };
-            let now = self.now_us();
+            let now = self.coarse_now.load(std::sync::atomic::Ordering::Relaxed);
             pages.spans.give(record.span_start, record.span_len, now);
             pages.spans.dirty_bytes() > self.config.retain_bytes
         };
