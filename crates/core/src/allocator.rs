@@ -2,8 +2,10 @@
 //! fast paths (allocate from / free to a thread cache) with their cold slow paths.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::Mutex;
 
 use crate::arena::Arena;
 use crate::central::{Chain, ClassPool, FreedSlab};
@@ -58,7 +60,7 @@ pub(crate) struct Inner {
     pub(crate) central: Box<[CentralClass]>,
     pub(crate) pages: Mutex<Pages>,
     /// Signalled when a purge gives its spans back to the heap.
-    pub(crate) purged: Condvar,
+    pub(crate) purged: parking_lot::Condvar,
     pub(crate) handoffs: Mutex<crate::handoff::Handoffs>,
     /// Slow-path operations so far (maintenance runs every `MAINTAIN_EVERY`).
     pub(crate) epoch: AtomicU64,
@@ -82,10 +84,6 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Allocator {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn random_secret(id: u64, base: usize) -> u64 {
@@ -124,7 +122,7 @@ impl Allocator {
                 geo,
                 central,
                 pages: Mutex::new(Pages::default()),
-                purged: Condvar::new(),
+                purged: parking_lot::Condvar::new(),
                 handoffs: Mutex::new(crate::handoff::Handoffs::default()),
                 epoch: AtomicU64::new(0),
                 clock: std::time::Instant::now(),
@@ -469,7 +467,7 @@ impl Allocator {
         if let Some(old) = cache.bound.take() {
             old.unbind(cache);
         }
-        lock(&self.inner.caches).push(Arc::clone(&cache.shared));
+        self.inner.caches.lock().push(Arc::clone(&cache.shared));
         cache.bound = Some(self.clone());
         cache.bound_id = self.inner.id;
     }
@@ -477,7 +475,7 @@ impl Allocator {
     /// Drains `cache`, folds its counters into this allocator's, and forgets it.
     pub(crate) fn unbind(&self, cache: &mut ThreadCache) {
         self.drain_all(cache);
-        let mut caches = lock(&self.inner.caches);
+        let mut caches = self.inner.caches.lock();
         self.inner.retired.absorb(&cache.shared.counters);
         for counter in cache.shared.counters.fields() {
             counter.store(0, Ordering::Relaxed);
@@ -496,10 +494,10 @@ impl Allocator {
     pub unsafe fn free_all_owned_by(&self, cache: &ThreadCache) -> (usize, usize) {
         let mut blocks = Vec::new();
         for central in &*self.inner.central {
-            lock(&central.pool).live_owned_by(cache.id, &mut blocks);
+            central.pool.lock().live_owned_by(cache.id, &mut blocks);
         }
         {
-            let pages = lock(&self.inner.pages);
+            let pages = self.inner.pages.lock();
             for header in pages.large.headers() {
                 // SAFETY: registry keys are headers of live large allocations.
                 if unsafe { header::held_by(header as *const Header, cache.id) } {
@@ -629,7 +627,7 @@ impl Inner {
         let central = &self.central[c];
         for attempt in 0..2 {
             {
-                let mut pool = lock(&central.pool);
+                let mut pool = central.pool.lock();
                 let rejected = pool.drain_inbox(&central.inbox, now);
                 self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
                 let chain = pool.take(max, now);
@@ -657,7 +655,7 @@ impl Inner {
         let central = &self.central[c];
         let mut freed = Vec::new();
         {
-            let mut pool = lock(&central.pool);
+            let mut pool = central.pool.lock();
             let mut rejected = pool.drain_inbox(&central.inbox, now);
             // SAFETY: forwarded contract.
             rejected += unsafe { pool.put_chain(chain, now) };
@@ -671,7 +669,7 @@ impl Inner {
     pub(crate) fn reclaim_slabs(&self, now: u64) {
         let mut freed: Vec<FreedSlab> = Vec::new();
         for central in &*self.central {
-            let mut pool = lock(&central.pool);
+            let mut pool = central.pool.lock();
             let rejected = pool.drain_inbox(&central.inbox, now);
             self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
             pool.release_empty(0, u64::MAX, &mut freed);
@@ -689,7 +687,7 @@ impl Inner {
         let mut freed = Vec::new();
         for central in &*self.central {
             // Never wait here: a busy class is not idle.
-            let Ok(mut pool) = central.pool.try_lock() else {
+            let Some(mut pool) = central.pool.try_lock() else {
                 continue;
             };
             // Remote frees count too: an idle class may have had all its blocks come back
@@ -707,7 +705,7 @@ impl Inner {
 
     pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
         let uncarved = self.arena.len() - self.arena.carved();
-        let free = lock(&self.pages).spans.free_bytes();
+        let free = self.pages.lock().spans.free_bytes();
         AllocError::OutOfMemory { requested, remaining: uncarved + free }
     }
 }

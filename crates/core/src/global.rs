@@ -9,9 +9,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use crate::allocator::{Allocator, lock};
+use parking_lot::Mutex;
+
+use crate::allocator::Allocator;
 use crate::config::AllocatorConfig;
 use crate::error::{AllocError, FreeError, InitError};
 use crate::stats::AllocatorStats;
@@ -66,7 +68,7 @@ fn global() -> Result<&'static Allocator, InitError> {
     if let Some(allocator) = GLOBAL.get() {
         return Ok(allocator);
     }
-    let _init = lock(&INIT);
+    let _init = INIT.lock();
     if let Some(allocator) = GLOBAL.get() {
         return Ok(allocator);
     }

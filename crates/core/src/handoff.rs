@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::ptr::NonNull;
 
-use crate::allocator::{Allocation, Allocator, lock};
+use crate::allocator::{Allocation, Allocator};
 use crate::error::FreeError;
 use crate::header::{self, Header, IN_FLIGHT, LARGE_CLASS, user_ptr};
 use crate::size_class::NUM_CLASSES;
@@ -105,7 +105,7 @@ impl Allocator {
 
     fn check_token(&self, token: u64) -> HandoffError {
         let sequence = token >> MAC_BITS;
-        let issued = sequence < lock(&self.inner.handoffs).next_sequence;
+        let issued = sequence < self.inner.handoffs.lock().next_sequence;
         if token < (1 << 53) && issued && self.mac(sequence) == token & ((1 << MAC_BITS) - 1) {
             HandoffError::AlreadyReceived
         } else {
@@ -149,7 +149,7 @@ impl Allocator {
     /// # Errors
     /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
     pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32, label: u64) -> Result<(u64, u32), HandoffError> {
-        let mut handoffs = lock(&self.inner.handoffs);
+        let mut handoffs = self.inner.handoffs.lock();
         let block = self.live_header(ptr, generation).map_err(HandoffError::Free)?;
         let next = generation.wrapping_add(1);
         // SAFETY: the block is live and the caller hands it over.
@@ -173,7 +173,7 @@ impl Allocator {
     /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
     pub fn receive(&self, token: u64, cache: &ThreadCache) -> Result<Received, HandoffError> {
         let record = {
-            let mut handoffs = lock(&self.inner.handoffs);
+            let mut handoffs = self.inner.handoffs.lock();
             let record = handoffs.records.remove(&token);
             if let Some(r) = record {
                 handoffs.bytes -= r.requested;
@@ -196,7 +196,7 @@ impl Allocator {
     /// The in-flight block of `token` without claiming it, to check a handle's details.
     #[must_use]
     pub fn in_flight(&self, token: u64) -> Option<Received> {
-        let handoffs = lock(&self.inner.handoffs);
+        let handoffs = self.inner.handoffs.lock();
         handoffs.records.get(&token).map(|r| Received {
             allocation: Allocation { ptr: user_ptr(r.header as *mut Header), generation: r.generation },
             requested: r.requested,
@@ -211,7 +211,7 @@ impl Allocator {
     /// As [`Allocator::receive`].
     pub fn reclaim(&self, token: u64) -> Result<usize, HandoffError> {
         let record = {
-            let mut handoffs = lock(&self.inner.handoffs);
+            let mut handoffs = self.inner.handoffs.lock();
             let record = handoffs.records.remove(&token);
             if let Some(r) = record {
                 handoffs.bytes -= r.requested;

@@ -2,9 +2,7 @@
 //! allocation registry, and giving pages back to the OS. All of it sits behind one lock,
 //! taken only on slow paths (after a class lock, never before one).
 
-use std::sync::{MutexGuard, PoisonError};
-
-use crate::allocator::{Allocation, Expect, Inner, lock};
+use crate::allocator::{Allocation, Expect, Inner};
 use crate::central::FreedSlab;
 use crate::error::{AllocError, FreeError};
 use crate::header::{self, HEADER_SIZE, Header, LARGE_CLASS, user_of, user_ptr};
@@ -33,7 +31,7 @@ impl Inner {
 
     /// A span of `len` bytes (a page multiple) from the span heap, else the arena top.
     pub(crate) fn take_span(&self, len: usize) -> Option<usize> {
-        self.take_span_locked(lock(&self.pages), len).1
+        self.take_span_locked(self.pages.lock(), len).1
     }
 
     /// As [`Inner::take_span`] with the pages lock held (and handed back). When nothing
@@ -41,9 +39,9 @@ impl Inner {
     /// than report a spurious out-of-memory.
     pub(crate) fn take_span_locked<'a>(
         &'a self,
-        mut pages: MutexGuard<'a, Pages>,
+        mut pages: parking_lot::MutexGuard<'a, Pages>,
         len: usize,
-    ) -> (MutexGuard<'a, Pages>, Option<usize>) {
+    ) -> (parking_lot::MutexGuard<'a, Pages>, Option<usize>) {
         loop {
             if let Some(start) = pages.spans.take(len).or_else(|| self.arena.carve(len)) {
                 return (pages, Some(start));
@@ -51,7 +49,7 @@ impl Inner {
             if pages.purging == 0 {
                 return (pages, None);
             }
-            pages = self.purged.wait(pages).unwrap_or_else(PoisonError::into_inner);
+            self.purged.wait(&mut pages);
         }
     }
 
@@ -61,7 +59,7 @@ impl Inner {
             return;
         }
         let over = {
-            let mut pages = lock(&self.pages);
+            let mut pages = self.pages.lock();
             for slab in freed {
                 pages.spans.give(slab.start, slab.len, now);
             }
@@ -78,7 +76,7 @@ impl Inner {
     /// Returns the bytes released.
     pub(crate) fn purge(&self, retain: usize, idle_before: u64) -> usize {
         let spans = {
-            let mut pages = lock(&self.pages);
+            let mut pages = self.pages.lock();
             let spans = pages.spans.take_purge(retain, idle_before);
             pages.purging += spans.len();
             spans
@@ -94,7 +92,7 @@ impl Inner {
                 released += span.len;
             }
         }
-        let mut pages = lock(&self.pages);
+        let mut pages = self.pages.lock();
         pages.purging -= spans.len();
         for span in spans {
             pages.spans.give_back_purged(span);
@@ -115,11 +113,13 @@ impl Inner {
             Some(len) if len <= self.arena.len() => len,
             _ => return Err(self.out_of_memory(size)),
         };
-        let now = self.tick();
+        // No tick here: the shared operation counter is a contended cache line when
+        // threads churn large blocks; small-class traffic drives maintenance.
+        let now = self.coarse_now.load(std::sync::atomic::Ordering::Relaxed);
         let mut start = None;
         for attempt in 0..2 {
             {
-                let (mut pages, taken) = self.take_span_locked(lock(&self.pages), span_len);
+                let (mut pages, taken) = self.take_span_locked(self.pages.lock(), span_len);
                 start = taken;
                 if let Some(span_start) = start {
                     let block = span_start + self.config.alignment - HEADER_SIZE;
@@ -164,7 +164,7 @@ impl Inner {
         }
         let addr = user_of(block) as usize;
         let over = {
-            let mut pages = lock(&self.pages);
+            let mut pages = self.pages.lock();
             let Some(record) = pages.large.get(block as usize) else {
                 return Err(self.reject(FreeError::CorruptHeader { addr }));
             };

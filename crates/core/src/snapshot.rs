@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::allocator::{Allocator, lock};
+use crate::allocator::Allocator;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::AllocatorStats;
 
@@ -17,7 +17,7 @@ impl Allocator {
         for (c, central) in inner.central.iter().enumerate() {
             let stride = inner.geo[c].stride as u64;
             let (free, slabs, empty) = {
-                let pool = lock(&central.pool);
+                let pool = central.pool.lock();
                 (pool.free_blocks() as u64, pool.active_slabs() as u64, pool.empty_slabs() as u64)
             };
             let inbox = central.inbox.len() as u64;
@@ -38,7 +38,7 @@ impl Allocator {
         // bound cache.
         let mut totals = inner.retired.fields().map(|f| f.load(Ordering::Relaxed));
         {
-            let caches = lock(&inner.caches);
+            let caches = inner.caches.lock();
             s.thread_caches = caches.len() as u64;
             for cache in caches.iter() {
                 for (total, field) in totals.iter_mut().zip(cache.counters.fields()) {
@@ -57,7 +57,7 @@ impl Allocator {
         }
         let [allocations, frees, remote_frees, allocated_bytes, freed_bytes] = totals;
 
-        let pages = lock(&inner.pages);
+        let pages = inner.pages.lock();
         let carved = inner.arena.carved() as u64;
         s.arena_size = inner.arena.len() as u64;
         s.arena_carved = carved;
@@ -74,7 +74,7 @@ impl Allocator {
         s.live_bytes = clamp(allocated_bytes.wrapping_sub(freed_bytes)) + s.large_live_bytes;
         s.remote_frees_total = remote_frees;
         s.rejected_frees_total = inner.rejected.load(Ordering::Relaxed);
-        let handoffs = lock(&inner.handoffs);
+        let handoffs = inner.handoffs.lock();
         s.in_flight_count = handoffs.len() as u64;
         s.in_flight_bytes = handoffs.bytes() as u64;
         s
