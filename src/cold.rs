@@ -211,3 +211,11 @@ pub(crate) fn native_size_class_of(bytes: f64) -> i32 {
     }
     SizeClass::from_request(bytes as usize).map_or(-1, |c| c.index() as i32)
 }
+
+/// Tells V8 about memory it cannot see: bytes of views that wait for garbage collection to
+/// be reclaimed (their memory is inside the window, which V8 counted once). Without this,
+/// unfreed views put no pressure on V8 and the arena can fill before any GC runs.
+#[napi]
+pub(crate) fn adjust_external_memory(env: Env, delta: f64) -> std::result::Result<(), Error<&'static str>> {
+    env.adjust_external_memory(delta as i64).map(|_| ()).map_err(js)
+}

@@ -115,9 +115,24 @@ const pendingArenas: number[] = []
 let pendingCount = 0
 let flushScheduled = false
 
-const viewReclaimer = new FinalizationRegistry<[number, number, number]>(([arena, offset, generation]) => {
-  native.viewFree(arena, offset, generation)
-})
+// Bytes of views registered for reclaim are reported to V8 as external memory (in steps of
+// at least 1 MiB), so garbage views trigger GCs like garbage ArrayBuffers do.
+const EXTERNAL_STEP = 1 << 20
+let externalPending = 0
+function reportExternal(delta: number): void {
+  externalPending += delta
+  if (externalPending >= EXTERNAL_STEP || externalPending <= -EXTERNAL_STEP) {
+    native.adjustExternalMemory(externalPending)
+    externalPending = 0
+  }
+}
+
+const viewReclaimer = new FinalizationRegistry<[number, number, number, number]>(
+  ([arena, offset, generation, byteLength]) => {
+    native.viewFree(arena, offset, generation)
+    reportExternal(-byteLength)
+  },
+)
 
 function flushPendingViews(): void {
   flushScheduled = false
@@ -126,8 +141,9 @@ function flushPendingViews(): void {
     pendingViews[i] = undefined
     const generation = view[STATE]
     if (typeof generation === 'number' && generation !== FREED) {
-      viewReclaimer.register(view, [pendingArenas[i], view.byteOffset, generation], view)
+      viewReclaimer.register(view, [pendingArenas[i], view.byteOffset, generation, view.byteLength], view)
       view[REGISTERED] = true
+      reportExternal(view.byteLength)
     }
   }
   pendingCount = 0
@@ -410,7 +426,7 @@ export class Arena {
       const result = native.viewFree(this.id, view.byteOffset, state)
       if (result !== 0) throw this.failure(result, 0)
       view[STATE] = FREED
-      if (view[REGISTERED] === true) viewReclaimer.unregister(view)
+      if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
       return
     }
     if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
@@ -461,7 +477,7 @@ export class Arena {
       const token = native.handOff(id, view.byteOffset, state, undefined, view.byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
       view[STATE] = FREED
-      if (view[REGISTERED] === true) viewReclaimer.unregister(view)
+      if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
       const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
       return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset: view.byteOffset }
     }

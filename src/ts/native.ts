@@ -60,6 +60,8 @@ export interface Native {
   threadCacheFlush(id: number): void
   sizeClassTable(): number[]
   nativeSizeClassOf(bytes: number): number
+  /** `napi_adjust_external_memory(delta)`. */
+  adjustExternalMemory(delta: number): void
 }
 
 /** The loaded addon. @internal */
