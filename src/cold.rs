@@ -219,3 +219,19 @@ pub(crate) fn native_size_class_of(bytes: f64) -> i32 {
 pub(crate) fn adjust_external_memory(env: Env, delta: f64) -> std::result::Result<(), Error<&'static str>> {
     env.adjust_external_memory(delta as i64).map(|_| ()).map_err(js)
 }
+
+/// Counts view hand-outs and frees the TypeScript layer served from its recycled blocks
+/// (see `src/ts/view-cache.ts`) in this thread's cache counters.
+#[napi]
+pub(crate) fn record_recycled(
+    id: u32,
+    allocations: f64,
+    frees: f64,
+    allocated: f64,
+    freed: f64,
+) -> std::result::Result<(), Error<&'static str>> {
+    registry::with_arena(id as usize, |a, _| {
+        a.allocator.record_recycled(&mut a.cache, allocations as u64, frees as u64, allocated as u64, freed as u64);
+    })
+    .map_err(|code| failure(code, "unknown arena"))
+}

@@ -13,6 +13,7 @@ import {
 import { native } from './native.js'
 import type { ArenaStats } from './stats.js'
 import { ThreadCache } from './thread-cache.js'
+import { flushViewCache, viewCacheOf, type ViewCache } from './view-cache.js'
 import { toArenaStats } from './stats.js'
 
 /** Options of {@link Arena}. Every field is optional. */
@@ -231,6 +232,7 @@ const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
 export class Arena {
   private id: number
   private window: ArrayBuffer | undefined
+  private views: ViewCache | undefined
   private limit: number
 
   /**
@@ -243,6 +245,7 @@ export class Arena {
    */
   constructor(options?: ArenaOptions) {
     this.window = undefined
+    this.views = undefined
     if ((options as unknown) === LAZY_DEFAULT) {
       this.id = LAZY
       this.limit = 0
@@ -322,7 +325,11 @@ export class Arena {
   }
 
   private exclusive(id: number, byteLength: number, zero: number): Exclusive {
-    const result = native.allocExclusive(id, byteLength, zero)
+    let result = native.allocExclusive(id, byteLength, zero)
+    if (result === OUT_OF_MEMORY) {
+      flushViewCache(id)
+      result = native.allocExclusive(id, byteLength, zero)
+    }
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
     const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true }
@@ -377,10 +384,23 @@ export class Arena {
     const bytes = length * Ctor.BYTES_PER_ELEMENT
     this.checkBytes(bytes, 'length')
     const window = this.window ?? this.openWindow(id)
-    const offset = native.viewAlloc(id, bytes, zero)
-    if (offset < 0) throw this.failure(offset, bytes)
+    const views = (this.views ??= viewCacheOf(id))
+    let offset = views.take(bytes)
+    let generation: number
+    if (offset >= 0) {
+      generation = views.generation
+      if (zero === 1) new Uint8Array(window, offset, bytes).fill(0)
+    } else {
+      offset = native.viewAlloc(id, bytes, zero)
+      if (offset === OUT_OF_MEMORY) {
+        views.flush()
+        offset = native.viewAlloc(id, bytes, zero)
+      }
+      if (offset < 0) throw this.failure(offset, bytes)
+      generation = scratchCache[0]
+    }
     const view = new Ctor(window, offset, length) as TypedArrayOf<D> & Tagged
-    view[STATE] = scratchCache[0]
+    view[STATE] = generation
     rememberView(view, id)
     return view
   }
@@ -423,8 +443,10 @@ export class Arena {
       const view = tagged as ArrayBufferView & Tagged
       if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
       if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
-      const result = native.viewFree(this.id, view.byteOffset, state)
-      if (result !== 0) throw this.failure(result, 0)
+      if (this.views === undefined || !this.views.put(view.byteLength, view.byteOffset, state)) {
+        const result = native.viewFree(this.id, view.byteOffset, state)
+        if (result !== 0) throw this.failure(result, 0)
+      }
       view[STATE] = FREED
       if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
       return
@@ -615,7 +637,9 @@ export class Arena {
 
   /** A snapshot of the arena's statistics (all threads). */
   stats(): ArenaStats {
-    return toArenaStats(native.arenaStats(this.resolve()))
+    const id = this.resolve()
+    flushViewCache(id)
+    return toArenaStats(native.arenaStats(id))
   }
 
   /**

@@ -60,6 +60,8 @@ export interface Native {
   threadCacheFlush(id: number): void
   sizeClassTable(): number[]
   nativeSizeClassOf(bytes: number): number
+  /** Counts view operations served from recycled blocks in this thread's counters. */
+  recordRecycled(id: number, allocations: number, frees: number, allocated: number, freed: number): void
   /** `napi_adjust_external_memory(delta)`. */
   adjustExternalMemory(delta: number): void
 }

@@ -119,3 +119,22 @@ export function sizeClassOf(bytes: number): SizeClass | undefined {
   }
   return lo as SizeClass
 }
+
+/** Class index for each 64-byte step of requests up to 4 KiB. */
+const SMALL_CLASS = Uint8Array.from({ length: 64 }, (_, step) => {
+  let c = 0
+  while (SIZE_CLASS_BYTES[c] < (step + 1) * 64) c++
+  return c
+})
+
+/**
+ * Class index of a request of `bytes` (1 ..= 16 MiB; 0 counts as 1), or -1 above 16 MiB.
+ * Unchecked fast path for internal use: the same arithmetic as the core's table. @internal
+ */
+export function classIndexOf(bytes: number): number {
+  if (bytes <= 4096) return SMALL_CLASS[bytes === 0 ? 0 : (bytes - 1) >>> 6]
+  if (bytes > MAX_SMALL_SIZE) return -1
+  const n = bytes - 1
+  const e = 31 - Math.clz32(n)
+  return 20 + (e - 12) * 4 + ((n >>> (e - 2)) & 3)
+}

@@ -1,5 +1,6 @@
 import { fromNative } from './errors.js'
 import { native } from './native.js'
+import { flushViewCache } from './view-cache.js'
 import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
 
 /**
@@ -17,15 +18,20 @@ export class ThreadCache {
   /** Free blocks this thread's cache holds, per size class. */
   stats(): ThreadCacheStats {
     try {
+      flushViewCache(this.arena)
       return toThreadCacheStats(native.threadCacheStats(this.arena))
     } catch (error) {
       throw fromNative(error)
     }
   }
 
-  /** Hands every cached block back to the central pool (visible to other threads). */
+  /**
+   * Hands every cached block back to the central pool (visible to other threads),
+   * including this thread's recently freed views kept for reuse.
+   */
   flush(): void {
     try {
+      flushViewCache(this.arena)
       native.threadCacheFlush(this.arena)
     } catch (error) {
       throw fromNative(error)

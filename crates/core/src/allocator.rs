@@ -440,6 +440,20 @@ impl Allocator {
         unsafe { self.inner.return_blocks(c, Chain { head: first, count: drain }, now) };
     }
 
+    /// Adds to `cache`'s operation counters hand-outs and frees a layer above served
+    /// without calling the allocator (the Node binding recycles freed views' blocks while
+    /// they stay allocated here), so the stats count every operation.
+    pub fn record_recycled(&self, cache: &mut ThreadCache, allocations: u64, frees: u64, allocated: u64, freed: u64) {
+        if cache.bound_id != self.inner.id {
+            self.bind(cache);
+        }
+        let counters = &cache.shared.counters;
+        bump(&counters.allocations, allocations);
+        bump(&counters.frees, frees);
+        bump(&counters.allocated_bytes, allocated);
+        bump(&counters.freed_bytes, freed);
+    }
+
     /// Moves every block `cache` holds back to the central pool of the allocator the
     /// cache is bound to.
     pub fn drain_thread_cache(&self, cache: &mut ThreadCache) {

@@ -1,0 +1,276 @@
+// Tables for the console and the Node section of BENCHMARK.md, the goal checks, and the
+// machine description.
+
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+
+import { EMBED, EMBED_VARIANTS, GC_BATCH, SCENARIOS, SIZES, VARIANTS } from './cases.mjs'
+import { PIPELINE_SIZES, PIPELINE_VARIANTS } from './pipeline.mjs'
+import { RSS_VARIANTS } from './gc-rss.mjs'
+import { RATIO_GOALS } from './svg.mjs'
+import { sizeLabel } from './suites.mjs'
+
+export function machine() {
+  let osName = `${os.type()} ${os.release()}`
+  try {
+    const pretty = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(readFileSync('/etc/os-release', 'utf8'))
+    if (pretty) osName = `${pretty[1]}, ${os.type()} ${os.release()} (${os.arch()})`
+  } catch {}
+  // The code measured: HEAD, and whether src/ or crates/ differ from it (read-only git).
+  let commit = 'unknown'
+  try {
+    const git = (...args) => execFileSync('git', args, { cwd: new URL('../../', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    commit = git('rev-parse', '--short', 'HEAD')
+    if (git('status', '--porcelain', '--', 'src', 'crates') !== '') commit += ' + uncommitted changes in src/ or crates/'
+  } catch {}
+  const cpus = os.cpus()
+  return {
+    commit,
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    os: osName,
+    node: process.version,
+    v8: process.versions.v8,
+    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+  }
+}
+
+export function fmtOps(x) {
+  if (!Number.isFinite(x)) return 'n/a'
+  if (x >= 1e6) return `${(x / 1e6).toFixed(x >= 1e8 ? 0 : 2)} M`
+  if (x >= 1e3) return `${(x / 1e3).toFixed(x >= 1e5 ? 0 : 1)} k`
+  return x.toFixed(x >= 100 ? 0 : 1)
+}
+
+export function fmtRatio(r) {
+  if (!Number.isFinite(r)) return 'n/a'
+  if (r >= 100) return `${Math.round(r).toLocaleString('en-US')}×`
+  if (r >= 10) return `${r.toFixed(1)}×`
+  if (r >= 0.1) return `${r.toFixed(2)}×`
+  return `${r.toPrecision(2)}×`
+}
+
+const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
+
+/** Every goal of the issue, with the measured value and whether it is met. */
+export function checkGoals(summary, rss) {
+  // The speed goals are about allocation: they are judged on "alloc + free"; the value with
+  // one byte written per page (which adds the same page writes to every variant) is shown
+  // beside it for reference.
+  const goals = []
+  const ratioOf = (sc, size, id) => summary.sizes[sc]?.[size]?.[id]?.ratio
+  for (const g of RATIO_GOALS) {
+    const r = ratioOf('free', g.size, g.variant)
+    goals.push({
+      goal: `${g.variant} ≥ ${g.min}× Buffer.alloc at ${sizeLabel(g.size)}`,
+      value: `${fmtRatio(r)} (with page writes: ${fmtRatio(ratioOf('touch', g.size, g.variant))})`,
+      met: r >= g.min,
+    })
+  }
+  for (const size of SIZES) {
+    const row = summary.sizes.free?.[size]
+    if (!row) continue
+    const view = row.view?.ops
+    const tp = row['typedarray-pool']?.ops
+    const mp = row['thing-mempool']?.ops
+    const touch = summary.sizes.touch?.[size]
+    const touchWins = touch && touch.view?.ops > touch['typedarray-pool']?.ops && touch.view?.ops > touch['thing-mempool']?.ops
+    goals.push({
+      goal: `view faster than both JS pools at ${sizeLabel(size)}`,
+      value: `view ${fmtOps(view)} · typedarray-pool ${fmtOps(tp)} · MemPool ${fmtOps(mp)} ops/s (with page writes: ${touchWins ? 'faster' : 'not faster'})`,
+      met: view > tp && view > mp,
+    })
+  }
+  if (rss) {
+    for (const scenario of ['alloc', 'touch']) {
+      const base = rss[scenario]?.['buffer-alloc']?.peakRss
+      for (const id of ['array', 'view']) {
+        const row = rss[scenario]?.[id]
+        if (!row) continue
+        const ratio = row.peakRss / base
+        goals.push({
+          goal: `GC-only ${id} at 1 MiB, yield every ${rss.batch}: peak RSS ≤ 1.5 × Buffer.alloc's (${scenario === 'touch' ? 'alloc + write 1 byte per page' : 'alloc only'})`,
+          value: `${mib(row.peakRss)} vs ${mib(base)} = ${ratio.toFixed(2)}×${row.oomAt != null ? ` (arena out of memory after ${row.oomAt} ops)` : ''}`,
+          met: ratio <= 1.5 && row.oomAt == null,
+        })
+      }
+    }
+  }
+  return goals
+}
+
+function table(header, rows, align) {
+  const md = [`| ${header.join(' | ')} |`, `| ${align.map((a) => (a === 'r' ? '---:' : '---')).join(' | ')} |`]
+  for (const r of rows) md.push(`| ${r.join(' | ')} |`)
+  return md.join('\n')
+}
+
+/** One case: "ops/s (ratio)", or how it ran out of arena memory (GC-only cases). */
+function cell(c) {
+  const oomRuns = c.oomRuns ?? 0
+  if (oomRuns > 0 && oomRuns >= c.runs.length) return `arena OOM after ${Math.min(...c.oomAt).toLocaleString('en-US')} ops`
+  const text = `${fmtOps(c.ops)} (${fmtRatio(c.ratio)})`
+  return oomRuns > 0 ? `${text}, OOM in ${oomRuns}/${c.runs.length} runs` : text
+}
+
+function sizeTable(summary, scenario) {
+  const rows = VARIANTS.map((v) => [
+    v.label,
+    ...SIZES.map((size) => {
+      const c = summary.sizes[scenario]?.[size]?.[v.id]
+      return c ? cell(c) : '—'
+    }),
+  ])
+  return table(['variant', ...SIZES.map(sizeLabel)], rows, ['l', ...SIZES.map(() => 'r')])
+}
+
+/** Plain-text tables for the terminal. */
+export function consoleReport(summary, rss, pipeline) {
+  const lines = []
+  for (const sc of SCENARIOS) {
+    if (!summary.sizes[sc.id]) continue
+    lines.push(`\n${sc.label}: ops/s (ratio to Buffer.alloc, same run; higher is better)`)
+    const sizes = SIZES.filter((s) => summary.sizes[sc.id][s])
+    const w = 22
+    lines.push(['variant'.padEnd(28), ...sizes.map((s) => sizeLabel(s).padStart(w))].join(''))
+    for (const v of VARIANTS) {
+      const cells = sizes.map((s) => {
+        const c = summary.sizes[sc.id][s][v.id]
+        return (c ? cell(c).replace(/arena OOM after (\S+) ops/, 'OOM@$1').replace(/, OOM in (\d+)\/\d+ runs/, ' OOM×$1') : '—').padStart(w)
+      })
+      lines.push([v.label.padEnd(28), ...cells].join(''))
+    }
+  }
+  if (summary.embed && Object.keys(summary.embed).length > 0) {
+    lines.push(`\nembedding_batch (${EMBED.count} × ${EMBED.bytes} B float32: alloc, fill, free): batches/s (ratio)`)
+    for (const v of EMBED_VARIANTS) {
+      const c = summary.embed[v.id]
+      lines.push(`${v.label.padEnd(28)}${`${fmtOps(c.ops)} (${fmtRatio(c.ratio)})`.padStart(22)}`)
+    }
+  }
+  if (rss) {
+    lines.push(`\nGC-only path, 1 MiB, yield every ${rss.batch}, ${rss.ops} ops: peak RSS`)
+    for (const scenario of ['alloc', 'touch']) {
+      for (const v of RSS_VARIANTS) {
+        const row = rss[scenario][v.id]
+        lines.push(`${scenario.padEnd(6)} ${v.label.padEnd(24)} ${mib(row.peakRss).padStart(9)}${row.oomAt != null ? `  (arena OOM after ${row.oomAt} ops)` : ''}`)
+      }
+    }
+  }
+  if (pipeline) {
+    lines.push('\nworker pipeline (producer fills, consumer sums + frees): tensors/s')
+    for (const v of PIPELINE_VARIANTS) {
+      lines.push(`${v.label.padEnd(42)}${PIPELINE_SIZES.map((s) => `${sizeLabel(s)}: ${fmtOps(pipeline[s]?.[v.id]?.rate)}`.padStart(20)).join('')}`)
+    }
+  }
+  return lines.join('\n')
+}
+
+/** The Markdown between the node markers of BENCHMARK.md. */
+export function markdownSection({ summary, rss, pipeline, info, command, seconds, options, date }) {
+  const goals = checkGoals(summary, rss)
+  const met = goals.filter((g) => g.met).length
+  const s = []
+  s.push('## Node: tensor-arena vs Buffer.alloc and the JS pools')
+  s.push('')
+  s.push(
+    `Generated ${date} by \`${command}\` in ${Math.round(seconds)} s. Do not edit by hand: the benchmark rewrites everything between the \`node\` markers.`,
+  )
+  s.push('')
+  s.push(
+    table(
+      ['machine', ''],
+      [
+        ['CPU', info.cpu],
+        ['cores', String(info.cores)],
+        ['memory', info.memory],
+        ['OS', info.os],
+        ['Node', `${info.node} (V8 ${info.v8})`],
+        ['code measured', info.commit ?? 'unknown'],
+        ['load average at start', info.load],
+      ],
+      ['l', 'l'],
+    ),
+  )
+  s.push('')
+  s.push(
+    `**Method.** [benny](https://github.com/caderek/benny) 3.7.1 (Benchmark.js), one suite per scenario and size, every case in the same process; \`maxTime\` ${options.maxTime} s and \`minSamples\` ${options.minSamples} per case; the whole suite ran ${options.repeats} time(s), the case order rotating each time; a full GC and two event-loop turns between suites. A value is the median over the runs of the case's ops/s (1 ÷ the median benny sample). **Ratio** = Buffer.alloc's time ÷ the case's time, taken in each run against Buffer.alloc of the same suite, then the median: higher is better, 1 = as fast as Buffer.alloc. Our cases use one default arena (1 GiB) and free explicitly (benny never turns the event loop inside a case, so nothing can rely on finalizers there); the baselines are never freed (V8 collects them). "GC-only" cases never free: they are deferred (async) cases that allocate ${GC_BATCH} times, then await a \`setImmediate\` (one call = ${GC_BATCH} operations), in their own arena. The @thi.ng/malloc MemPool is as large as our arena (1 GiB). Sizes are bytes; the typed arrays are Uint8Array except \`new Float32Array\` (same bytes).`,
+  )
+  s.push('')
+  s.push('![Node ratios](benchmark/node-ratios.svg)')
+  s.push('')
+  s.push(`### Goals (${met} of ${goals.length} met)`)
+  s.push('')
+  s.push(table(['goal', 'measured', 'met'], goals.map((g) => [g.goal, g.value, g.met ? 'yes' : '**no**']), ['l', 'l', 'l']))
+  for (const sc of SCENARIOS) {
+    s.push('')
+    s.push(`### ${sc.label}: ops/s (ratio to Buffer.alloc)`)
+    s.push('')
+    s.push(sizeTable(summary, sc.id))
+  }
+  s.push('')
+  s.push(`### embedding_batch: ${EMBED.count} × ${EMBED.bytes}-byte float32 arrays (alloc, fill, free)`)
+  s.push('')
+  s.push(
+    table(
+      ['variant', 'batches/s', 'ratio to Buffer.alloc'],
+      EMBED_VARIANTS.map((v) => [v.label, fmtOps(summary.embed[v.id]?.ops), fmtRatio(summary.embed[v.id]?.ratio)]),
+      ['l', 'r', 'r'],
+    ),
+  )
+  if (rss) {
+    s.push('')
+    s.push(`### GC-only path: peak RSS (1 MiB, no explicit free, \`await setImmediate\` every ${rss.batch} operations)`)
+    s.push('')
+    s.push(
+      `\`node benchmark/node/gc-rss.mjs\`: one child process per variant and run (${rss.runs ?? 3} runs, median), ${rss.ops} operations, \`process.memoryUsage.rss()\` sampled after every operation. "alloc only" allocates; "touch" also writes one byte per 4 KiB page (memory in use: calloc'd or fresh pages that are never touched do not count in RSS).`,
+    )
+    s.push('')
+    const rows = []
+    for (const scenario of ['alloc', 'touch']) {
+      const base = rss[scenario]['buffer-alloc'].peakRss
+      for (const v of RSS_VARIANTS) {
+        const row = rss[scenario][v.id]
+        rows.push([
+          scenario === 'touch' ? 'alloc + touch' : 'alloc only',
+          v.label,
+          mib(row.peakRss),
+          mib(row.baseRss),
+          v.id === 'buffer-alloc' ? '—' : mib(row.peakLive),
+          `${(row.peakRss / base).toFixed(2)}×`,
+          row.oomAt != null ? `arena out of memory after ${row.oomAt} operations` : '',
+        ])
+      }
+    }
+    s.push(table(['scenario', 'variant', 'peak RSS', 'RSS at start', 'peak live arena bytes', 'peak ÷ Buffer.alloc', 'note'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'l']))
+  }
+  if (pipeline) {
+    s.push('')
+    s.push('### Worker pipeline: tensors/s')
+    s.push('')
+    s.push(
+      'Two `worker_threads`: the producer allocates a float32 tensor and fills it, hands it over, the consumer sums it and frees it (at most 16 in flight, credit returned every 4). Baselines: `new Float32Array` / `Buffer.alloc` posted with a transfer list (zero copy). Ours: `Arena.shared(\'bench\')` in both workers, `transfer` / `receive` (zero copy), freed by the consumer (a cross-thread free). Own timing loop (benny cannot drive workers): per variant and size a warm-up, then 5 timed runs of about 0.5 s; median tensors/s.',
+    )
+    s.push('')
+    const rows = PIPELINE_VARIANTS.map((v) => [
+      v.label,
+      ...PIPELINE_SIZES.flatMap((size) => {
+        const c = pipeline[size]?.[v.id]
+        const base = pipeline[size]?.float32array?.rate
+        return [fmtOps(c?.rate), c ? `${(c.rate / base).toFixed(2)}×` : '—']
+      }),
+    ])
+    s.push(
+      table(
+        ['variant', ...PIPELINE_SIZES.flatMap((size) => [`${sizeLabel(size)} tensors/s`, 'vs Float32Array'])],
+        rows,
+        ['l', ...PIPELINE_SIZES.flatMap(() => ['r', 'r'])],
+      ),
+    )
+  }
+  s.push('')
+  s.push(options.notes.trim())
+  return s.join('\n')
+}
