@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::arena::Arena;
-use crate::central::{Chain, ClassPool, FreedSlab};
+use crate::central::{Chain, ClassPool};
 use crate::config::{AllocatorConfig, ClassGeometry};
 use crate::error::{AllocError, FreeError, InitError};
 use crate::header::{self, HEADER_SIZE, Header, user_of, user_ptr};
@@ -19,11 +19,6 @@ use crate::size_class::{NUM_CLASSES, SizeClass};
 use crate::thread_cache::{CacheShared, Counters, ThreadCache, bump};
 
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Slow-path operations between two maintenance passes.
-const MAINTAIN_EVERY: u64 = 256;
-/// Slow-path operations between two clock reads (divides `MAINTAIN_EVERY`).
-const CLOCK_EVERY: u64 = 16;
 
 /// A block handed out, with its generation: the pair names this one hand-out, so a free
 /// that carries it cannot free a later hand-out of the same address.
@@ -357,7 +352,7 @@ impl Allocator {
     ///
     /// # Safety
     /// As [`Allocator::deallocate_with_cache`].
-    unsafe fn free_uncached(&self, ptr: NonNull<u8>, expect: Expect, remote: bool) -> Result<(), FreeError> {
+    pub(crate) unsafe fn free_uncached(&self, ptr: NonNull<u8>, expect: Expect, remote: bool) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let block = inner.locate(ptr)?;
         // SAFETY: `locate` checked the header lies in the arena.
@@ -499,43 +494,6 @@ impl Allocator {
         cache.bound = None;
     }
 
-    /// Frees every block still allocated that `cache` handed out (small and large), as
-    /// when the thread owning the cache goes away with live allocations. Returns the
-    /// number of blocks and the requested bytes freed.
-    ///
-    /// # Safety
-    /// No thread may use any of those blocks any more (each counts as freed here).
-    pub unsafe fn free_all_owned_by(&self, cache: &ThreadCache) -> (usize, usize) {
-        let mut blocks = Vec::new();
-        for central in &*self.inner.central {
-            central.pool.lock().live_owned_by(cache.id, &mut blocks);
-        }
-        {
-            let pages = self.inner.pages.lock();
-            for header in pages.large.headers() {
-                // SAFETY: registry keys are headers of live large allocations.
-                if unsafe { header::held_by(header as *const Header, cache.id) } {
-                    blocks.push(header as *mut Header);
-                }
-            }
-        }
-        let (mut freed, mut bytes) = (0, 0);
-        for block in blocks {
-            // SAFETY: the block was live and owned by `cache` a moment ago; the caller
-            // guarantees nobody uses it any more. The free re-checks it is still live.
-            let requested = unsafe { (*block).requested } as usize;
-            let ptr = user_of(block);
-            if let Some(ptr) = NonNull::new(ptr)
-                // SAFETY: as above.
-                && unsafe { self.free_uncached(ptr, Expect::Nothing, false) }.is_ok()
-            {
-                freed += 1;
-                bytes += requested;
-            }
-        }
-        (freed, bytes)
-    }
-
     /// Returns idle memory to the OS now: every fully free slab goes back to the span
     /// heap and every free span's pages are released. Blocks held by thread caches stay
     /// (drain them first). Returns the bytes released.
@@ -606,149 +564,5 @@ impl Inner {
     pub(crate) fn reject(&self, error: FreeError) -> FreeError {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         error
-    }
-
-    /// A seed never returned before by this allocator.
-    pub(crate) fn next_seed(&self) -> u64 {
-        self.seeds.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Microseconds since the allocator was built (timestamps of free spans and slabs).
-    pub(crate) fn now_us(&self) -> u64 {
-        u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Counts a slow-path operation and returns the coarse time in microseconds: the
-    /// clock is read every `CLOCK_EVERY` operations, and maintenance runs every
-    /// `MAINTAIN_EVERY`.
-    pub(crate) fn tick(&self) -> u64 {
-        let operations = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        if !operations.is_multiple_of(CLOCK_EVERY) {
-            return self.coarse_now.load(Ordering::Relaxed);
-        }
-        let now = self.now_us();
-        self.coarse_now.store(now, Ordering::Relaxed);
-        if operations.is_multiple_of(MAINTAIN_EVERY) {
-            self.maintain(now);
-        }
-        now
-    }
-
-    /// Takes up to `max` blocks of class `c` from the central pool, adding a slab if
-    /// the class has none free, and reclaiming idle memory of every class if the arena
-    /// is full. An empty chain means out of memory.
-    pub(crate) fn take_blocks(&self, c: usize, max: u32, now: u64) -> Chain {
-        let central = &self.central[c];
-        for attempt in 0..2 {
-            {
-                let mut pool = central.pool.lock();
-                let rejected = pool.drain_inbox(&central.inbox, now);
-                self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-                let chain = pool.take(max, now);
-                if chain.count > 0 {
-                    return chain;
-                }
-                if let Some(start) = self.take_span(self.geo[c].slab_bytes) {
-                    pool.add_slab(start, self.next_seed());
-                    return pool.take(max, now);
-                }
-            }
-            if attempt == 0 {
-                self.reclaim_slabs(now);
-            }
-        }
-        Chain::EMPTY
-    }
-
-    /// Returns a chain of blocks of class `c` to the central pool; slabs that became
-    /// fully free beyond one spare go back to the span heap.
-    ///
-    /// # Safety
-    /// The chain's blocks must be free and owned by the caller.
-    pub(crate) unsafe fn return_blocks(&self, c: usize, chain: Chain, now: u64) {
-        let central = &self.central[c];
-        let mut freed = Vec::new();
-        {
-            let mut pool = central.pool.lock();
-            let mut rejected = pool.drain_inbox(&central.inbox, now);
-            // SAFETY: forwarded contract.
-            rejected += unsafe { pool.put_chain(chain, now) };
-            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            pool.release_empty(1, 0, &mut freed);
-        }
-        self.give_spans(&freed, now);
-    }
-
-    /// Gives every fully free slab of every class back to the span heap.
-    pub(crate) fn reclaim_slabs(&self, now: u64) {
-        let mut freed: Vec<FreedSlab> = Vec::new();
-        for central in &*self.central {
-            let mut pool = central.pool.lock();
-            let rejected = pool.drain_inbox(&central.inbox, now);
-            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            pool.release_empty(0, u64::MAX, &mut freed);
-        }
-        self.give_spans(&freed, now);
-    }
-
-    /// Periodic maintenance, driven by slow-path traffic of any class: classes idle for
-    /// `idle_release_ms` give back their spare empty slab, and free spans idle that long
-    /// (or beyond the retained amount) are released to the OS.
-    fn maintain(&self, now: u64) {
-        let idle_before = now.saturating_sub(self.config.idle_release_ms.saturating_mul(1000));
-        // A class used since the previous pass is not idle, however short the idle time.
-        let active_since = idle_before.min(self.last_maintenance.swap(now, Ordering::Relaxed));
-        let mut freed = Vec::new();
-        for central in &*self.central {
-            // Never wait here: a busy class is not idle.
-            let Some(mut pool) = central.pool.try_lock() else {
-                continue;
-            };
-            // Remote frees count too: an idle class may have had all its blocks come back
-            // through the inbox.
-            let rejected = pool.drain_inbox(&central.inbox, now);
-            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            // An active class keeps one spare empty slab (whatever its age); an idle class
-            // gives every empty slab back.
-            let keep = usize::from(pool.last_used() >= active_since);
-            pool.release_empty(keep, 0, &mut freed);
-        }
-        self.give_spans(&freed, now);
-        self.purge(self.config.retain_bytes, idle_before);
-    }
-
-    pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
-        let uncarved = self.arena.len() - self.arena.carved();
-        let free = self.pages.lock().spans.free_bytes();
-        AllocError::OutOfMemory { requested, remaining: uncarved + free }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_all_owned_by_frees_only_that_caches_live_blocks() {
-        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
-        let (mut mine, mut other) = (ThreadCache::new(), ThreadCache::new());
-        let mut kept = Vec::new();
-        for size in [1, 64, 5000, 70_000, 3 << 20, 20 << 20] {
-            kept.push(allocator.allocate_with_cache(&mut mine, size).unwrap());
-            allocator.allocate_with_cache(&mut other, size).unwrap();
-        }
-        // One of mine already freed: not freed again.
-        // SAFETY: `kept[0]` is live and unused.
-        unsafe { allocator.deallocate_with_cache(&mut mine, kept[0]).unwrap() };
-        let before = allocator.stats();
-        // SAFETY: nothing uses `mine`'s blocks any more.
-        let (blocks, bytes) = unsafe { allocator.free_all_owned_by(&mine) };
-        assert_eq!(blocks, 5);
-        assert_eq!(bytes, 64 + 5000 + 70_000 + (3 << 20) + (20 << 20));
-        let after = allocator.stats();
-        assert_eq!(after.live_allocations, before.live_allocations - 5);
-        // SAFETY: `kept[1]` was freed above; a rejected free touches nothing.
-        let again = unsafe { allocator.deallocate_with_cache(&mut mine, kept[1]) };
-        assert_eq!(again, Err(FreeError::DoubleFree { addr: kept[1].as_ptr() as usize }));
     }
 }

@@ -35,12 +35,14 @@ mod handoff;
 mod header;
 mod inbox;
 mod large;
+mod maintenance;
 mod os;
 mod pages;
 mod size_class;
 mod snapshot;
 mod span_heap;
 mod stats;
+mod teardown;
 mod thread_cache;
 
 pub use allocator::{Allocation, Allocator};

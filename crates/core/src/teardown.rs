@@ -1,0 +1,77 @@
+//! Reclaiming what a thread left behind: when the thread owning a cache goes away (a
+//! Node worker's env teardown), every block it still holds is freed.
+
+use std::ptr::NonNull;
+
+use crate::allocator::{Allocator, Expect};
+use crate::header::{self, Header, user_of};
+use crate::thread_cache::ThreadCache;
+
+impl Allocator {
+    /// Frees every block still allocated that `cache` handed out (small and large), as
+    /// when the thread owning the cache goes away with live allocations. Returns the
+    /// number of blocks and the requested bytes freed.
+    ///
+    /// # Safety
+    /// No thread may use any of those blocks any more (each counts as freed here).
+    pub unsafe fn free_all_owned_by(&self, cache: &ThreadCache) -> (usize, usize) {
+        let mut blocks = Vec::new();
+        for central in &*self.inner.central {
+            central.pool.lock().live_owned_by(cache.id, &mut blocks);
+        }
+        {
+            let pages = self.inner.pages.lock();
+            for header in pages.large.headers() {
+                // SAFETY: registry keys are headers of live large allocations.
+                if unsafe { header::held_by(header as *const Header, cache.id) } {
+                    blocks.push(header as *mut Header);
+                }
+            }
+        }
+        let (mut freed, mut bytes) = (0, 0);
+        for block in blocks {
+            // SAFETY: the block was live and owned by `cache` a moment ago; the caller
+            // guarantees nobody uses it any more. The free re-checks it is still live.
+            let requested = unsafe { (*block).requested } as usize;
+            let ptr = user_of(block);
+            if let Some(ptr) = NonNull::new(ptr)
+                // SAFETY: as above.
+                && unsafe { self.free_uncached(ptr, Expect::Nothing, false) }.is_ok()
+            {
+                freed += 1;
+                bytes += requested;
+            }
+        }
+        (freed, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AllocatorConfig, FreeError};
+
+    #[test]
+    fn free_all_owned_by_frees_only_that_caches_live_blocks() {
+        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
+        let (mut mine, mut other) = (ThreadCache::new(), ThreadCache::new());
+        let mut kept = Vec::new();
+        for size in [1, 64, 5000, 70_000, 3 << 20, 20 << 20] {
+            kept.push(allocator.allocate_with_cache(&mut mine, size).unwrap());
+            allocator.allocate_with_cache(&mut other, size).unwrap();
+        }
+        // One of mine already freed: not freed again.
+        // SAFETY: `kept[0]` is live and unused.
+        unsafe { allocator.deallocate_with_cache(&mut mine, kept[0]).unwrap() };
+        let before = allocator.stats();
+        // SAFETY: nothing uses `mine`'s blocks any more.
+        let (blocks, bytes) = unsafe { allocator.free_all_owned_by(&mine) };
+        assert_eq!(blocks, 5);
+        assert_eq!(bytes, 64 + 5000 + 70_000 + (3 << 20) + (20 << 20));
+        let after = allocator.stats();
+        assert_eq!(after.live_allocations, before.live_allocations - 5);
+        // SAFETY: `kept[1]` was freed above; a rejected free touches nothing.
+        let again = unsafe { allocator.deallocate_with_cache(&mut mine, kept[1]) };
+        assert_eq!(again, Err(FreeError::DoubleFree { addr: kept[1].as_ptr() as usize }));
+    }
+}
