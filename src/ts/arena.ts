@@ -13,7 +13,9 @@ import {
 import { native } from './native.js'
 import type { ArenaStats } from './stats.js'
 import { ThreadCache } from './thread-cache.js'
+import { FREED, STATE, type Exclusive, type Tagged } from './tags.js'
 import { flushViewCache, viewCacheOf, type ViewCache } from './view-cache.js'
+import { forgetView, rememberView } from './view-reclaim.js'
 import { toArenaStats } from './stats.js'
 
 /** Options of {@link Arena}. Every field is optional. */
@@ -75,25 +77,6 @@ export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
   readonly __receives?: T
 }
 
-/** Hand-out state, under a private symbol on every object the arena returns. */
-const STATE = Symbol('tensor-arena.state')
-/** Set on a view registered for GC reclaim. */
-const REGISTERED = Symbol('tensor-arena.registered')
-/** A view's STATE after it was freed. */
-const FREED = -1
-
-/** State of an exclusive hand-out, shared by its ArrayBuffer and (for `array`) its typed array. */
-interface Exclusive {
-  readonly arena: number
-  readonly offset: number
-  readonly generation: number
-  readonly buffer: ArrayBuffer
-  /** `buffer.byteLength` at hand-out: differs once something else detached the buffer. */
-  readonly byteLength: number
-  live: boolean
-}
-
-type Tagged = { [STATE]?: number | Exclusive; [REGISTERED]?: true }
 
 /**
  * This thread's scratch slots, written by the native hot path: [0] generation of the last
@@ -104,61 +87,6 @@ const scratchCache = new Float64Array(new ArrayBuffer(32))
 native.setScratch(scratchCache.buffer as ArrayBuffer)
 function scratch(): Float64Array {
   return scratchCache
-}
-
-// ---- reclaiming views that are never freed ----------------------------------------------
-// Registering every view with a FinalizationRegistry costs ~280 ns, ten times a view. So a
-// new view is only remembered; at the next event-loop turn (or after PENDING_MAX views),
-// the ones still live are registered. A view freed in the same turn never pays for it.
-const PENDING_MAX = 4096
-const pendingViews: (ArrayBufferView | undefined)[] = []
-const pendingArenas: number[] = []
-let pendingCount = 0
-let flushScheduled = false
-
-// Bytes of views registered for reclaim are reported to V8 as external memory (in steps of
-// at least 1 MiB), so garbage views trigger GCs like garbage ArrayBuffers do.
-const EXTERNAL_STEP = 1 << 20
-let externalPending = 0
-function reportExternal(delta: number): void {
-  externalPending += delta
-  if (externalPending >= EXTERNAL_STEP || externalPending <= -EXTERNAL_STEP) {
-    native.adjustExternalMemory(externalPending)
-    externalPending = 0
-  }
-}
-
-const viewReclaimer = new FinalizationRegistry<[number, number, number, number]>(
-  ([arena, offset, generation, byteLength]) => {
-    native.viewFree(arena, offset, generation)
-    reportExternal(-byteLength)
-  },
-)
-
-function flushPendingViews(): void {
-  flushScheduled = false
-  for (let i = 0; i < pendingCount; i++) {
-    const view = pendingViews[i] as ArrayBufferView & Tagged
-    pendingViews[i] = undefined
-    const generation = view[STATE]
-    if (typeof generation === 'number' && generation !== FREED) {
-      viewReclaimer.register(view, [pendingArenas[i], view.byteOffset, generation, view.byteLength], view)
-      view[REGISTERED] = true
-      reportExternal(view.byteLength)
-    }
-  }
-  pendingCount = 0
-}
-
-function rememberView(view: ArrayBufferView, arena: number): void {
-  pendingViews[pendingCount] = view
-  pendingArenas[pendingCount] = arena
-  if (++pendingCount >= PENDING_MAX) {
-    flushPendingViews()
-  } else if (!flushScheduled) {
-    flushScheduled = true
-    setImmediate(flushPendingViews).unref()
-  }
 }
 
 // Arenas whose `Arena` object was collected give up the registry's handle (the memory stays
@@ -448,7 +376,7 @@ export class Arena {
         if (result !== 0) throw this.failure(result, 0)
       }
       view[STATE] = FREED
-      if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
+      forgetView(view)
       return
     }
     if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
@@ -499,7 +427,7 @@ export class Arena {
       const token = native.handOff(id, view.byteOffset, state, undefined, view.byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
       view[STATE] = FREED
-      if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
+      forgetView(view)
       const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
       return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset: view.byteOffset }
     }
