@@ -14,7 +14,7 @@ use crate::codes::Code;
 use crate::external::{self, External};
 use crate::raw;
 use crate::registry::{self, ThreadArena};
-use crate::view::{free_at, report_alloc_error};
+use crate::view::{alloc_args, allocate_block, free_at};
 
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
 /// arena mapped while the buffer is reachable.
@@ -37,11 +37,7 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mu
 /// negative code.
 pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
-    let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, len, zero]| {
-        // SAFETY: argument handles of this callback.
-        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, len)?, raw::number_arg(env, zero)?)) }
-    });
-    let Some((id, len, zero)) = parsed else {
+    let Some((id, len, zero)) = (unsafe { alloc_args(env, info) }) else {
         return raw::throw_type_error(
             env,
             c"ERR_INVALID_ARG_TYPE",
@@ -49,18 +45,9 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::n
         );
     };
     let allocated = registry::with_arena(id, |arena, scratch| {
-        match arena.allocator.allocate_tracked(&mut arena.cache, len.max(1)) {
-            Ok(a) => {
-                if zero != 0.0 {
-                    // SAFETY: the block has at least `len` writable bytes and is ours.
-                    unsafe { a.ptr.as_ptr().write_bytes(0, len) };
-                }
-                scratch[0] = f64::from(a.generation);
-                scratch[2] = (a.ptr.as_ptr() as usize - arena.base) as f64;
-                Ok((a, arena.allocator.clone()))
-            }
-            Err(e) => Err(report_alloc_error(e, scratch)),
-        }
+        let a = allocate_block(arena, scratch, len, zero)?;
+        scratch[2] = (a.ptr.as_ptr() as usize - arena.base) as f64;
+        Ok((a, arena.allocator.clone()))
     });
     match allocated {
         Ok(Ok((a, allocator))) => expose(env, Hint { allocator, ptr: a.ptr, generation: a.generation }, len),

@@ -77,11 +77,7 @@ pub(crate) unsafe extern "C" fn set_scratch(env: sys::napi_env, info: sys::napi_
 /// scratch[0]), or a negative code (bytes available in scratch[1] for out-of-memory).
 pub(crate) unsafe extern "C" fn view_alloc(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
-    let parsed = unsafe { raw::args::<3>(env, info) }.and_then(|[id, len, zero]| {
-        // SAFETY: argument handles of this callback.
-        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, len)?, raw::number_arg(env, zero)?)) }
-    });
-    let Some((id, len, zero)) = parsed else {
+    let Some((id, len, zero)) = (unsafe { alloc_args(env, info) }) else {
         return raw::throw_type_error(
             env,
             c"ERR_INVALID_ARG_TYPE",
@@ -89,23 +85,43 @@ pub(crate) unsafe extern "C" fn view_alloc(env: sys::napi_env, info: sys::napi_c
         );
     };
     let result = registry::with_arena(id, |arena, scratch| {
-        match arena.allocator.allocate_tracked(&mut arena.cache, len.max(1)) {
-            Ok(a) => {
-                if zero != 0.0 {
-                    // SAFETY: the block has at least `len` writable bytes and is ours.
-                    unsafe { a.ptr.as_ptr().write_bytes(0, len) };
-                }
-                scratch[0] = f64::from(a.generation);
-                (a.ptr.as_ptr() as usize - arena.base) as f64
-            }
-            Err(e) => report_alloc_error(e, scratch),
-        }
+        allocate_block(arena, scratch, len, zero)
+            .map_or_else(|code| code, |a| (a.ptr.as_ptr() as usize - arena.base) as f64)
     });
     // SAFETY: `env` is this callback's.
     unsafe { raw::number(env, result.unwrap_or_else(Code::as_return)) }
 }
 
-pub(crate) fn report_alloc_error(error: tensor_arena_core::AllocError, scratch: &mut Scratch) -> f64 {
+/// `(id, byteLength, zero)` of an allocating call, or `None` for non-numbers.
+///
+/// # Safety
+/// `env`/`info` must be the running callback's.
+pub(crate) unsafe fn alloc_args(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(usize, usize, f64)> {
+    // SAFETY: forwarded.
+    let [id, len, zero] = unsafe { raw::args::<3>(env, info) }?;
+    // SAFETY: argument handles of this callback.
+    unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, len)?, raw::number_arg(env, zero)?)) }
+}
+
+/// Allocates `len` bytes (at least one) for JavaScript, zero-filled if `zero` is not 0;
+/// the generation goes to scratch[0]. On failure, the negative code to return.
+pub(crate) fn allocate_block(
+    arena: &mut registry::ThreadArena,
+    scratch: &mut Scratch,
+    len: usize,
+    zero: f64,
+) -> Result<tensor_arena_core::Allocation, f64> {
+    let a =
+        arena.allocator.allocate_tracked(&mut arena.cache, len.max(1)).map_err(|e| report_alloc_error(e, scratch))?;
+    if zero != 0.0 {
+        // SAFETY: the block has at least `len` writable bytes and is ours.
+        unsafe { a.ptr.as_ptr().write_bytes(0, len) };
+    }
+    scratch[0] = f64::from(a.generation);
+    Ok(a)
+}
+
+fn report_alloc_error(error: tensor_arena_core::AllocError, scratch: &mut Scratch) -> f64 {
     if let tensor_arena_core::AllocError::OutOfMemory { remaining, .. } = error {
         scratch[1] = remaining as f64;
     }

@@ -137,6 +137,19 @@ impl Allocator {
         Ok(block)
     }
 
+    /// Removes the in-flight record of `token` (claimed exactly once), or says why not.
+    fn take_record(&self, token: u64) -> Result<InFlight, HandoffError> {
+        let record = {
+            let mut handoffs = self.inner.handoffs.lock();
+            let record = handoffs.records.remove(&token);
+            if let Some(r) = record {
+                handoffs.bytes -= r.requested;
+            }
+            record
+        };
+        record.ok_or_else(|| self.check_token(token))
+    }
+
     /// Starts a hand-off of the live block `ptr` (hand-out `generation`): the block stays
     /// allocated but no thread holds it until [`Allocator::receive`]; the generation is
     /// bumped, so the sender's handle is stale from now on. `label` is kept with the
@@ -172,17 +185,7 @@ impl Allocator {
     /// # Errors
     /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
     pub fn receive(&self, token: u64, cache: &ThreadCache) -> Result<Received, HandoffError> {
-        let record = {
-            let mut handoffs = self.inner.handoffs.lock();
-            let record = handoffs.records.remove(&token);
-            if let Some(r) = record {
-                handoffs.bytes -= r.requested;
-            }
-            record
-        };
-        let Some(record) = record else {
-            return Err(self.check_token(token));
-        };
+        let record = self.take_record(token)?;
         let block = record.header as *mut Header;
         // SAFETY: in-flight blocks stay allocated; nobody else touches the holder.
         unsafe { (*block).holder = cache.id() };
@@ -210,17 +213,7 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::receive`].
     pub fn reclaim(&self, token: u64) -> Result<usize, HandoffError> {
-        let record = {
-            let mut handoffs = self.inner.handoffs.lock();
-            let record = handoffs.records.remove(&token);
-            if let Some(r) = record {
-                handoffs.bytes -= r.requested;
-            }
-            record
-        };
-        let Some(record) = record else {
-            return Err(self.check_token(token));
-        };
+        let record = self.take_record(token)?;
         let ptr = user_ptr(record.header as *mut Header);
         // SAFETY: the in-flight block is allocated and nobody holds it.
         let freed = unsafe { self.deallocate_uncached(ptr, Some(record.generation)) };
