@@ -11,14 +11,13 @@ pub(crate) enum Code {
     OutOfMemory = 1,
     NotOwned = 2,
     DoubleFree = 3,
-    CorruptHeader = 4,
-    InvalidConfig = 5,
-    ExternalBuffersUnsupported = 6,
-    InvalidSize = 7,
-    UnknownArena = 8,
-    ThreadStateUnavailable = 9,
-    AlreadyReceived = 10,
-    InvalidHandle = 11,
+    InvalidConfig = 4,
+    ExternalBuffersUnsupported = 5,
+    InvalidSize = 6,
+    UnknownArena = 7,
+    ThreadStateUnavailable = 8,
+    AlreadyReceived = 9,
+    InvalidHandle = 10,
 }
 
 impl Code {
@@ -32,7 +31,6 @@ impl Code {
             Self::OutOfMemory => "ERR_OUT_OF_MEMORY",
             Self::NotOwned => "ERR_NOT_OWNED",
             Self::DoubleFree => "ERR_DOUBLE_FREE",
-            Self::CorruptHeader => "ERR_CORRUPT_HEADER",
             Self::InvalidConfig => "ERR_INVALID_CONFIG",
             Self::ExternalBuffersUnsupported => "ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
             Self::InvalidSize => "ERR_INVALID_SIZE",
@@ -47,7 +45,7 @@ impl Code {
 impl From<AllocError> for Code {
     fn from(error: AllocError) -> Self {
         match error {
-            AllocError::OutOfMemory { .. } => Self::OutOfMemory,
+            AllocError::OutOfMemory { .. } | AllocError::SystemOutOfMemory { .. } => Self::OutOfMemory,
             AllocError::InvalidSize { .. } => Self::InvalidSize,
             AllocError::CacheUnavailable => Self::ThreadStateUnavailable,
             AllocError::InitFailed(e) => e.into(),
@@ -60,7 +58,6 @@ impl From<FreeError> for Code {
         match error {
             FreeError::ForeignPointer { .. } | FreeError::SizeMismatch { .. } => Self::NotOwned,
             FreeError::DoubleFree { .. } => Self::DoubleFree,
-            FreeError::CorruptHeader { .. } => Self::CorruptHeader,
             FreeError::CacheUnavailable => Self::ThreadStateUnavailable,
             FreeError::InitFailed(e) => e.into(),
         }

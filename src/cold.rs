@@ -25,14 +25,14 @@ fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'
 }
 
 fn options(
-    arena_size: Option<f64>,
+    max_bytes: Option<f64>,
     alignment: Option<f64>,
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<registry::SharedOptions, Error<&'static str>> {
     let pick = |v: Option<f64>, field| v.map(|v| whole(v, field)).transpose();
     Ok(registry::SharedOptions {
-        arena_size: pick(arena_size, "arenaSize")?,
+        max_bytes: pick(max_bytes, "maxBytes")?,
         alignment: pick(alignment, "alignment")?,
         refill_target_bytes: pick(refill_target_bytes, "refillTargetBytes")?,
         local_cache_target_bytes: pick(local_cache_target_bytes, "localCacheTargetBytes")?,
@@ -46,12 +46,12 @@ fn id_of(id: usize) -> std::result::Result<u32, Error<&'static str>> {
 /// Builds an arena; absent options are `undefined` and take the core defaults.
 #[napi]
 pub(crate) fn arena_create(
-    arena_size: Option<f64>,
+    max_bytes: Option<f64>,
     alignment: Option<f64>,
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<u32, Error<&'static str>> {
-    let config = options(arena_size, alignment, refill_target_bytes, local_cache_target_bytes)?.config();
+    let config = options(max_bytes, alignment, refill_target_bytes, local_cache_target_bytes)?.config();
     let id = registry::create(config).map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
     id_of(id)
 }
@@ -60,12 +60,12 @@ pub(crate) fn arena_create(
 #[napi]
 pub(crate) fn arena_shared(
     name: String,
-    arena_size: Option<f64>,
+    max_bytes: Option<f64>,
     alignment: Option<f64>,
     refill_target_bytes: Option<f64>,
     local_cache_target_bytes: Option<f64>,
 ) -> std::result::Result<u32, Error<&'static str>> {
-    let wanted = options(arena_size, alignment, refill_target_bytes, local_cache_target_bytes)?;
+    let wanted = options(max_bytes, alignment, refill_target_bytes, local_cache_target_bytes)?;
     match registry::shared(&name, &wanted) {
         Ok(id) => id_of(id),
         Err(registry::SharedError::Init(e)) => Err(failure(Code::from(e), camel_config_message(&e.to_string()))),
@@ -78,7 +78,8 @@ pub(crate) fn arena_shared(
 /// Core messages name snake_case fields; JavaScript users set camelCase options.
 fn camel_config_message(message: &str) -> String {
     message
-        .replace("arena_size", "arenaSize")
+        .replace("max_bytes", "maxBytes")
+        .replace("region_bytes", "regionBytes")
         .replace("refill_target_bytes", "refillTargetBytes")
         .replace("local_cache_target_bytes", "localCacheTargetBytes")
         .replace("slab_target_bytes", "slabTargetBytes")
@@ -173,11 +174,12 @@ pub(crate) fn arena_trim(id: u32) -> std::result::Result<f64, Error<&'static str
     Ok(allocator(id)?.trim() as f64)
 }
 
-/// `[arenaSize, alignment, base address]` of an arena.
+/// `[maxBytes (0: no cap), alignment, chunk size]` of an arena.
 #[napi]
 pub(crate) fn arena_info(id: u32) -> std::result::Result<Vec<f64>, Error<&'static str>> {
     let a = allocator(id)?;
-    Ok(vec![a.arena_size() as f64, a.config().alignment as f64, a.arena_base().as_ptr() as usize as f64])
+    let config = a.config();
+    Ok(vec![config.max_bytes.unwrap_or(0) as f64, config.alignment as f64, tensor_arena_core::CHUNK_SIZE as f64])
 }
 
 /// This thread's cache for arena `id`.

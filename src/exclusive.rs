@@ -14,7 +14,7 @@ use crate::codes::Code;
 use crate::external::{self, External};
 use crate::raw;
 use crate::registry::{self, ThreadArena};
-use crate::view::{alloc_args, allocate_block, free_at};
+use crate::view::{alloc_args, allocate_block, free_at, offset_of};
 
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
 /// arena mapped while the buffer is reachable.
@@ -46,7 +46,7 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::n
     };
     let allocated = registry::with_arena(id, |arena, scratch| {
         let a = allocate_block(arena, scratch, len, zero)?;
-        scratch[2] = (a.ptr.as_ptr() as usize - arena.base) as f64;
+        scratch[2] = offset_of(arena, a.ptr);
         Ok((a, arena.allocator.clone()))
     });
     match allocated {
@@ -87,7 +87,8 @@ pub(crate) fn is_block_buffer(
     (data, len): (usize, usize),
     expected_len: usize,
 ) -> bool {
-    len == expected_len && (expected_len == 0 || data == arena.base + offset)
+    len == expected_len
+        && (expected_len == 0 || arena.allocator.ptr_at(offset).is_some_and(|ptr| ptr.as_ptr() as usize == data))
 }
 
 /// `(data address, byteLength)` of an ArrayBuffer argument, or `Err` for anything else.

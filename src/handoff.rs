@@ -77,10 +77,7 @@ fn label(byte_length: usize, kind: usize) -> Option<u64> {
 }
 
 fn block_at(arena: &ThreadArena, offset: usize) -> Result<NonNull<u8>, Code> {
-    if offset >= arena.len {
-        return Err(Code::NotOwned);
-    }
-    NonNull::new((arena.base + offset) as *mut u8).ok_or(Code::NotOwned)
+    arena.allocator.ptr_at(offset).ok_or(Code::NotOwned)
 }
 
 /// Checks a handle's details against its in-flight record without claiming it.
@@ -90,7 +87,7 @@ fn check_handle(arena: &ThreadArena, [token, offset, byte_length, kind]: [usize;
         // Unknown token: received already, or never issued; `receive` tells which.
         return Ok(token);
     };
-    let matches = record.allocation.ptr.as_ptr() as usize == arena.base + offset
+    let matches = arena.allocator.ptr_at(offset) == Some(record.allocation.ptr)
         && label(byte_length, kind) == Some(record.label);
     if matches { Ok(token) } else { Err(Code::InvalidHandle) }
 }

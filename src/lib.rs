@@ -28,6 +28,7 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
         &exports,
         &[
             (c"viewWindow", view::view_window),
+            (c"blockWindow", view::block_window),
             (c"viewAlloc", view::view_alloc),
             (c"viewFree", view::view_free),
             (c"setScratch", view::set_scratch),

@@ -56,7 +56,7 @@ pub(crate) fn shared(name: &str, wanted: &SharedOptions) -> Result<usize, Shared
         let allocator = lookup(id).ok_or(SharedError::Mismatch("the shared arena is gone"))?;
         let config = allocator.config();
         let same = |want: Option<usize>, have: usize| want.is_none_or(|w| w == have);
-        return if same(wanted.arena_size, config.arena_size)
+        return if wanted.max_bytes.is_none_or(|w| Some(w) == config.max_bytes)
             && same(wanted.alignment, config.alignment)
             && same(wanted.refill_target_bytes, config.refill_target_bytes)
             && same(wanted.local_cache_target_bytes, config.local_cache_target_bytes)
@@ -75,24 +75,21 @@ pub(crate) fn shared(name: &str, wanted: &SharedOptions) -> Result<usize, Shared
 /// not compared).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SharedOptions {
-    pub(crate) arena_size: Option<usize>,
+    pub(crate) max_bytes: Option<usize>,
     pub(crate) alignment: Option<usize>,
     pub(crate) refill_target_bytes: Option<usize>,
     pub(crate) local_cache_target_bytes: Option<usize>,
 }
 
 impl SharedOptions {
-    /// The core configuration; defaults of the byte targets shrink to fit a small arena.
+    /// The core configuration (absent fields take the core defaults).
     pub(crate) fn config(&self) -> AllocatorConfig {
         let d = AllocatorConfig::default();
-        let arena_size = self.arena_size.unwrap_or(d.arena_size);
-        let fit = |default: usize| default.min(arena_size.max(1));
         AllocatorConfig {
-            arena_size,
+            max_bytes: self.max_bytes,
             alignment: self.alignment.unwrap_or(d.alignment),
-            refill_target_bytes: self.refill_target_bytes.unwrap_or(fit(d.refill_target_bytes)),
-            local_cache_target_bytes: self.local_cache_target_bytes.unwrap_or(fit(d.local_cache_target_bytes)),
-            slab_target_bytes: fit(d.slab_target_bytes),
+            refill_target_bytes: self.refill_target_bytes.unwrap_or(d.refill_target_bytes),
+            local_cache_target_bytes: self.local_cache_target_bytes.unwrap_or(d.local_cache_target_bytes),
             ..d
         }
     }
@@ -124,13 +121,12 @@ pub(crate) fn lookup(id: usize) -> Option<Allocator> {
 pub(crate) struct ThreadArena {
     pub(crate) allocator: Allocator,
     pub(crate) cache: ThreadCache,
-    pub(crate) base: usize,
-    pub(crate) len: usize,
 }
 
 /// Per-thread scratch: the hot path reports side values here instead of allocating JS
 /// objects. Slot 0: generation of the last hand-out; 1: bytes available after an
-/// out-of-memory; 2: arena offset of the last exclusive hand-out.
+/// out-of-memory; 2: arena offset of the last exclusive hand-out; 3: the arena's cap after
+/// an out-of-memory (0: none).
 pub(crate) type Scratch = [f64; 4];
 
 struct ThreadState {
@@ -163,9 +159,7 @@ pub(crate) fn with_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena, &mut Scr
                 if arenas.len() <= id {
                     arenas.resize_with(id + 1, || None);
                 }
-                let base = allocator.arena_base().as_ptr() as usize;
-                let len = allocator.arena_size();
-                arenas[id] = Some(ThreadArena { allocator, cache: ThreadCache::new(), base, len });
+                arenas[id] = Some(ThreadArena { allocator, cache: ThreadCache::new() });
             }
             let arena = arenas[id].as_mut().ok_or(Code::UnknownArena)?;
             Ok(f(arena, scratch))

@@ -1,32 +1,75 @@
-//! The view fast path: one window ArrayBuffer per thread and arena over the whole arena
-//! (created once), then each `view`/`free` is one raw native call with numbers in and a
-//! number out; the TypeScript layer builds the typed array over the window.
+//! The view fast path: each `view`/`free` is one raw native call with numbers in and a
+//! number out (an arena offset); the TypeScript layer builds the typed array over a
+//! *window*: an external ArrayBuffer over one 4 MiB chunk of the arena, created once per
+//! thread and chunk (`viewWindow`), or, for a block that crosses a chunk boundary (blocks
+//! above 4 MiB), over that block's own extent (`blockWindow`). A view's `.buffer` is
+//! therefore at most max(4 MiB, its block) — what `structuredClone` or `postMessage` of a
+//! view copies.
 
 use std::ffi::c_void;
 use std::ptr::{self, NonNull};
 
 use napi::sys;
-use tensor_arena_core::{Allocator, FreeError};
+use tensor_arena_core::{Allocator, CHUNK_SIZE, FreeError};
 
 use crate::codes::Code;
 use crate::external::{self, External};
 use crate::raw;
 use crate::registry::{self, Scratch};
 
-/// `viewWindow(id)`: this thread's window over arena `id` (external ArrayBuffer whose
-/// finalizer keeps the arena mapped until the window is collected).
+/// `viewWindow(id, chunk)`: a window over chunk `chunk` of arena `id` (arena offsets
+/// `[chunk * CHUNK_SIZE, (chunk + 1) * CHUNK_SIZE)`), which must hold carved memory.
 pub(crate) unsafe extern "C" fn view_window(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: `env`/`info` are this callback's.
-    let Some(id) = (unsafe { raw::args::<1>(env, info) }).and_then(|[id]| unsafe { raw::index_arg(env, id) }) else {
-        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"viewWindow(id): id must be an arena id");
+    let parsed = unsafe { raw::args::<2>(env, info) }.and_then(|[id, chunk]| {
+        // SAFETY: argument handles of this callback.
+        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, chunk)?)) }
+    });
+    let Some((id, chunk)) = parsed else {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"viewWindow(id, chunk): numbers expected");
     };
-    let Ok((allocator, base, len)) = registry::with_arena(id, |a, _| (a.allocator.clone(), a.base, a.len)) else {
-        return raw::throw_error(env, c"ERR_UNKNOWN_ARENA", c"unknown arena");
+    let window = registry::with_arena(id, |a, _| {
+        let (ptr, len) = a.allocator.chunk_at(chunk.checked_mul(CHUNK_SIZE)?)?;
+        Some((a.allocator.clone(), ptr, len))
+    });
+    match window {
+        Ok(Some((allocator, ptr, len))) => expose_window(env, allocator, ptr, len),
+        Ok(None) => raw::throw_error(env, c"ERR_NOT_OWNED", c"viewWindow: no carved chunk at that index"),
+        Err(_) => raw::throw_error(env, c"ERR_UNKNOWN_ARENA", c"unknown arena"),
+    }
+}
+
+/// `blockWindow(id, offset)`: a window over exactly the block at arena `offset` (a live
+/// block of this arena), for views of blocks that cross a chunk boundary.
+pub(crate) unsafe extern "C" fn block_window(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's.
+    let parsed = unsafe { raw::args::<2>(env, info) }.and_then(|[id, offset]| {
+        // SAFETY: argument handles of this callback.
+        unsafe { Some((raw::index_arg(env, id)?, raw::index_arg(env, offset)?)) }
+    });
+    let Some((id, offset)) = parsed else {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"blockWindow(id, offset): numbers expected");
     };
+    let window = registry::with_arena(id, |a, _| {
+        let ptr = a.allocator.ptr_at(offset)?;
+        let len = a.allocator.block_len(ptr.as_ptr())?;
+        Some((a.allocator.clone(), ptr, len))
+    });
+    match window {
+        Ok(Some((allocator, ptr, len))) => expose_window(env, allocator, ptr, len),
+        Ok(None) => raw::throw_error(env, c"ERR_NOT_OWNED", c"blockWindow: no live block at that offset"),
+        Err(_) => raw::throw_error(env, c"ERR_UNKNOWN_ARENA", c"unknown arena"),
+    }
+}
+
+/// An external ArrayBuffer over `[ptr, ptr + len)` (committed arena memory) whose
+/// finalizer keeps the arena mapped until the window is collected.
+fn expose_window(env: sys::napi_env, allocator: Allocator, ptr: NonNull<u8>, len: usize) -> sys::napi_value {
     let hint = Box::into_raw(Box::new(allocator)).cast::<c_void>();
-    // SAFETY: the arena mapping lives as long as any `Allocator` handle, and the hint is
-    // one, released by `release_window` when the window is collected.
-    match unsafe { external::create(env, base as *mut u8, len, Some(release_window), hint) } {
+    // SAFETY: arena memory stays mapped as long as any `Allocator` handle, and the hint is
+    // one, released by `release_window` when the window is collected. Committed memory is
+    // never made inaccessible again (idle pages are purged, not unmapped).
+    match unsafe { external::create(env, ptr.as_ptr(), len, Some(release_window), hint) } {
         External::Created(value) => value,
         External::Refused => {
             // SAFETY: refused up front, so the finalizer never runs: the hint is still ours.
@@ -85,8 +128,7 @@ pub(crate) unsafe extern "C" fn view_alloc(env: sys::napi_env, info: sys::napi_c
         );
     };
     let result = registry::with_arena(id, |arena, scratch| {
-        allocate_block(arena, scratch, len, zero)
-            .map_or_else(|code| code, |a| (a.ptr.as_ptr() as usize - arena.base) as f64)
+        allocate_block(arena, scratch, len, zero).map_or_else(|code| code, |a| offset_of(arena, a.ptr))
     });
     // SAFETY: `env` is this callback's.
     unsafe { raw::number(env, result.unwrap_or_else(Code::as_return)) }
@@ -121,9 +163,15 @@ pub(crate) fn allocate_block(
     Ok(a)
 }
 
+/// The arena offset of a block just handed out, as a JavaScript number.
+pub(crate) fn offset_of(arena: &registry::ThreadArena, ptr: NonNull<u8>) -> f64 {
+    arena.allocator.offset_of(ptr.as_ptr()).map_or(Code::NotOwned.as_return(), |offset| offset as f64)
+}
+
 fn report_alloc_error(error: tensor_arena_core::AllocError, scratch: &mut Scratch) -> f64 {
-    if let tensor_arena_core::AllocError::OutOfMemory { remaining, .. } = error {
+    if let tensor_arena_core::AllocError::OutOfMemory { remaining, cap, .. } = error {
         scratch[1] = remaining as f64;
+        scratch[3] = cap as f64;
     }
     Code::from(error).as_return()
 }
@@ -150,10 +198,7 @@ pub(crate) unsafe extern "C" fn view_free(env: sys::napi_env, info: sys::napi_ca
 /// Frees the block at arena `offset` if it is still the hand-out `generation`.
 pub(crate) fn free_at(arena: &mut registry::ThreadArena, offset: usize, generation: usize) -> Result<(), Code> {
     let generation = u32::try_from(generation).map_err(|_| Code::NotOwned)?;
-    if offset >= arena.len {
-        return Err(Code::NotOwned);
-    }
-    let ptr = NonNull::new((arena.base + offset) as *mut u8).ok_or(Code::NotOwned)?;
+    let ptr = arena.allocator.ptr_at(offset).ok_or(Code::NotOwned)?;
     // SAFETY: `ptr` is inside the arena; the core validates everything else, and a block
     // handed out to JavaScript is only freed through this call (one free per hand-out is
     // enforced by the TypeScript layer and by the generation).

@@ -17,14 +17,18 @@ import { FREED, STATE, type Exclusive, type Tagged } from './tags.js'
 import { flushViewCache, viewCacheOf, type ViewCache } from './view-cache.js'
 import { forgetView, rememberView } from './view-reclaim.js'
 import { toArenaStats } from './stats.js'
+import { Windows } from './windows.js'
 
 /** Options of {@link Arena}. Every field is optional. */
 export interface ArenaOptions {
   /**
-   * Bytes of address space reserved up front; pages are committed on first touch.
-   * @defaultValue 1 GiB (1073741824)
+   * A cap on the arena: at most this many bytes of memory are ever carved for buffers and
+   * views (rounded up to whole pages), and allocating past it throws `ERR_OUT_OF_MEMORY`.
+   * Without it the arena grows as long as the operating system gives it memory (address
+   * space is reserved in large regions and committed a 4 MiB chunk at a time).
+   * @defaultValue no cap
    */
-  readonly arenaSize?: number
+  readonly maxBytes?: number
   /**
    * Alignment of every buffer and view start: a power of two from 64 to 4096.
    * @defaultValue 64
@@ -71,7 +75,7 @@ export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
   readonly length: number
   /** Bytes. */
   readonly byteLength: number
-  /** Arena offset of the memory. */
+  /** Arena offset of the memory (a position in the arena, not an address). */
   readonly offset: number
   /** Type-level only: never present at run time. */
   readonly __receives?: T
@@ -81,7 +85,8 @@ export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
 /**
  * This thread's scratch slots, written by the native hot path: [0] generation of the last
  * hand-out, [1] bytes available after an out-of-memory, [2] arena offset of the last
- * exclusive hand-out. A plain ArrayBuffer (not external), handed to the addon once.
+ * exclusive hand-out, [3] the arena's cap after an out-of-memory (0: none). A plain
+ * ArrayBuffer (not external), handed to the addon once.
  */
 const scratchCache = new Float64Array(new ArrayBuffer(32))
 native.setScratch(scratchCache.buffer as ArrayBuffer)
@@ -132,6 +137,22 @@ function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number 
   return value
 }
 
+/** The native arguments for `options` (cap, alignment, refill, local cache targets). */
+function arenaArgs(options: ArenaOptions): [number?, number?, number?, number?] {
+  if ('arenaSize' in options) {
+    const error = new TypeError(
+      'The "options.arenaSize" option was replaced by "maxBytes": arenas now grow on demand, and maxBytes caps them',
+    )
+    throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const })
+  }
+  return [
+    optionalNumber(options, 'maxBytes'),
+    optionalNumber(options, 'alignment'),
+    optionalNumber(options, 'refillTargetBytes'),
+    optionalNumber(options, 'localCacheTargetBytes'),
+  ]
+}
+
 const LAZY = -1
 /** Native result code of an out-of-memory (src/codes.rs). */
 const OUT_OF_MEMORY = -1
@@ -139,6 +160,8 @@ const OUT_OF_MEMORY = -1
 const sharedArenas = new Map<number, Arena>()
 /** Largest ArrayBuffer this Node version creates (4 GiB on Node 20). */
 const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
+/** Largest integer a JavaScript number holds exactly. */
+const MAX_SAFE = Number.MAX_SAFE_INTEGER
 
 /**
  * An arena: a pre-mapped region of memory with size classes, per-thread caches and a
@@ -148,10 +171,12 @@ const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
  *   external `ArrayBuffer` over exactly its block; {@link Arena.free} detaches it
  *   (`byteLength` 0 afterwards), so JavaScript can never reach the memory once freed.
  *   A buffer that is never freed is returned when it is garbage-collected.
- * - {@link Arena.view}: the **fast path**. A typed array over this thread's window onto the
- *   whole arena (one `ArrayBuffer` per thread, created once). Like `Buffer.allocUnsafe`'s
- *   pool, a freed view still aliases memory that may be handed out again: stop using a
- *   view once freed, and never write through `view.buffer` outside the view.
+ * - {@link Arena.view}: the **fast path**. A typed array over a *window*: an `ArrayBuffer`
+ *   over the 4 MiB chunk of the arena that holds the view (or, for a view above 4 MiB, over
+ *   its own block), created once per thread and reused. Like `Buffer.allocUnsafe`'s pool,
+ *   a freed view still aliases memory that may be handed out again: stop using a view once
+ *   freed, and never write through `view.buffer` outside the view. Allocator metadata is
+ *   never in that memory, so a stray write can corrupt data but never the allocator.
  *
  * Each thread (the main thread and every `worker_threads` Worker) allocates through its
  * own thread cache automatically. An `Arena` object belongs to the thread that created
@@ -159,42 +184,38 @@ const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
  */
 export class Arena {
   private id: number
-  private window: ArrayBuffer | undefined
+  private windows: Windows | undefined
   private views: ViewCache | undefined
-  private limit: number
+  /** The cap (`maxBytes`), or 0 without one. */
+  private cap: number
 
   /**
    * Reserves a new arena.
    *
    * @param options - sizes and alignment; every field is optional.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` or one of its fields has the wrong type.
-   * @throws {AllocatorError} `ERR_INVALID_CONFIG` when a field is out of range (arenaSize 0 or
-   *   not an integer, alignment not a power of two in 64…4096, …).
+   *   `ERR_INVALID_ARG_VALUE` for the removed `arenaSize` option (use `maxBytes`).
+   * @throws {AllocatorError} `ERR_INVALID_CONFIG` when a field is out of range (maxBytes
+   *   below 4096 or not an integer, alignment not a power of two in 64…4096, …).
    */
   constructor(options?: ArenaOptions) {
-    this.window = undefined
+    this.windows = undefined
     this.views = undefined
+    this.cap = 0
     if ((options as unknown) === LAZY_DEFAULT) {
       this.id = LAZY
-      this.limit = 0
       return
     }
     if (options !== undefined && (typeof options !== 'object' || options === null)) {
       throw invalidArgType('options', 'of type object', options)
     }
-    const o = options ?? {}
-    const args = [
-      optionalNumber(o, 'arenaSize'),
-      optionalNumber(o, 'alignment'),
-      optionalNumber(o, 'refillTargetBytes'),
-      optionalNumber(o, 'localCacheTargetBytes'),
-    ] as const
+    const args = arenaArgs(options ?? {})
     try {
       this.id = native.arenaCreate(...args)
     } catch (error) {
       throw fromNative(error)
     }
-    this.limit = native.arenaInfo(this.id)[0]
+    this.cap = native.arenaInfo(this.id)[0]
     arenaReclaimer.register(this, this.id)
   }
 
@@ -206,15 +227,18 @@ export class Arena {
       } catch (error) {
         throw fromNative(error)
       }
-      this.limit = native.arenaInfo(this.id)[0]
+      this.cap = native.arenaInfo(this.id)[0]
     }
     return this.id
   }
 
-  /** Usable bytes of the arena. */
-  get arenaSize(): number {
+  /**
+   * The cap on the arena's memory (`maxBytes`, rounded up to whole pages), or `undefined`
+   * when the arena grows without one.
+   */
+  get maxBytes(): number | undefined {
     this.resolve()
-    return this.limit
+    return this.cap === 0 ? undefined : this.cap
   }
 
   /** Alignment of every buffer and view start. */
@@ -223,14 +247,18 @@ export class Arena {
   }
 
   private checkBytes(bytes: number, name: string): void {
-    if (bytes > this.limit) throw outOfRange(name, `at most the arena size (${this.limit} bytes)`, bytes)
+    if (this.cap !== 0 && bytes > this.cap) {
+      throw outOfRange(name, `at most the arena's cap, maxBytes (${this.cap} bytes)`, bytes)
+    }
+    if (bytes > MAX_SAFE) throw outOfRange(name, 'at most Number.MAX_SAFE_INTEGER bytes', bytes)
     if (bytes > MAX_EXTERNAL_BYTES) {
       throw outOfRange(name, `at most buffer.constants.MAX_LENGTH (${MAX_EXTERNAL_BYTES} bytes)`, bytes)
     }
   }
 
   private failure(result: number, requested: number): AllocatorError {
-    return nativeFailure(result, requested, result === OUT_OF_MEMORY ? scratchCache[1] : undefined)
+    if (result !== OUT_OF_MEMORY) return nativeFailure(result, requested)
+    return nativeFailure(result, requested, scratchCache[1], scratchCache[3])
   }
 
   /**
@@ -240,7 +268,8 @@ export class Arena {
    * @param options - `{ zero: true }` to zero-fill.
    * @returns an external ArrayBuffer, exclusively yours until {@link Arena.free}.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a non-number `byteLength` or bad options.
-   * @throws {RangeError} `ERR_OUT_OF_RANGE` for a negative, fractional, unsafe or larger-than-the-arena size.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` for a negative, fractional or unsafe size, or one
+   *   above the arena's cap or `buffer.constants.MAX_LENGTH`.
    * @throws {AllocatorError} `ERR_OUT_OF_MEMORY` (with `requested`, `available`), or
    *   `ERR_EXTERNAL_BUFFERS_UNSUPPORTED` where the runtime refuses external buffers.
    */
@@ -311,13 +340,13 @@ export class Arena {
     const id = this.resolve()
     const bytes = length * Ctor.BYTES_PER_ELEMENT
     this.checkBytes(bytes, 'length')
-    const window = this.window ?? this.openWindow(id)
+    const windows = this.windowsOf(id)
     const views = (this.views ??= viewCacheOf(id))
     let offset = views.take(bytes)
+    const recycled = offset >= 0
     let generation: number
-    if (offset >= 0) {
+    if (recycled) {
       generation = views.generation
-      if (zero === 1) new Uint8Array(window, offset, bytes).fill(0)
     } else {
       offset = native.viewAlloc(id, bytes, zero)
       if (offset === OUT_OF_MEMORY) {
@@ -327,27 +356,17 @@ export class Arena {
       if (offset < 0) throw this.failure(offset, bytes)
       generation = scratchCache[0]
     }
-    const view = new Ctor(window, offset, length) as TypedArrayOf<D> & Tagged
+    const view = windows.view<TypedArrayOf<D> & Tagged>(Ctor, offset, length, bytes)
+    // A recycled block was not zeroed natively.
+    if (recycled && zero === 1) new Uint8Array(view.buffer, view.byteOffset, bytes).fill(0)
     view[STATE] = generation
-    rememberView(view, id)
+    rememberView(view, id, offset)
     return view
   }
 
-  private openWindow(id: number): ArrayBuffer {
-    if (this.limit > MAX_EXTERNAL_BYTES) {
-      throw allocatorError(
-        'ERR_VIEW_UNSUPPORTED',
-        `this Node version caps ArrayBuffers at ${MAX_EXTERNAL_BYTES} bytes and the arena has ${this.limit}; use alloc()/array(), a smaller arena, or Node >= 22`,
-      )
-    }
-    try {
-      this.window = native.viewWindow(id)
-    } catch (error) {
-      const converted = fromNative(error)
-      if (converted instanceof AllocatorError) throw converted
-      throw allocatorError('ERR_VIEW_UNSUPPORTED', error instanceof Error ? error.message : String(error))
-    }
-    return this.window
+  /** This thread's windows onto the arena. */
+  private windowsOf(id: number): Windows {
+    return (this.windows ??= new Windows(id, native.arenaInfo(id)[2]))
   }
 
   /**
@@ -369,10 +388,11 @@ export class Arena {
     const state = tagged[STATE]
     if (typeof state === 'number') {
       const view = tagged as ArrayBufferView & Tagged
-      if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
+      const offset = this.windows === undefined ? -1 : this.windows.offsetOf(view)
+      if (offset < 0) throw allocatorError('ERR_NOT_OWNED')
       if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
-      if (this.views === undefined || !this.views.put(view.byteLength, view.byteOffset, state)) {
-        const result = native.viewFree(this.id, view.byteOffset, state)
+      if (this.views === undefined || !this.views.put(view.byteLength, offset, state)) {
+        const result = native.viewFree(this.id, offset, state)
         if (result !== 0) throw this.failure(result, 0)
       }
       view[STATE] = FREED
@@ -397,7 +417,7 @@ export class Arena {
     if (typeof allocation !== 'object' || allocation === null) return false
     const state = (allocation as Tagged)[STATE]
     if (typeof state === 'number') {
-      return state !== FREED && this.window !== undefined && (allocation as ArrayBufferView).buffer === this.window
+      return state !== FREED && this.windows !== undefined && this.windows.offsetOf(allocation as ArrayBufferView) >= 0
     }
     return state !== undefined && state.arena === this.id && state.live
   }
@@ -421,15 +441,16 @@ export class Arena {
     const id = this.id
     if (typeof state === 'number') {
       const view = tagged as ArrayBufferView & Tagged
-      if (view.buffer !== this.window || this.window === undefined) throw allocatorError('ERR_NOT_OWNED')
+      const offset = this.windows === undefined ? -1 : this.windows.offsetOf(view)
+      if (offset < 0) throw allocatorError('ERR_NOT_OWNED')
       if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
       const dtype = dtypeOf(view) ?? 'uint8'
-      const token = native.handOff(id, view.byteOffset, state, undefined, view.byteLength, kindCode('view', dtype))
+      const token = native.handOff(id, offset, state, undefined, view.byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
       view[STATE] = FREED
       forgetView(view)
       const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
-      return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset: view.byteOffset }
+      return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset }
     }
     if (state === undefined || state.arena !== id) throw allocatorError('ERR_NOT_OWNED')
     if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
@@ -463,13 +484,12 @@ export class Arena {
     const h = this.checkHandle(handle)
     const id = this.id
     if (h.kind === 'view') {
-      const window = this.window ?? this.openWindow(id)
+      const windows = this.windowsOf(id)
       const result = native.receiveView(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
       if (result < 0) throw this.failure(result, h.byteLength)
-      const Ctor = DTYPES[h.dtype as DType]
-      const view = new Ctor(window, h.offset, h.length) as ArrayBufferView & Tagged
+      const view = windows.view<ArrayBufferView & Tagged>(DTYPES[h.dtype as DType], h.offset, h.length, h.byteLength)
       view[STATE] = scratch()[0]
-      rememberView(view, id)
+      rememberView(view, id, h.offset)
       return view as unknown as T
     }
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
@@ -543,13 +563,7 @@ export class Arena {
     const o = options ?? {}
     let id: number
     try {
-      id = native.arenaShared(
-        name,
-        optionalNumber(o, 'arenaSize'),
-        optionalNumber(o, 'alignment'),
-        optionalNumber(o, 'refillTargetBytes'),
-        optionalNumber(o, 'localCacheTargetBytes'),
-      )
+      id = native.arenaShared(name, ...arenaArgs(o))
     } catch (error) {
       throw fromNative(error)
     }
@@ -557,7 +571,7 @@ export class Arena {
     if (arena === undefined) {
       arena = new Arena(LAZY_DEFAULT)
       arena.id = id
-      arena.limit = native.arenaInfo(id)[0]
+      arena.cap = native.arenaInfo(id)[0]
       sharedArenas.set(id, arena)
     }
     return arena

@@ -3,7 +3,6 @@ export type AllocatorErrorCode =
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_NOT_OWNED'
   | 'ERR_DOUBLE_FREE'
-  | 'ERR_CORRUPT_HEADER'
   | 'ERR_INVALID_CONFIG'
   | 'ERR_EXTERNAL_BUFFERS_UNSUPPORTED'
   | 'ERR_INVALID_SIZE'
@@ -19,6 +18,8 @@ export interface AllocatorErrorDetails {
   readonly requested?: number
   /** Bytes the arena could still supply, not necessarily contiguous (out-of-memory errors). */
   readonly available?: number
+  /** The arena's cap (`maxBytes`) for out-of-memory errors at the cap. */
+  readonly maxBytes?: number
 }
 
 /**
@@ -33,6 +34,8 @@ export class AllocatorError extends Error {
   readonly requested?: number
   /** Bytes still available, for `ERR_OUT_OF_MEMORY`. */
   readonly available?: number
+  /** The arena's cap, for `ERR_OUT_OF_MEMORY` at the cap (absent when the OS refused memory). */
+  readonly maxBytes?: number
 
   /**
    * @param code - the error code.
@@ -45,6 +48,7 @@ export class AllocatorError extends Error {
     this.code = code
     if (details.requested !== undefined) this.requested = details.requested
     if (details.available !== undefined) this.available = details.available
+    if (details.maxBytes !== undefined) this.maxBytes = details.maxBytes
   }
 }
 
@@ -54,7 +58,6 @@ const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = [
   'ERR_OUT_OF_MEMORY',
   'ERR_NOT_OWNED',
   'ERR_DOUBLE_FREE',
-  'ERR_CORRUPT_HEADER',
   'ERR_INVALID_CONFIG',
   'ERR_EXTERNAL_BUFFERS_UNSUPPORTED',
   'ERR_INVALID_SIZE',
@@ -68,29 +71,37 @@ const MESSAGES: Record<AllocatorErrorCode, string> = {
   ERR_OUT_OF_MEMORY: 'arena out of memory',
   ERR_NOT_OWNED: 'not a buffer, array or view handed out by this arena',
   ERR_DOUBLE_FREE: 'already freed',
-  ERR_CORRUPT_HEADER: 'the block header was overwritten',
   ERR_INVALID_CONFIG: 'invalid arena options',
   ERR_EXTERNAL_BUFFERS_UNSUPPORTED:
     'this runtime does not allow external ArrayBuffers (V8 sandbox, e.g. Electron): tensor-arena cannot expose arena memory here',
   ERR_INVALID_SIZE: 'invalid size',
   ERR_UNKNOWN_ARENA: 'this arena no longer exists',
   ERR_THREAD_STATE_UNAVAILABLE: "this thread's allocator state is unavailable (thread shutting down)",
-  ERR_VIEW_UNSUPPORTED: 'this runtime cannot create a window over the whole arena',
+  ERR_VIEW_UNSUPPORTED: 'this runtime cannot create a window onto arena memory',
   ERR_ALREADY_RECEIVED: 'this hand-off was received (or reclaimed) already',
   ERR_INVALID_HANDLE: 'not a hand-off handle issued by this arena, or an altered one',
 }
 
-/** The error for a negative native result `-code`. @internal */
-export function nativeFailure(result: number, requested?: number, available?: number): AllocatorError {
+/**
+ * The error for a negative native result `-code`; for an out-of-memory, `available` and
+ * `cap` (0: the arena has no cap, so the operating system refused) come from the native
+ * scratch slots. @internal
+ */
+export function nativeFailure(result: number, requested?: number, available?: number, cap?: number): AllocatorError {
   const code = NATIVE_CODES[-result] ?? 'ERR_INVALID_SIZE'
-  if (code === 'ERR_OUT_OF_MEMORY') {
+  if (code !== 'ERR_OUT_OF_MEMORY') return new AllocatorError(code, MESSAGES[code])
+  if (cap === undefined || cap === 0) {
     return new AllocatorError(
       code,
-      `arena out of memory: requested ${requested} bytes, ${available} bytes available`,
-      { requested, available },
+      `out of memory: the operating system refused more memory for a request of ${requested} bytes; free buffers and views you no longer need`,
+      { requested },
     )
   }
-  return new AllocatorError(code, MESSAGES[code])
+  return new AllocatorError(
+    code,
+    `arena out of memory: requested ${requested} bytes, but only ${available} of its cap of ${cap} bytes (maxBytes) are free; free buffers and views you no longer need, or raise maxBytes`,
+    { requested, available, maxBytes: cap },
+  )
 }
 
 /** An `AllocatorError` with the default message for `code`. @internal */

@@ -10,8 +10,10 @@ export type RawThreadCacheStats = Record<string, number> & { classBlocks: number
 
 /** The typed interface over the raw native functions. @internal */
 export interface Native {
-  /** This thread's window ArrayBuffer over arena `id` (created once per thread). */
-  viewWindow(id: number): ArrayBuffer
+  /** A window over chunk `chunk` of arena `id` (arena offsets `chunk * chunkSize ...`). */
+  viewWindow(id: number, chunk: number): ArrayBuffer
+  /** A window over exactly the live block at arena `offset` (blocks crossing a chunk boundary). */
+  blockWindow(id: number, offset: number): ArrayBuffer
   /** Arena offset of a new block (generation in scratch[0]), or a negative code. */
   viewAlloc(id: number, byteLength: number, zero: number): number
   /** 0, or a negative code. */
@@ -43,18 +45,18 @@ export interface Native {
   reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
   arenaShared(
     name: string,
-    arenaSize?: number,
+    maxBytes?: number,
     alignment?: number,
     refillTargetBytes?: number,
     localCacheTargetBytes?: number,
   ): number
-  arenaCreate(arenaSize?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
+  arenaCreate(maxBytes?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
   arenaDefault(): number
   arenaRelease(id: number): void
   arenaStats(id: number): RawStats
   statFields(): string[][]
   arenaTrim(id: number): number
-  /** `[arenaSize, alignment, base address]`. */
+  /** `[maxBytes (0: no cap), alignment, chunk size]`. */
   arenaInfo(id: number): number[]
   threadCacheStats(id: number): RawThreadCacheStats
   threadCacheFlush(id: number): void

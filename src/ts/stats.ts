@@ -5,8 +5,10 @@ import type { RawStats, RawThreadCacheStats } from './native.js'
 export interface ClassStats {
   /** Largest request the class serves. Gauge. */
   readonly payload: number
-  /** Bytes one block occupies (header included). Gauge. */
+  /** Bytes one block occupies in user memory (the payload rounded up to the alignment). Gauge. */
   readonly block: number
+  /** Bytes of out-of-band metadata per block (its block-table entry). Gauge. */
+  readonly metadataPerBlock: number
   /** Slabs the class owns. Gauge. */
   readonly slabs: number
   /** Free blocks in the central pool (inbox included). Gauge. */
@@ -21,12 +23,18 @@ export interface ClassStats {
 
 /** A snapshot of an arena's statistics, over all threads. Best effort: read while other threads work. */
 export interface ArenaStats {
-  /** Usable arena bytes (the configured size rounded up to whole pages). Gauge. */
-  readonly arenaSize: number
-  /** Bytes carved from the arena's top so far; never shrinks. Gauge. */
-  readonly arenaCarved: number
-  /** Bytes the arena can still supply: never carved plus free spans. Gauge. */
-  readonly arenaRemaining: number
+  /** The cap on carved bytes (max_bytes rounded up to pages), or 0 when the arena grows without one. Gauge. */
+  readonly maxBytes: number
+  /** Address space reserved for user memory (all regions); committed a chunk at a time as carving reaches it. Gauge. */
+  readonly reservedBytes: number
+  /** Regions (reservations) the arena has grown to. Gauge. */
+  readonly regions: number
+  /** Bytes carved from the regions so far (slabs, large allocations and free spans); never shrinks. Gauge. */
+  readonly carvedBytes: number
+  /** Bytes that can still be carved or reused without growing: free spans plus the uncarved rest of the newest region (with a cap: everything left under it). Gauge. */
+  readonly remainingBytes: number
+  /** Bytes of out-of-band metadata (block table and slab map) covering the committed memory. Gauge. */
+  readonly metadataBytes: number
   /** Bytes in free spans, available to any class or the large path. Gauge. */
   readonly freeSpanBytes: number
   /** Free span bytes possibly still committed (not yet returned to the OS). Gauge. */
@@ -89,9 +97,12 @@ export interface ThreadCacheStats {
 
 /** Names of the {@link ArenaStats} number fields, in the native order. */
 export const ARENA_STAT_FIELDS = Object.freeze([
-  'arenaSize',
-  'arenaCarved',
-  'arenaRemaining',
+  'maxBytes',
+  'reservedBytes',
+  'regions',
+  'carvedBytes',
+  'remainingBytes',
+  'metadataBytes',
   'freeSpanBytes',
   'retainedBytes',
   'releasedBytesTotal',

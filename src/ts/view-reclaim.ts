@@ -9,6 +9,7 @@ import { FREED, REGISTERED, STATE, type Tagged } from './tags.js'
 const PENDING_MAX = 4096
 const pendingViews: (ArrayBufferView | undefined)[] = []
 const pendingArenas: number[] = []
+const pendingOffsets: number[] = []
 let pendingCount = 0
 let flushScheduled = false
 
@@ -38,7 +39,7 @@ function flushPendingViews(): void {
     pendingViews[i] = undefined
     const generation = view[STATE]
     if (typeof generation === 'number' && generation !== FREED) {
-      viewReclaimer.register(view, [pendingArenas[i], view.byteOffset, generation, view.byteLength], view)
+      viewReclaimer.register(view, [pendingArenas[i], pendingOffsets[i], generation, view.byteLength], view)
       view[REGISTERED] = true
       reportExternal(view.byteLength)
     }
@@ -46,9 +47,11 @@ function flushPendingViews(): void {
   pendingCount = 0
 }
 
-export function rememberView(view: ArrayBufferView, arena: number): void {
+/** A view just handed out at arena `offset`: reclaimed by GC if it is never freed. */
+export function rememberView(view: ArrayBufferView, arena: number, offset: number): void {
   pendingViews[pendingCount] = view
   pendingArenas[pendingCount] = arena
+  pendingOffsets[pendingCount] = offset
   if (++pendingCount >= PENDING_MAX) {
     flushPendingViews()
   } else if (!flushScheduled) {

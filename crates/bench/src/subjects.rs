@@ -243,7 +243,7 @@ impl Subject for OursSubject {
 
     fn arena_usage(run: &tensor_arena_core::Allocator) -> Option<ArenaUsage> {
         let stats = run.stats();
-        Some(ArenaUsage { carved: stats.arena_carved, capacity: stats.arena_size })
+        Some(ArenaUsage { carved: stats.carved_bytes, capacity: stats.reserved_bytes })
     }
 }
 

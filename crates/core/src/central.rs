@@ -1,34 +1,38 @@
-//! The central pool of one size class: the slabs the class owns, their free blocks, and
-//! the class's remote-free inbox.
+//! The central pool of one size class: the slabs the class owns and their free blocks.
 //!
 //! Blocks are kept per slab, so a slab whose blocks are all back is recognised at once and
 //! can be given back whole to the span heap (for any class or the large path) or to the OS.
+//! A slab's free list is linked through the blocks' out-of-band metadata; the region's
+//! slab map names the slab of every 4 KiB unit, so a returned block finds its slab in O(1).
 //!
 //! Invariants, per active slab `s` (under the class lock):
-//! - `s.first = s.span_start + lead`; block `i` has its header at `s.first + i * stride`
-//! - blocks `[0, s.fresh)` have been initialised; `[s.fresh, capacity)` were never touched
-//! - `s.list` holds `s.list_len` initialised blocks, all free; `s.list_len <= s.fresh`
+//! - block `i` starts at `s.start + i * stride`; blocks `[0, s.fresh)` have been
+//!   initialised, `[s.fresh, capacity)` were never handed out in this slab's life
+//! - `s.list` links `s.list_len` distinct blocks of `s`, all below `s.fresh`, all `FREE`;
+//!   `s.list_len <= s.fresh`
 //! - free blocks of `s` in the central pool = `s.list_len + (capacity - s.fresh)`
-//! - `s` is fully free ⇔ `s.list_len == s.fresh`; `is_empty` tracks that state for slabs
-//!   that have handed out blocks, and `empty_slabs` counts them
+//! - `s.is_empty ⇔ s.fresh > 0 ∧ s.list_len == s.fresh` (every block it handed out is
+//!   back); `empty_slabs` counts them
+//! - the slab map holds `index + 1` for every unit of the slab's span
 //! - `free_blocks = Σ_active (s.list_len + capacity - s.fresh)`
 //! - `available` ⊇ active slabs with a free block; `empties` ⊇ slabs with `is_empty`
 //!   (both lazily pruned)
 
-use std::ptr;
-
+use crate::arena::Arena;
 use crate::config::ClassGeometry;
-use crate::header::{self, Header};
 use crate::inbox::Inbox;
+use crate::meta::{self, BlockMeta, FREE, LIVE};
+#[cfg(any(test, feature = "invariants"))]
+use crate::region::Region;
 
 struct Slab {
-    span_start: usize,
+    start: usize,
     /// Unique per slab life: seeds the generations of its blocks.
     seed: u64,
-    first: usize,
     fresh: u32,
     list_len: u32,
-    list: *mut Header,
+    /// Entry of the first block of the free list (0: empty).
+    list: usize,
     active: bool,
     in_available: bool,
     in_empties: bool,
@@ -36,22 +40,71 @@ struct Slab {
     emptied_at: u64,
 }
 
-/// A chain of free blocks linked through `link`.
+/// A chain of free blocks linked through their out-of-band metadata entries
+/// (`head` and `BlockMeta::link` are entry addresses, 0 = end), never through user memory:
+/// a thread cache's list of a class, or a batch moving between a cache and the central
+/// pool.
+///
+/// `addr` is the head block's address (meaningless when empty): a thread cache pops a
+/// block's entry and address with two independent loads, so handing out the block waits
+/// on no arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
-    pub(crate) head: *mut Header,
-    pub(crate) count: u32,
+    pub(crate) head: usize,
+    pub(crate) addr: usize,
+    pub(crate) len: u32,
 }
 
 impl Chain {
-    pub(crate) const EMPTY: Self = Self { head: ptr::null_mut(), count: 0 };
+    pub(crate) const EMPTY: Self = Self { head: 0, addr: 0, len: 0 };
 
-    /// # Safety
-    /// `block` must be a free block owned by the caller.
-    unsafe fn push(&mut self, block: *mut Header) {
-        // SAFETY: the caller owns `block`.
-        unsafe { (*block).link = self.head };
-        self.head = block;
-        self.count += 1;
+    /// Pushes the free block at `addr`, whose metadata is `meta`, owned by the caller.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, addr: usize, meta: &BlockMeta) {
+        meta.set_link(self.head);
+        self.head = meta.entry();
+        self.addr = addr;
+        self.len += 1;
+    }
+
+    /// Takes the head block: its address and metadata.
+    #[inline(always)]
+    pub(crate) fn pop<'a>(&mut self, arena: &'a Arena) -> Option<(usize, &'a BlockMeta)> {
+        let head = self.head;
+        if head == 0 {
+            return None;
+        }
+        // SAFETY: a chain links only entries of `arena`'s block tables (Chain invariant:
+        // every push takes a `&BlockMeta` of the table), which stay mapped as long as the
+        // arena; metadata is out of band, so no user write can change a link.
+        let meta: &'a BlockMeta = unsafe { &*(head as *const BlockMeta) };
+        let addr = self.addr;
+        let next = meta.link();
+        self.head = next;
+        self.addr = arena.addr_of_entry(next);
+        self.len -= 1;
+        Some((addr, meta))
+    }
+
+    /// Detaches the `n` blocks after the first one (`n < len`) as a chain of their own.
+    pub(crate) fn split_after_head(&mut self, arena: &Arena, n: u32) -> Self {
+        let Some((_, head_meta)) = arena.entry(self.head) else {
+            return Self::EMPTY;
+        };
+        let first = head_meta.link();
+        let Some((first_addr, mut last)) = arena.entry(first) else {
+            return Self::EMPTY;
+        };
+        let mut taken = 1;
+        while taken < n {
+            let Some((_, next)) = arena.entry(last.link()) else { break };
+            last = next;
+            taken += 1;
+        }
+        head_meta.set_link(last.link());
+        last.set_link(0);
+        self.len -= taken;
+        Self { head: first, addr: first_addr, len: taken }
     }
 }
 
@@ -65,7 +118,6 @@ pub(crate) struct FreedSlab {
 pub(crate) struct ClassPool {
     class: u8,
     geo: ClassGeometry,
-    secret: u64,
     slabs: Vec<Slab>,
     free_ids: Vec<u32>,
     available: Vec<u32>,
@@ -76,16 +128,11 @@ pub(crate) struct ClassPool {
     last_used: u64,
 }
 
-// SAFETY: the raw pointers in a pool point into the arena, which outlives every pool, and
-// the pool is only ever used under its class mutex.
-unsafe impl Send for ClassPool {}
-
 impl ClassPool {
-    pub(crate) const fn new(class: u8, geo: ClassGeometry, secret: u64) -> Self {
+    pub(crate) const fn new(class: u8, geo: ClassGeometry) -> Self {
         Self {
             class,
             geo,
-            secret,
             slabs: Vec::new(),
             free_ids: Vec::new(),
             available: Vec::new(),
@@ -114,59 +161,63 @@ impl ClassPool {
     }
 
     /// Moves every block of `inbox` into its slab. Returns how many were rejected
-    /// (blocks that belong to no slab of this class: only possible after corruption).
-    pub(crate) fn drain_inbox(&mut self, inbox: &Inbox, now: u64) -> usize {
-        let mut block = inbox.take_all();
-        let (mut taken, mut rejected) = (0, 0);
-        while !block.is_null() {
-            // SAFETY: blocks in the inbox are free blocks of this class, published by
-            // `Inbox::push` with release ordering and taken with acquire.
-            let next = unsafe { (*block).link };
-            // SAFETY: as above; `put` validates the slab before touching it.
-            if !unsafe { self.put(block, now) } {
-                rejected += 1;
-            }
-            taken += 1;
-            block = next;
+    /// (blocks that belong to no slab of this class: only possible after a bug).
+    pub(crate) fn drain_inbox(&mut self, arena: &Arena, inbox: &Inbox, now: u64) -> usize {
+        let head = inbox.take_all();
+        if head == 0 {
+            return 0;
         }
+        let (taken, rejected) = self.put_linked(arena, head, now);
         inbox.taken(taken);
         rejected
     }
 
-    /// Returns a chain of free blocks to their slabs; returns how many were rejected.
-    ///
-    /// # Safety
-    /// Every block of the chain must be free and owned by the caller.
-    pub(crate) unsafe fn put_chain(&mut self, chain: Chain, now: u64) -> usize {
-        let mut block = chain.head;
-        let mut rejected = 0;
-        while !block.is_null() {
-            // SAFETY: the caller owns the chain.
-            let next = unsafe { (*block).link };
-            // SAFETY: as above.
-            if !unsafe { self.put(block, now) } {
-                rejected += 1;
-            }
-            block = next;
-        }
-        rejected
+    /// Returns a chain of free blocks (owned by the caller) to their slabs; returns how
+    /// many were rejected.
+    pub(crate) fn put_chain(&mut self, arena: &Arena, chain: Chain, now: u64) -> usize {
+        self.put_linked(arena, chain.head, now).1
     }
 
-    /// # Safety
-    /// `block` must be a free block owned by the caller.
-    unsafe fn put(&mut self, block: *mut Header, now: u64) -> bool {
-        // SAFETY: the caller owns the block; its header is mapped arena memory.
-        let id = unsafe { (*block).slab };
+    /// Puts every block linked from the entry `head`; returns `(blocks, rejected)`.
+    fn put_linked(&mut self, arena: &Arena, head: usize, now: u64) -> (usize, usize) {
+        let (mut entry, mut blocks, mut rejected) = (head, 0, 0);
+        while entry != 0 {
+            blocks += 1;
+            let Some((addr, meta)) = arena.entry(entry) else {
+                // Not a table entry: the chain cannot be followed further.
+                return (blocks, rejected + 1);
+            };
+            entry = meta.link();
+            if !self.put(arena, addr, meta, now) {
+                rejected += 1;
+            }
+        }
+        (blocks, rejected)
+    }
+
+    /// Puts one free block back on its slab's list, after checking that it is a free
+    /// block of an active slab of this class.
+    fn put(&mut self, arena: &Arena, addr: usize, meta: &BlockMeta, now: u64) -> bool {
+        let Some((region, off)) = arena.locate(addr) else {
+            return false;
+        };
+        let Some(id) = region.slab_at(off).checked_sub(1) else {
+            return false;
+        };
+        let stride = self.geo.stride;
         let Some(slab) = self.slabs.get_mut(id as usize) else {
             return false;
         };
-        let offset = (block as usize).wrapping_sub(slab.first);
-        if !slab.active || offset % self.geo.stride != 0 || offset / self.geo.stride >= slab.fresh as usize {
+        let rel = addr.wrapping_sub(slab.start);
+        if !slab.active
+            || rel % stride != 0
+            || rel / stride >= slab.fresh as usize
+            || meta.tag() != meta::tag(FREE, self.class)
+        {
             return false;
         }
-        // SAFETY: the block is a free, initialised block of this slab.
-        unsafe { (*block).link = slab.list };
-        slab.list = block;
+        meta.set_link(slab.list);
+        slab.list = meta.entry();
         slab.list_len += 1;
         self.free_blocks += 1;
         self.last_used = now;
@@ -186,61 +237,59 @@ impl ClassPool {
         true
     }
 
-    /// Takes up to `max` free blocks (from the most recently used slabs first).
-    pub(crate) fn take(&mut self, max: u32, now: u64) -> Chain {
+    /// Takes up to `max` free blocks (most recently used slabs first) as a chain, which
+    /// becomes the caller's.
+    pub(crate) fn take(&mut self, arena: &Arena, max: u32, now: u64) -> Chain {
         let mut chain = Chain::EMPTY;
         self.last_used = now;
-        while chain.count < max {
+        let (class, stride, capacity) = (self.class, self.geo.stride, self.geo.capacity);
+        while chain.len < max {
             let Some(&id) = self.available.last() else {
                 break;
             };
-            let capacity = self.geo.capacity;
             let Some(slab) = self.slabs.get_mut(id as usize) else {
                 self.available.pop();
                 continue;
             };
-            if !slab.active || (slab.list_len == 0 && slab.fresh == capacity) {
+            let region = arena.locate(slab.start);
+            if !slab.active || (slab.list_len == 0 && slab.fresh == capacity) || region.is_none() {
                 slab.in_available = false;
                 self.available.pop();
                 continue;
             }
+            let Some((region, slab_off)) = region else { break };
             if slab.is_empty {
                 slab.is_empty = false;
                 self.empty_slabs -= 1;
             }
-            while chain.count < max && !slab.list.is_null() {
-                let block = slab.list;
-                // SAFETY: list blocks are free, initialised blocks of this slab.
-                slab.list = unsafe { (*block).link };
+            while chain.len < max
+                && let Some((addr, meta)) = region.entry(slab.list)
+            {
+                slab.list = meta.link();
                 slab.list_len -= 1;
-                // SAFETY: the block is now owned by the chain.
-                unsafe { chain.push(block) };
+                chain.push(addr, meta);
             }
-            while chain.count < max && slab.fresh < capacity {
-                let block = (slab.first + slab.fresh as usize * self.geo.stride) as *mut Header;
-                // SAFETY: a never-initialised block inside this slab's span, which the
-                // class owns exclusively; it becomes owned by the chain.
-                unsafe {
-                    header::initialize(block, self.secret, self.class, id, generation_seed(block as usize, slab.seed));
-                    chain.push(block);
-                }
+            while chain.len < max && slab.fresh < capacity {
+                let off = slab_off + slab.fresh as usize * stride;
+                let meta = region.meta(off);
+                meta.initialize(class, generation_seed(region.base() + off, slab.seed));
+                chain.push(region.base() + off, meta);
                 slab.fresh += 1;
             }
         }
-        self.free_blocks -= chain.count as usize;
+        self.free_blocks -= chain.len as usize;
         chain
     }
 
-    /// Adopts the span at `span_start` (of `geo.slab_bytes`) as a new slab.
+    /// Adopts the span at `start` (of `geo.slab_bytes`) as a new slab.
     /// `seed` must be unique among the slabs of this allocator's life (a counter).
-    pub(crate) fn add_slab(&mut self, span_start: usize, seed: u64) {
+    pub(crate) fn add_slab(&mut self, arena: &Arena, start: usize, seed: u64) {
         let slab = Slab {
-            span_start,
+            start,
             seed,
-            first: span_start + self.geo.lead,
             fresh: 0,
             list_len: 0,
-            list: ptr::null_mut(),
+            list: 0,
             active: true,
             in_available: true,
             in_empties: false,
@@ -254,6 +303,9 @@ impl ClassPool {
             self.slabs.push(slab);
             (self.slabs.len() - 1) as u32
         };
+        if let Some((region, off)) = arena.locate(start) {
+            region.map_slab(off, self.geo.slab_bytes, id + 1);
+        }
         self.available.push(id);
         self.free_blocks += self.geo.capacity as usize;
         self.active_slabs += 1;
@@ -281,34 +333,94 @@ impl ClassPool {
                 kept += 1;
                 continue;
             }
-            out.push(FreedSlab { start: slab.span_start, len: self.geo.slab_bytes });
+            out.push(FreedSlab { start: slab.start, len: self.geo.slab_bytes });
             self.free_blocks -= slab.list_len as usize + (self.geo.capacity - slab.fresh) as usize;
             slab.active = false;
             slab.is_empty = false;
             slab.in_empties = false;
-            slab.list = ptr::null_mut();
+            slab.list = 0;
             self.empties.swap_remove(i);
             self.free_ids.push(id);
             self.empty_slabs -= 1;
             self.active_slabs -= 1;
         }
     }
-}
 
-impl ClassPool {
-    /// Appends every live block that the cache `owner` holds (see `header::held_by`).
-    pub(crate) fn live_owned_by(&self, owner: u64, out: &mut Vec<*mut Header>) {
+    /// Appends every live block (tag `LIVE`) whose owner is the cache `owner`.
+    pub(crate) fn live_owned_by(&self, arena: &Arena, owner: u32, out: &mut Vec<usize>) {
+        let live = meta::tag(LIVE, self.class);
         for slab in self.slabs.iter().filter(|s| s.active) {
+            let Some((region, off)) = arena.locate(slab.start) else { continue };
             for i in 0..slab.fresh as usize {
-                let block = (slab.first + i * self.geo.stride) as *mut Header;
-                let live = header::live(header::check(self.secret, block, self.class));
-                // SAFETY: blocks below `fresh` are initialised headers inside the slab's span.
-                if unsafe { header::state(block) == live && header::held_by(block, owner) } {
-                    out.push(block);
+                let meta = region.meta(off + i * self.geo.stride);
+                if meta.tag() == live && meta.owner() == owner {
+                    out.push(slab.start + i * self.geo.stride);
                 }
             }
         }
     }
+
+    /// `(start, fresh, list_len)` of every active slab.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn active_slabs_info(&self) -> Vec<(usize, u32, u32)> {
+        self.slabs.iter().filter(|s| s.active).map(|s| (s.start, s.fresh, s.list_len)).collect()
+    }
+
+    /// Checks the invariants above (with the class lock held and no inbox traffic).
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn check_invariants(&self, arena: &Arena) -> Result<(), String> {
+        let stride = self.geo.stride;
+        let capacity = self.geo.capacity as usize;
+        let (mut free, mut active, mut empty) = (0, 0, 0);
+        for (id, s) in self.slabs.iter().enumerate().filter(|(_, s)| s.active) {
+            active += 1;
+            let (region, off) = arena.locate(s.start).ok_or(format!("class {}: slab {id} outside the arena", self.class))?;
+            check_slab(region, off, id, s, self.class, stride)?;
+            if s.is_empty != (s.fresh > 0 && s.list_len == s.fresh) {
+                return Err(format!("class {}: slab {id} is_empty {} with {}/{}", self.class, s.is_empty, s.list_len, s.fresh));
+            }
+            empty += usize::from(s.is_empty);
+            free += s.list_len as usize + capacity - s.fresh as usize;
+            let has_free = s.list_len > 0 || (s.fresh as usize) < capacity;
+            if has_free && !self.available.contains(&(id as u32)) {
+                return Err(format!("class {}: slab {id} has free blocks but is not available", self.class));
+            }
+        }
+        if (free, active, empty) != (self.free_blocks, self.active_slabs, self.empty_slabs) {
+            return Err(format!(
+                "class {}: counted (free {free}, active {active}, empty {empty}) but recorded ({}, {}, {})",
+                self.class, self.free_blocks, self.active_slabs, self.empty_slabs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks one active slab: its map entries and its free list.
+#[cfg(any(test, feature = "invariants"))]
+fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, stride: usize) -> Result<(), String> {
+    if region.slab_at(off) != id as u32 + 1 {
+        return Err(format!("class {class}: slab {id} at {:#x} is not in the slab map", s.start));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut entry = s.list;
+    while entry != 0 {
+        let Some((addr, meta)) = region.entry(entry) else {
+            return Err(format!("class {class}: slab {id} links {entry:#x}, not an entry of its region"));
+        };
+        let rel = addr.wrapping_sub(s.start);
+        if rel % stride != 0 || rel / stride >= s.fresh as usize || !seen.insert(addr) {
+            return Err(format!("class {class}: slab {id} lists {addr:#x} (outside, off-grid, or twice)"));
+        }
+        if meta.tag() != meta::tag(FREE, class) {
+            return Err(format!("class {class}: listed block {addr:#x} has tag {:#x}", meta.tag()));
+        }
+        entry = meta.link();
+    }
+    if seen.len() != s.list_len as usize || s.list_len > s.fresh {
+        return Err(format!("class {class}: slab {id} lists {} blocks, records {}/{}", seen.len(), s.list_len, s.fresh));
+    }
+    Ok(())
 }
 
 /// Starting generation of a block that enters a new slab: derived from its address and
@@ -322,71 +434,79 @@ pub(crate) const fn generation_seed(addr: usize, seed: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arena::Top;
     use crate::config::AllocatorConfig;
-    use crate::os;
 
-    fn pool(capacity_blocks: usize) -> (ClassPool, usize, usize) {
-        let config = AllocatorConfig { slab_target_bytes: 4096, ..AllocatorConfig::default() };
+    fn pool(slabs: usize) -> (ClassPool, Arena, Vec<usize>) {
+        let config =
+            AllocatorConfig { max_bytes: Some(4096 * slabs), slab_target_bytes: 4096, ..AllocatorConfig::default() };
         let geo = ClassGeometry::table(&config, 4096)[0];
-        assert_eq!(geo.capacity as usize, 4096 / 128);
-        let len = 4096 * capacity_blocks;
-        let base = os::map_anonymous(len).unwrap().as_ptr() as usize;
-        (ClassPool::new(0, geo, 42), base, len)
+        assert_eq!(geo.capacity as usize, 4096 / 64);
+        let arena = Arena::new(&config, 4096).unwrap();
+        let mut top = Top::default();
+        let starts = (0..slabs).map(|_| arena.carve(&mut top, 4096, true, &mut |_, _| {}).unwrap()).collect();
+        (ClassPool::new(0, geo), arena, starts)
     }
 
     #[test]
     fn empty_pool_gives_nothing() {
-        let (mut p, _, _) = pool(1);
-        assert_eq!(p.take(4, 1).count, 0);
+        let (mut p, arena, _) = pool(1);
+        assert_eq!(p.take(&arena, 4, 1), Chain::EMPTY);
     }
 
     #[test]
     fn blocks_come_back_and_the_slab_is_released_when_fully_free() {
-        let (mut p, base, _) = pool(2);
-        p.add_slab(base, 1);
-        assert_eq!(p.free_blocks(), 32);
-        let chain = p.take(3, 1);
-        assert_eq!((chain.count, p.free_blocks()), (3, 29));
-        // SAFETY: the chain was just taken from this pool.
-        assert_eq!(unsafe { p.put_chain(chain, 2) }, 0);
-        assert_eq!((p.free_blocks(), p.empty_slabs()), (32, 1));
-        let mut out = Vec::new();
-        p.release_empty(1, 0, &mut out);
-        assert!(out.is_empty(), "one empty slab is kept as a spare");
-        p.release_empty(0, 0, &mut out);
-        assert_eq!(out, vec![FreedSlab { start: base, len: 4096 }]);
+        let (mut p, arena, starts) = pool(2);
+        p.add_slab(&arena, starts[0], 1);
+        assert_eq!(p.free_blocks(), 64);
+        let chain = p.take(&arena, 3, 1);
+        assert_eq!(chain, Chain { head: arena.meta(starts[0] + 128).unwrap().entry(), addr: starts[0] + 128, len: 3 });
+        assert_eq!(p.free_blocks(), 61);
+        p.check_invariants(&arena).unwrap();
+        assert_eq!(p.put_chain(&arena, chain, 2), 0);
+        assert_eq!((p.free_blocks(), p.empty_slabs()), (64, 1));
+        p.check_invariants(&arena).unwrap();
+        let mut freed = Vec::new();
+        p.release_empty(1, 0, &mut freed);
+        assert!(freed.is_empty(), "one empty slab is kept as a spare");
+        p.release_empty(0, 0, &mut freed);
+        assert_eq!(freed, vec![FreedSlab { start: starts[0], len: 4096 }]);
         assert_eq!((p.free_blocks(), p.active_slabs(), p.empty_slabs()), (0, 0, 0));
+        p.check_invariants(&arena).unwrap();
     }
 
     #[test]
     fn inbox_blocks_count_and_return_to_their_slab() {
-        let (mut p, base, _) = pool(1);
-        p.add_slab(base, 1);
-        let mut chain = p.take(2, 1);
+        let (mut p, arena, starts) = pool(1);
+        p.add_slab(&arena, starts[0], 1);
+        let chain = p.take(&arena, 2, 1);
+        let (_, first) = arena.entry(chain.head).unwrap();
+        let (_, second) = arena.entry(first.link()).unwrap();
         let inbox = Inbox::new();
-        while !chain.head.is_null() {
-            let block = chain.head;
-            // SAFETY: blocks of the chain are owned here.
-            unsafe {
-                chain.head = (*block).link;
-                inbox.push(block);
-            }
-        }
+        inbox.push(first);
+        inbox.push(second);
         assert_eq!(inbox.len(), 2);
-        assert_eq!(p.drain_inbox(&inbox, 2), 0);
-        assert_eq!((inbox.len(), p.free_blocks(), p.empty_slabs()), (0, 32, 1));
+        assert_eq!(p.drain_inbox(&arena, &inbox, 2), 0);
+        assert_eq!((inbox.len(), p.free_blocks(), p.empty_slabs()), (0, 64, 1));
+        p.check_invariants(&arena).unwrap();
     }
 
     #[test]
-    fn a_block_from_no_slab_is_rejected_not_listed() {
-        let (mut p, base, _) = pool(2);
-        p.add_slab(base, 1);
-        let stray = (base + 4096 + 64) as *mut Header;
-        // SAFETY: the stray header lies in mapped memory this test owns.
-        unsafe {
-            header::initialize(stray, 42, 0, 7, 0);
-            assert_eq!(p.put_chain(Chain { head: stray, count: 1 }, 1), 1);
+    fn a_block_of_no_slab_or_not_free_is_rejected_not_listed() {
+        let (mut p, arena, starts) = pool(2);
+        p.add_slab(&arena, starts[0], 1);
+        let taken = p.take(&arena, 1, 1).head;
+        // A block of a span no slab owns, a never-issued block.
+        for stray in [starts[1] + 64, starts[0] + 640] {
+            let meta = arena.meta(stray).unwrap();
+            meta.initialize(0, 0);
+            assert_eq!(p.put_chain(&arena, Chain { head: meta.entry(), addr: stray, len: 1 }, 1), 1);
         }
-        assert_eq!(p.free_blocks(), 32);
+        // An address that is no table entry.
+        assert_eq!(p.put_chain(&arena, Chain { head: taken + 8, addr: 0, len: 1 }, 1), 1);
+        // A block marked live (handed out) is not free.
+        arena.entry(taken).unwrap().1.set_tag(meta::tag(LIVE, 0));
+        assert_eq!(p.put_chain(&arena, Chain { head: taken, addr: 0, len: 1 }, 1), 1);
+        assert_eq!(p.free_blocks(), 63);
     }
 }

@@ -1,22 +1,28 @@
 //! Allocator configuration, its validation, and the per-class geometry derived from it.
 
 use crate::error::InitError;
-use crate::header::HEADER_SIZE;
+use crate::region::CHUNK_SIZE;
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 
-/// Smallest supported user-pointer alignment (the header size).
+/// Smallest supported user-pointer alignment (the metadata granule).
 pub const MIN_ALIGNMENT: usize = 64;
 /// Largest supported user-pointer alignment.
 pub const MAX_ALIGNMENT: usize = 4096;
-/// Largest supported arena (64 TiB).
+/// Largest supported cap (64 TiB).
 pub const MAX_ARENA_SIZE: usize = 1 << 46;
 
 /// How an [`Allocator`](crate::Allocator) is built. All sizes are in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocatorConfig {
-    /// Usable arena bytes, reserved up front and committed on first touch; rounded up to
-    /// whole pages. Default 1 GiB.
-    pub arena_size: usize,
+    /// Cap on the arena: at most this many bytes are ever carved for blocks (rounded up to
+    /// whole pages), and allocations past it fail with `OutOfMemory`. `None` (the default)
+    /// lets the arena grow as long as the OS commits memory.
+    pub max_bytes: Option<usize>,
+    /// Address space of the first region when there is no cap (rounded up to whole chunks);
+    /// the arena grows by regions at least twice as large. 0 (the default) picks what the
+    /// machine can commit (memory plus swap) within 1 GiB ..= 64 GiB. Reserved, not
+    /// committed: it costs no memory until used.
+    pub region_bytes: usize,
     /// Alignment of every user pointer: a power of two from 64 to 4096. Default 64.
     pub alignment: usize,
     /// Bytes a thread cache takes from the central pool per refill (at least one block).
@@ -40,7 +46,8 @@ pub struct AllocatorConfig {
 impl Default for AllocatorConfig {
     fn default() -> Self {
         Self {
-            arena_size: 1 << 30,
+            max_bytes: None,
+            region_bytes: 0,
             alignment: 64,
             refill_target_bytes: 32 << 10,
             local_cache_target_bytes: 64 << 10,
@@ -52,6 +59,14 @@ impl Default for AllocatorConfig {
 }
 
 impl AllocatorConfig {
+    /// The most bytes the arena can ever carve: the cap, or (uncapped) the largest cap.
+    const fn ceiling(&self) -> usize {
+        match self.max_bytes {
+            Some(cap) => cap,
+            None => MAX_ARENA_SIZE,
+        }
+    }
+
     /// Checks every field; the error names the first field that is out of range.
     ///
     /// # Errors
@@ -60,11 +75,16 @@ impl AllocatorConfig {
         const fn invalid(field: &'static str, reason: &'static str) -> Result<(), InitError> {
             Err(InitError::InvalidConfig { field, reason })
         }
-        if self.arena_size == 0 {
-            return invalid("arena_size", "must be greater than zero");
+        if let Some(cap) = self.max_bytes {
+            if cap < MAX_ALIGNMENT {
+                return invalid("max_bytes", "must be at least 4096 (one page)");
+            }
+            if cap > MAX_ARENA_SIZE {
+                return invalid("max_bytes", "must be at most 64 TiB");
+            }
         }
-        if self.arena_size > MAX_ARENA_SIZE {
-            return invalid("arena_size", "must be at most 64 TiB");
+        if self.region_bytes > MAX_ARENA_SIZE {
+            return invalid("region_bytes", "must be at most 64 TiB");
         }
         if !self.alignment.is_power_of_two() {
             return invalid("alignment", "must be a power of two");
@@ -72,14 +92,15 @@ impl AllocatorConfig {
         if self.alignment < MIN_ALIGNMENT || self.alignment > MAX_ALIGNMENT {
             return invalid("alignment", "must be between 64 and 4096");
         }
-        if self.refill_target_bytes == 0 || self.refill_target_bytes > self.arena_size {
-            return invalid("refill_target_bytes", "must be between 1 and arena_size");
+        // Targets above the cap are harmless: counts are clamped to what fits.
+        if self.refill_target_bytes == 0 || self.refill_target_bytes > MAX_ARENA_SIZE {
+            return invalid("refill_target_bytes", "must be between 1 and 64 TiB");
         }
-        if self.local_cache_target_bytes == 0 || self.local_cache_target_bytes > self.arena_size {
-            return invalid("local_cache_target_bytes", "must be between 1 and arena_size");
+        if self.local_cache_target_bytes == 0 || self.local_cache_target_bytes > MAX_ARENA_SIZE {
+            return invalid("local_cache_target_bytes", "must be between 1 and 64 TiB");
         }
-        if self.slab_target_bytes == 0 || self.slab_target_bytes > self.arena_size {
-            return invalid("slab_target_bytes", "must be between 1 and arena_size");
+        if self.slab_target_bytes == 0 || self.slab_target_bytes > MAX_ARENA_SIZE {
+            return invalid("slab_target_bytes", "must be between 1 and 64 TiB");
         }
         Ok(())
     }
@@ -88,22 +109,23 @@ impl AllocatorConfig {
 /// Layout of one class's blocks and slabs under a given configuration.
 ///
 /// Invariants (checked by the tests of this module):
-/// - `stride % alignment == 0` and `stride >= payload + HEADER_SIZE`
-/// - user pointer of block `i` = `slab_start + lead + HEADER_SIZE + i * stride`, so every
-///   user pointer is aligned to `alignment` (slabs start on page boundaries);
-///   `lead = alignment - HEADER_SIZE`
-/// - `slab_bytes % granule == 0` and `lead + capacity * stride <= slab_bytes`, `capacity >= 1`
+/// - `stride % alignment == 0` and `stride >= payload`: a block is its payload rounded up
+///   to the alignment, nothing more (metadata lives out of band)
+/// - block `i` of a slab starts at `slab_start + i * stride`; slabs start on page
+///   boundaries, so every block is aligned to `alignment`
+/// - `slab_bytes % granule == 0` and `capacity * stride <= slab_bytes`, `capacity >= 1`
+/// - `in_chunk ⇔ slab_bytes <= CHUNK_SIZE`: such slabs never cross a chunk boundary
 /// - `1 <= refill <= limit`, `1 <= drain <= limit`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ClassGeometry {
     pub(crate) payload: usize,
     pub(crate) stride: usize,
-    pub(crate) lead: usize,
     pub(crate) slab_bytes: usize,
     pub(crate) capacity: u32,
     pub(crate) refill: u32,
     pub(crate) limit: u32,
     pub(crate) drain: u32,
+    pub(crate) in_chunk: bool,
 }
 
 pub(crate) const fn round_up(value: usize, to: usize) -> usize {
@@ -119,14 +141,13 @@ const MAX_GROWN_SLAB: usize = 1 << 20;
 
 /// Blocks per slab: enough to reach `target`, then more (within `MAX_GROWN_SLAB`) until
 /// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes; never so
-/// many that the slab is larger than the arena (`arena` bytes), never fewer than one.
-fn slab_blocks(target: usize, lead: usize, stride: usize, granule: usize, arena: usize) -> usize {
-    let bytes = |k: usize| round_up(lead + k * stride, granule);
-    let waste = |k: usize| bytes(k) - (lead + k * stride);
-    // The most blocks whose slab still fits in the arena (at least one).
-    let fitting = (arena.saturating_sub(lead) / stride).max(1);
-    let fitting = (1..=fitting).rev().find(|&k| bytes(k) <= arena).unwrap_or(1);
-    let first = target.saturating_sub(lead).div_ceil(stride).clamp(1, fitting);
+/// many that the slab is larger than `ceiling` bytes, never fewer than one.
+fn slab_blocks(target: usize, stride: usize, granule: usize, ceiling: usize) -> usize {
+    let bytes = |k: usize| round_up(k * stride, granule);
+    let waste = |k: usize| bytes(k) - k * stride;
+    let fitting = (ceiling / stride).max(1);
+    let fitting = (1..=fitting).rev().find(|&k| bytes(k) <= ceiling).unwrap_or(1);
+    let first = target.div_ceil(stride).clamp(1, fitting);
     let last = first.max(MAX_GROWN_SLAB / stride).min(fitting);
     let mut best = first;
     for k in first..=last {
@@ -142,17 +163,17 @@ fn slab_blocks(target: usize, lead: usize, stride: usize, granule: usize, arena:
 
 impl ClassGeometry {
     pub(crate) fn table(config: &AllocatorConfig, granule: usize) -> [Self; NUM_CLASSES] {
+        let ceiling = round_up(config.ceiling(), granule);
         CLASS_SIZES.map(|payload| {
-            let stride = round_up(payload + HEADER_SIZE, config.alignment);
-            let lead = config.alignment - HEADER_SIZE;
-            let arena = round_up(config.arena_size, granule);
-            let blocks = slab_blocks(config.slab_target_bytes, lead, stride, granule, arena);
-            let slab_bytes = round_up(lead + blocks * stride, granule);
-            let capacity = count(slab_bytes - lead, stride);
+            let stride = round_up(payload, config.alignment);
+            let blocks = slab_blocks(config.slab_target_bytes, stride, granule, ceiling);
+            let slab_bytes = round_up(blocks * stride, granule);
+            let capacity = count(slab_bytes, stride);
             let refill = count(config.refill_target_bytes, stride);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
             let drain = (refill / 2).max(1);
-            Self { payload, stride, lead, slab_bytes, capacity, refill, limit, drain }
+            let in_chunk = slab_bytes <= CHUNK_SIZE;
+            Self { payload, stride, slab_bytes, capacity, refill, limit, drain, in_chunk }
         })
     }
 }
@@ -176,14 +197,20 @@ mod tests {
                 other => panic!("expected InvalidConfig, got {other:?}"),
             }
         };
-        assert_eq!(bad(&|c| c.arena_size = 0), "arena_size");
-        assert_eq!(bad(&|c| c.arena_size = MAX_ARENA_SIZE + 1), "arena_size");
+        assert_eq!(bad(&|c| c.max_bytes = Some(0)), "max_bytes");
+        assert_eq!(bad(&|c| c.max_bytes = Some(4095)), "max_bytes");
+        assert_eq!(bad(&|c| c.max_bytes = Some(MAX_ARENA_SIZE + 1)), "max_bytes");
+        assert_eq!(bad(&|c| c.region_bytes = MAX_ARENA_SIZE + 1), "region_bytes");
         for a in [0, 3, 32, 65, 8192, 1 << 31] {
             assert_eq!(bad(&move |c| c.alignment = a), "alignment", "alignment {a}");
         }
         assert_eq!(bad(&|c| c.refill_target_bytes = 0), "refill_target_bytes");
         assert_eq!(bad(&|c| c.local_cache_target_bytes = 0), "local_cache_target_bytes");
         assert_eq!(bad(&|c| c.slab_target_bytes = 0), "slab_target_bytes");
+        assert_eq!(bad(&|c| c.slab_target_bytes = MAX_ARENA_SIZE + 1), "slab_target_bytes");
+        // Default targets are fine under a small cap: counts are clamped to what fits.
+        let small = AllocatorConfig { max_bytes: Some(8192), ..AllocatorConfig::default() };
+        assert_eq!(small.validate(), Ok(()));
     }
 
     #[test]
@@ -192,13 +219,13 @@ mod tests {
             let config = AllocatorConfig { alignment, ..AllocatorConfig::default() };
             for g in ClassGeometry::table(&config, 4096) {
                 assert_eq!(g.stride % alignment, 0);
-                assert!(g.stride >= g.payload + HEADER_SIZE);
-                assert_eq!((g.lead + HEADER_SIZE) % alignment, 0);
+                assert!(g.stride >= g.payload && g.stride < g.payload + alignment);
                 assert_eq!(g.slab_bytes % 4096, 0);
                 assert!(g.capacity >= 1);
-                assert!(g.lead + g.capacity as usize * g.stride <= g.slab_bytes);
+                assert!(g.capacity as usize * g.stride <= g.slab_bytes);
                 assert!(g.refill >= 1 && g.refill <= g.limit);
                 assert!(g.drain >= 1 && g.drain <= g.limit);
+                assert_eq!(g.in_chunk, g.slab_bytes <= CHUNK_SIZE);
             }
         }
     }
@@ -206,25 +233,25 @@ mod tests {
     #[test]
     fn default_counts_match_the_documented_table() {
         let t = ClassGeometry::table(&AllocatorConfig::default(), 4096);
-        // 64-byte class: 128-byte blocks, 512 per 64 KiB slab, refill 256, limit 512.
-        assert_eq!((t[0].stride, t[0].capacity, t[0].refill, t[0].limit, t[0].drain), (128, 512, 256, 512, 128));
+        // 64-byte class: 64-byte blocks (no header), 1024 per 64 KiB slab.
+        assert_eq!((t[0].stride, t[0].capacity, t[0].refill, t[0].limit, t[0].drain), (64, 1024, 512, 1024, 256));
         // 16 MiB class: one block per slab, a cache keeps one.
         let last = t[NUM_CLASSES - 1];
         assert_eq!((last.capacity, last.refill, last.limit, last.drain), (1, 1, 1, 1));
-        assert_eq!(last.slab_bytes, (16 << 20) + 4096);
-        // Slabs grown against page-rounding waste (as listed in the README table).
-        assert_eq!((t[19].capacity, t[19].slab_bytes), (32, 132 << 10));
-        assert_eq!((t[35].capacity, t[35].slab_bytes), (4, 260 << 10));
+        assert_eq!(last.slab_bytes, 16 << 20);
+        assert!(!last.in_chunk);
+        // Every class up to 4 MiB keeps its slabs inside one chunk.
+        assert!(t.iter().filter(|g| g.payload <= CHUNK_SIZE).all(|g| g.in_chunk));
     }
 
     #[test]
-    fn slabs_never_outgrow_a_small_arena() {
-        for (arena, alignment) in [(64 << 10, 64), (64 << 10, 128), (256 << 10, 64), (4096, 64)] {
-            let config = AllocatorConfig { arena_size: arena, alignment, ..AllocatorConfig::default() };
+    fn slabs_never_outgrow_a_small_cap() {
+        for (cap, alignment) in [(64 << 10, 64), (64 << 10, 128), (256 << 10, 64), (4096, 64)] {
+            let config = AllocatorConfig { max_bytes: Some(cap), alignment, ..AllocatorConfig::default() };
             for g in ClassGeometry::table(&config, 4096) {
                 assert!(g.capacity >= 1);
-                if g.lead + g.stride <= arena {
-                    assert!(g.slab_bytes <= round_up(arena, 4096), "{arena} {alignment} {g:?}");
+                if g.stride <= cap {
+                    assert!(g.slab_bytes <= round_up(cap, 4096), "{cap} {alignment} {g:?}");
                 }
             }
         }
@@ -233,7 +260,7 @@ mod tests {
     #[test]
     fn slabs_lose_little_to_page_rounding() {
         for g in ClassGeometry::table(&AllocatorConfig::default(), 4096) {
-            let used = g.lead + g.capacity as usize * g.stride;
+            let used = g.capacity as usize * g.stride;
             let waste = g.slab_bytes - used;
             // At most 1/64 of the blocks' bytes, unless one block already exceeds 1 MiB
             // (then less than one page per block).

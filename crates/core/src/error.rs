@@ -30,13 +30,23 @@ pub enum AllocError {
         /// The request.
         requested: usize,
     },
-    /// The arena cannot hold the request.
+    /// The arena is at its cap (`max_bytes`) and cannot hold the request.
     OutOfMemory {
         /// The request.
         requested: usize,
         /// Bytes the arena could still supply: never carved plus free spans (not
         /// necessarily contiguous).
         remaining: usize,
+        /// The cap (`max_bytes` rounded up to pages); 0 when the arena has none (then it
+        /// reached the most regions it can grow to).
+        cap: usize,
+    },
+    /// The OS refused to reserve or commit more memory for the request.
+    SystemOutOfMemory {
+        /// The request.
+        requested: usize,
+        /// The OS error number.
+        errno: i32,
     },
     /// Global API only: this thread's cache is gone (thread teardown) or in use
     /// (re-entrant call).
@@ -48,8 +58,8 @@ pub enum AllocError {
 /// Why a free was rejected. The allocation is left exactly as it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeError {
-    /// The pointer is not inside this allocator's arena, or not on its user-pointer
-    /// alignment grid. Nothing was read.
+    /// The pointer is not the start of a block this allocator handed out: outside its
+    /// arena, off its alignment grid, or where no block starts.
     ForeignPointer {
         /// The pointer.
         addr: usize,
@@ -57,11 +67,6 @@ pub enum FreeError {
     /// The block is not allocated: it was freed already, or (with a generation) it was
     /// freed and handed out again since.
     DoubleFree {
-        /// The pointer.
-        addr: usize,
-    },
-    /// No valid block header at this address: never handed out, or overwritten.
-    CorruptHeader {
         /// The pointer.
         addr: usize,
     },
@@ -97,7 +102,7 @@ impl AllocError {
     pub const fn code(&self) -> &'static str {
         match self {
             Self::InvalidSize { .. } => "ERR_INVALID_SIZE",
-            Self::OutOfMemory { .. } => "ERR_OUT_OF_MEMORY",
+            Self::OutOfMemory { .. } | Self::SystemOutOfMemory { .. } => "ERR_OUT_OF_MEMORY",
             Self::CacheUnavailable => "ERR_CACHE_UNAVAILABLE",
             Self::InitFailed(e) => e.code(),
         }
@@ -111,7 +116,6 @@ impl FreeError {
         match self {
             Self::ForeignPointer { .. } => "ERR_NOT_OWNED",
             Self::DoubleFree { .. } => "ERR_DOUBLE_FREE",
-            Self::CorruptHeader { .. } => "ERR_CORRUPT_HEADER",
             Self::SizeMismatch { .. } => "ERR_SIZE_MISMATCH",
             Self::CacheUnavailable => "ERR_CACHE_UNAVAILABLE",
             Self::InitFailed(e) => e.code(),
@@ -136,9 +140,18 @@ impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSize { requested } => write!(f, "invalid allocation size {requested}"),
-            Self::OutOfMemory { requested, remaining } => {
-                write!(f, "arena out of memory: requested {requested} bytes, {remaining} bytes remaining")
-            }
+            Self::OutOfMemory { requested, remaining, cap: 0 } => write!(
+                f,
+                "arena out of memory: requested {requested} bytes, {remaining} bytes remaining and the arena cannot grow further"
+            ),
+            Self::OutOfMemory { requested, remaining, cap } => write!(
+                f,
+                "arena out of memory: requested {requested} bytes, but only {remaining} of the cap of {cap} bytes (max_bytes) are free; free allocations or raise max_bytes"
+            ),
+            Self::SystemOutOfMemory { requested, errno } => write!(
+                f,
+                "out of memory: the operating system refused more memory for a request of {requested} bytes (OS error {errno})"
+            ),
             Self::CacheUnavailable => f.write_str("this thread's cache is unavailable"),
             Self::InitFailed(e) => write!(f, "global allocator unavailable: {e}"),
         }
@@ -153,9 +166,6 @@ impl fmt::Display for FreeError {
             }
             Self::DoubleFree { addr } => {
                 write!(f, "block {addr:#x} is not allocated (double free)")
-            }
-            Self::CorruptHeader { addr } => {
-                write!(f, "no valid block header at {addr:#x} (never allocated or overwritten)")
             }
             Self::SizeMismatch { addr, provided, recorded } => {
                 write!(f, "size mismatch freeing {addr:#x}: given {provided}, allocated {recorded}")

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use crate::allocator::Allocator;
 use crate::config::AllocatorConfig;
 use crate::error::{AllocError, FreeError, InitError};
+use crate::realloc::ReallocError;
 use crate::stats::AllocatorStats;
 use crate::thread_cache::ThreadCache;
 
@@ -148,6 +149,20 @@ unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
             unsafe { allocator.deallocate_uncached(ptr, None) }
         }
     }
+}
+
+/// Resizes a block of the global allocator (see [`Allocator::reallocate`]) through this
+/// thread's cache.
+///
+/// # Safety
+/// As [`Allocator::reallocate`].
+///
+/// # Errors
+/// As [`Allocator::reallocate`], plus [`AllocError::CacheUnavailable`] /
+/// [`AllocError::InitFailed`] (wrapped in [`ReallocError::Alloc`]); nothing changed then.
+pub unsafe fn reallocate(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
+    // SAFETY: forwarded contract.
+    with_cache(|a, cache| unsafe { a.reallocate(cache, ptr, new_size) }).map_err(ReallocError::Alloc)?
 }
 
 /// Stats of the global allocator (building it if needed).

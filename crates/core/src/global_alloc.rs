@@ -7,7 +7,9 @@ use crate::config::MIN_ALIGNMENT;
 use crate::global;
 
 /// Serves Rust's heap from the process-global arena: sizes 1 ..= any with alignment up
-/// to 64 bytes. Larger alignments, re-entrant calls (the allocator's own bookkeeping),
+/// to 64 bytes. `realloc` resizes in place where it can (same size class; a large block
+/// growing into the free pages after it, or shrinking), so a growing `Vec` does not hold
+/// its old and new buffers at once. Larger alignments, re-entrant calls (the allocator's own bookkeeping),
 /// calls during thread teardown, and requests the arena cannot hold go to the system
 /// allocator; `dealloc` tells the two apart by address, so nothing is ever freed to the
 /// wrong one. Invalid frees are never fatal: the block is left alone (and counted in
@@ -41,6 +43,37 @@ unsafe impl GlobalAlloc for TensorArenaGlobalAlloc {
         }
         // SAFETY: forwarded GlobalAlloc contract.
         unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let ours = global::existing().is_some_and(|a| a.contains(ptr));
+        if !ours {
+            // SAFETY: not in the arena, so it came from System (GlobalAlloc contract).
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        if layout.align() <= MIN_ALIGNMENT
+            && new_size != 0
+            && let Some(block) = NonNull::new(ptr)
+            // SAFETY: `ptr` is a live arena block this adapter handed out (GlobalAlloc
+            // contract); on error nothing changed.
+            && let Ok(moved) = unsafe { global::reallocate(block, new_size) }
+        {
+            return moved.as_ptr();
+        }
+        // Re-entrant call, or the arena cannot hold the new size: allocate elsewhere, copy,
+        // free ours.
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: forwarded GlobalAlloc contract; the new block is distinct from the old.
+        unsafe {
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -7,9 +7,12 @@
 //! its token.
 //!
 //! Invariants (under the hand-off lock):
-//! - one record per in-flight block; its header's `holder` is `IN_FLIGHT` and its
-//!   generation is the record's (a hand-off bumps the generation, so every handle or
-//!   finalizer of the sender's hand-out is stale from then on)
+//! - one record per in-flight block; its metadata tag is `IN_FLIGHT` (allocated, held by
+//!   no thread: no free and no thread teardown touches it) and its generation is the
+//!   record's (a hand-off bumps the generation, so every handle or finalizer of the
+//!   sender's hand-out is stale from then on)
+//! - a received block is `LIVE` again and owned by the receiving cache: its frees are the
+//!   receiver's local frees, and the receiver's teardown frees it
 //! - `in_flight_bytes = Σ requested` of the records
 //! - a token is `sequence << 21 | mac(sequence)`: below 2^53, so JavaScript numbers carry it
 //!   exactly; a token with a valid mac and no record was received or reclaimed already
@@ -19,18 +22,25 @@ use std::ptr::NonNull;
 
 use crate::allocator::{Allocation, Allocator};
 use crate::error::FreeError;
-use crate::header::{self, Header, IN_FLIGHT, LARGE_CLASS, user_ptr};
-use crate::size_class::NUM_CLASSES;
+use crate::free::Expect;
+use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LIVE};
 use crate::thread_cache::ThreadCache;
 
 const MAC_BITS: u32 = 21;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct InFlight {
-    header: usize,
+    addr: usize,
     generation: u32,
     requested: usize,
     label: u64,
+}
+
+impl InFlight {
+    fn ptr(&self) -> NonNull<u8> {
+        // Records are made from live blocks, whose addresses are never null.
+        NonNull::new(self.addr as *mut u8).unwrap_or(NonNull::dangling())
+    }
 }
 
 /// The in-flight records of one allocator.
@@ -113,28 +123,18 @@ impl Allocator {
         }
     }
 
-    /// The header of a live block matching `generation`, or why not.
-    fn live_header(&self, ptr: NonNull<u8>, generation: u32) -> Result<*mut Header, FreeError> {
-        let block = self.inner.locate(ptr)?;
-        // SAFETY: `locate` checked the header lies inside the arena mapping.
-        let class = unsafe { (*block).class };
+    /// The metadata of the block at `ptr` if it is a live hand-out with `generation`.
+    fn live_meta(&self, ptr: NonNull<u8>, generation: u32) -> Result<&BlockMeta, FreeError> {
         let addr = ptr.as_ptr() as usize;
-        if class as usize >= NUM_CLASSES && class != LARGE_CLASS {
-            return Err(FreeError::CorruptHeader { addr });
+        let meta = (addr & self.inner.align_mask == 0)
+            .then(|| self.inner.arena.meta(addr))
+            .flatten()
+            .ok_or(FreeError::ForeignPointer { addr })?;
+        match meta::state_of(meta.tag()) {
+            LIVE if meta.generation() == generation => Ok(meta),
+            LIVE | FREE | IN_FLIGHT => Err(FreeError::DoubleFree { addr }),
+            _ => Err(FreeError::ForeignPointer { addr }),
         }
-        let check = header::check(self.inner.secret, block, class);
-        // SAFETY: as above.
-        let (state, current) = unsafe { (header::state(block), (*block).generation) };
-        if state == header::free(check) {
-            return Err(FreeError::DoubleFree { addr });
-        }
-        if state != header::live(check) {
-            return Err(FreeError::CorruptHeader { addr });
-        }
-        if current != generation {
-            return Err(FreeError::DoubleFree { addr });
-        }
-        Ok(block)
     }
 
     /// Removes the in-flight record of `token` (claimed exactly once), or says why not.
@@ -163,34 +163,36 @@ impl Allocator {
     /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
     pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32, label: u64) -> Result<(u64, u32), HandoffError> {
         let mut handoffs = self.inner.handoffs.lock();
-        let block = self.live_header(ptr, generation).map_err(HandoffError::Free)?;
-        let next = generation.wrapping_add(1);
-        // SAFETY: the block is live and the caller hands it over.
-        let requested = unsafe {
-            (*block).generation = next;
-            (*block).holder = IN_FLIGHT;
-            (*block).requested as usize
+        let meta = self.live_meta(ptr, generation).map_err(HandoffError::Free)?;
+        let addr = ptr.as_ptr() as usize;
+        let class = meta::class_of(meta.tag());
+        let requested = if class == meta::LARGE_CLASS {
+            self.inner.pages.lock().large.get(addr).map_or(0, |r| r.requested)
+        } else {
+            meta.requested() as usize
         };
+        let next = generation.wrapping_add(1);
+        meta.set_generation(next);
+        meta.set_tag(meta::tag(IN_FLIGHT, class));
         let sequence = handoffs.next_sequence;
         handoffs.next_sequence += 1;
         let token = (sequence << MAC_BITS) | self.mac(sequence);
-        handoffs.records.insert(token, InFlight { header: block as usize, generation: next, requested, label });
+        handoffs.records.insert(token, InFlight { addr, generation: next, requested, label });
         handoffs.bytes += requested;
         Ok((token, next))
     }
 
-    /// Claims the in-flight block of `token`, exactly once; `cache`'s thread becomes its
-    /// holder (frees from it still go through the owner's cross-thread path).
+    /// Claims the in-flight block of `token`, exactly once; `cache` becomes its owner
+    /// (frees from its thread are local frees; its teardown frees it).
     ///
     /// # Errors
     /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
     pub fn receive(&self, token: u64, cache: &ThreadCache) -> Result<Received, HandoffError> {
         let record = self.take_record(token)?;
-        let block = record.header as *mut Header;
-        // SAFETY: in-flight blocks stay allocated; nobody else touches the holder.
-        unsafe { (*block).holder = cache.id() };
+        let meta = self.claim(&record)?;
+        meta.set_owner(cache.id);
         Ok(Received {
-            allocation: Allocation { ptr: user_ptr(block), generation: record.generation },
+            allocation: Allocation { ptr: record.ptr(), generation: record.generation },
             requested: record.requested,
             label: record.label,
         })
@@ -201,7 +203,7 @@ impl Allocator {
     pub fn in_flight(&self, token: u64) -> Option<Received> {
         let handoffs = self.inner.handoffs.lock();
         handoffs.records.get(&token).map(|r| Received {
-            allocation: Allocation { ptr: user_ptr(r.header as *mut Header), generation: r.generation },
+            allocation: Allocation { ptr: r.ptr(), generation: r.generation },
             requested: r.requested,
             label: r.label,
         })
@@ -214,10 +216,21 @@ impl Allocator {
     /// As [`Allocator::receive`].
     pub fn reclaim(&self, token: u64) -> Result<usize, HandoffError> {
         let record = self.take_record(token)?;
-        let ptr = user_ptr(record.header as *mut Header);
+        self.claim(&record)?;
         // SAFETY: the in-flight block is allocated and nobody holds it.
-        let freed = unsafe { self.deallocate_uncached(ptr, Some(record.generation)) };
+        let freed = unsafe { self.free_uncached(record.ptr(), Expect::Generation(record.generation), true) };
         freed.map(|()| record.requested).map_err(HandoffError::Free)
+    }
+
+    /// Makes the block of a record just taken `LIVE` again.
+    fn claim(&self, record: &InFlight) -> Result<&BlockMeta, HandoffError> {
+        let meta = self.inner.arena.meta(record.addr).ok_or(HandoffError::InvalidHandle)?;
+        let tag = meta.tag();
+        if meta::state_of(tag) != IN_FLIGHT || meta.generation() != record.generation {
+            return Err(HandoffError::InvalidHandle);
+        }
+        meta.set_tag(meta::tag(LIVE, meta::class_of(tag)));
+        Ok(meta)
     }
 }
 
@@ -227,12 +240,12 @@ mod tests {
     use crate::config::AllocatorConfig;
 
     fn setup() -> (Allocator, ThreadCache, ThreadCache) {
-        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
+        let allocator = Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
         (allocator, ThreadCache::new(), ThreadCache::new())
     }
 
     #[test]
-    fn a_hand_off_is_received_exactly_once_and_freed_by_the_receiver_remotely() {
+    fn a_hand_off_is_received_exactly_once_and_becomes_the_receivers() {
         let (a, mut sender, mut receiver) = setup();
         let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
         // SAFETY: the sender gives the block up.
@@ -245,14 +258,15 @@ mod tests {
         );
         assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().in_flight_count, 0);
-        // The sender's handle is stale; the receiver frees through the inbox.
+        // The sender's handle is stale; the receiver owns the block: a local free.
         // SAFETY: probing with a stale generation frees nothing.
         let stale = unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) };
         assert!(matches!(stale, Err(FreeError::DoubleFree { .. })));
         // SAFETY: the receiver holds the block.
         unsafe { a.deallocate_tracked(&mut receiver, got.allocation.ptr, generation) }.unwrap();
         let stats = a.stats();
-        assert_eq!((stats.live_allocations, stats.remote_frees_total, stats.inbox_blocks), (0, 1, 1));
+        assert_eq!((stats.live_allocations, stats.remote_frees_total, stats.inbox_blocks), (0, 0, 0));
+        assert_eq!(receiver.stats().blocks, 1);
     }
 
     #[test]

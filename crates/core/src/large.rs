@@ -1,11 +1,13 @@
 //! The registry of live large allocations (requests above the largest class).
 //!
-//! A large allocation is one span of whole pages: `[span_start, span_start + span_len)`,
-//! header at `span_start + alignment - 64`, user pointer at `span_start + alignment`.
-//! Invariants: one record per live large allocation, keyed by its header address;
-//! `live_bytes = Σ requested`, `live_span_bytes = Σ span_len`. A free is accepted only for
-//! a key present here, so freeing a large block twice, or a pointer that only looks like
-//! one, never reaches the span heap.
+//! A large allocation is one span of whole pages, `[start, start + span_len)`; the user
+//! pointer is `start` (page-aligned, so aligned to any supported alignment) and its
+//! metadata entry (tag `LARGE_CLASS`, generation, owner) is the one of `start`'s granule.
+//! Invariants: one record per live large allocation, keyed by its start;
+//! `live_bytes = Σ requested`, `live_span_bytes = Σ span_len`;
+//! `span_len = round_up(requested, granule)` except after an in-place shrink that kept
+//! fewer pages than it could. A free is accepted only for a key present here, so freeing
+//! a large block twice, or a pointer that only looks like one, never reaches the span heap.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -33,7 +35,6 @@ impl Hasher for AddressHasher {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LargeRecord {
-    pub(crate) span_start: usize,
     pub(crate) span_len: usize,
     pub(crate) requested: usize,
 }
@@ -46,29 +47,29 @@ pub(crate) struct LargeRegistry {
 }
 
 impl LargeRegistry {
-    pub(crate) fn insert(&mut self, header: usize, record: LargeRecord) {
+    pub(crate) fn insert(&mut self, start: usize, record: LargeRecord) {
         self.live_bytes += record.requested;
         self.live_span_bytes += record.span_len;
-        if let Some(old) = self.live.insert(header, record) {
+        if let Some(old) = self.live.insert(start, record) {
             // Unreachable: a span is handed out once. Keep the totals exact regardless.
             self.live_bytes -= old.requested;
             self.live_span_bytes -= old.span_len;
         }
     }
 
-    pub(crate) fn get(&self, header: usize) -> Option<LargeRecord> {
-        self.live.get(&header).copied()
+    pub(crate) fn get(&self, start: usize) -> Option<LargeRecord> {
+        self.live.get(&start).copied()
     }
 
-    pub(crate) fn remove(&mut self, header: usize) -> Option<LargeRecord> {
-        let record = self.live.remove(&header)?;
+    pub(crate) fn remove(&mut self, start: usize) -> Option<LargeRecord> {
+        let record = self.live.remove(&start)?;
         self.live_bytes -= record.requested;
         self.live_span_bytes -= record.span_len;
         Some(record)
     }
 
-    /// Header addresses of every live large allocation.
-    pub(crate) fn headers(&self) -> impl Iterator<Item = usize> + '_ {
+    /// Starts of every live large allocation.
+    pub(crate) fn starts(&self) -> impl Iterator<Item = usize> + '_ {
         self.live.keys().copied()
     }
 
@@ -84,6 +85,12 @@ impl LargeRegistry {
     pub(crate) const fn live_span_bytes(&self) -> usize {
         self.live_span_bytes
     }
+
+    /// Every live record.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn records(&self) -> impl Iterator<Item = (usize, LargeRecord)> + '_ {
+        self.live.iter().map(|(&start, &record)| (start, record))
+    }
 }
 
 #[cfg(test)]
@@ -93,14 +100,14 @@ mod tests {
     #[test]
     fn records_are_independent_and_removed_once() {
         let mut reg = LargeRegistry::default();
-        let a = LargeRecord { span_start: 0, span_len: 8192, requested: 5000 };
-        let b = LargeRecord { span_start: 8192, span_len: 4096, requested: 100 };
-        reg.insert(64, a);
-        reg.insert(8256, b);
+        let a = LargeRecord { span_len: 8192, requested: 5000 };
+        let b = LargeRecord { span_len: 4096, requested: 100 };
+        reg.insert(0, a);
+        reg.insert(8192, b);
         assert_eq!((reg.len(), reg.live_bytes(), reg.live_span_bytes()), (2, 5100, 12288));
-        assert_eq!(reg.remove(64), Some(a));
-        assert_eq!(reg.remove(64), None);
-        assert_eq!(reg.get(8256), Some(b));
+        assert_eq!(reg.remove(0), Some(a));
+        assert_eq!(reg.remove(0), None);
+        assert_eq!(reg.get(8192), Some(b));
         assert_eq!((reg.len(), reg.live_bytes()), (1, 100));
     }
 }

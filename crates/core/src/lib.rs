@@ -5,15 +5,22 @@
 //! tracked large-allocation path. Pure Rust; the Node binding builds on it.
 //!
 //! ## Glossary
-//! - **arena**: one anonymous mapping reserved up front and committed page by page on
-//!   first touch; carved lock-free from the bottom, never unmapped while a handle lives.
-//! - **block**: what one allocation gets: a 64-byte header then the payload; the user
-//!   pointer (just after the header) is aligned to the configured alignment.
+//! - **arena**: all the memory one allocator hands out: one or more regions, carved
+//!   bottom-up, growing by regions without a cap (`max_bytes`), never unmapped while a
+//!   handle lives.
+//! - **region**: one reservation of address space, committed a chunk at a time; its
+//!   metadata lives in a separate mapping (the block table and the slab map).
+//! - **chunk**: 4 MiB of a region ([`CHUNK_SIZE`]): the unit of commit and of JavaScript
+//!   windows; slabs that fit in a chunk never cross one.
+//! - **block**: what one allocation gets: its class payload rounded up to the alignment,
+//!   user bytes only. Its metadata (state, generation, requested size, owner) is a 16-byte
+//!   entry of the block table, out of band ([`BLOCK_METADATA_BYTES`]).
 //! - **class**: a size class, the rounded-up size of small requests (1 B ..= 16 MiB);
 //!   see [`SizeClass`] and [`CLASS_SIZES`].
 //! - **slab**: a run of whole pages cut into blocks of one class.
-//! - **thread cache**: [`ThreadCache`], caller-owned, one per thread: free blocks per class,
-//!   refilled from and drained to the central pool in batches.
+//! - **thread cache**: [`ThreadCache`], caller-owned, one per thread: a stack of free
+//!   blocks per class (in the cache's own memory), refilled from and drained to the central
+//!   pool in batches.
 //! - **central pool**: per class, the slabs the class owns with their free blocks, and an
 //!   inbox for blocks freed by a thread other than their owner (a remote free).
 //! - **span heap**: free runs of pages. Fully free slabs and freed large allocations go
@@ -24,20 +31,26 @@
 //!   by no thread) until exactly one receiver claims it with its token.
 #![deny(missing_docs)]
 
+mod allocate;
 mod allocator;
 mod arena;
 mod central;
 mod config;
 mod error;
+mod free;
 mod global;
 mod global_alloc;
 mod handoff;
-mod header;
 mod inbox;
+#[cfg(any(test, feature = "invariants"))]
+mod invariants;
 mod large;
 mod maintenance;
+mod meta;
 mod os;
 mod pages;
+mod realloc;
+mod region;
 mod size_class;
 mod snapshot;
 mod span_heap;
@@ -48,10 +61,12 @@ mod thread_cache;
 pub use allocator::{Allocation, Allocator};
 pub use config::{AllocatorConfig, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT};
 pub use error::{AllocError, FreeError, InitError};
-pub use global::{allocate, deallocate, deallocate_with_size, global_stats};
+pub use global::{allocate, deallocate, deallocate_with_size, global_stats, reallocate};
 pub use global_alloc::TensorArenaGlobalAlloc;
 pub use handoff::{HandoffError, Received};
-pub use header::HEADER_SIZE;
+pub use meta::BLOCK_METADATA_BYTES;
+pub use realloc::ReallocError;
+pub use region::CHUNK_SIZE;
 pub use size_class::{CLASS_SIZES, MAX_SMALL_SIZE, NUM_CLASSES, SizeClass};
 pub use stats::{AllocatorStats, ClassStats, StatField, StatKind, ThreadCacheStats};
 pub use thread_cache::ThreadCache;

@@ -2,16 +2,53 @@
 //! pool, reclaiming fully free slabs, and the periodic maintenance (driven by the
 //! slow-path traffic of every thread) that returns idle memory to the OS.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use crate::allocator::Inner;
-use crate::central::{Chain, FreedSlab};
-use crate::error::AllocError;
+use parking_lot::MutexGuard;
+
+use crate::allocator::{CentralClass, Inner};
+use crate::arena::CarveError;
+use crate::central::{Chain, ClassPool, FreedSlab};
 
 /// Slow-path operations between two maintenance passes.
 const MAINTAIN_EVERY: u64 = 256;
 /// Slow-path operations between two clock reads (divides `MAINTAIN_EVERY`).
 const CLOCK_EVERY: u64 = 16;
+
+/// The allocator's sense of time: a microsecond clock read coarsely (reading it costs
+/// ~30 ns here, as much as a whole large alloc+free pair), and the slow-path operation
+/// count that paces maintenance.
+pub(crate) struct Clock {
+    start: Instant,
+    /// Slow-path operations so far.
+    epoch: AtomicU64,
+    /// The clock as last read (every `CLOCK_EVERY` slow-path operations).
+    coarse_now: AtomicU64,
+    /// Time of the previous maintenance pass.
+    last_maintenance: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            epoch: AtomicU64::new(0),
+            coarse_now: AtomicU64::new(0),
+            last_maintenance: AtomicU64::new(0),
+        }
+    }
+
+    /// Microseconds since the allocator was built.
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The time as last read.
+    pub(crate) fn coarse(&self) -> u64 {
+        self.coarse_now.load(Ordering::Relaxed)
+    }
+}
 
 impl Inner {
     /// A seed never returned before by this allocator.
@@ -19,82 +56,106 @@ impl Inner {
         self.seeds.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Microseconds since the allocator was built (timestamps of free spans and slabs).
-    pub(crate) fn now_us(&self) -> u64 {
-        u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
     /// Counts a slow-path operation and returns the coarse time in microseconds: the
     /// clock is read every `CLOCK_EVERY` operations, and maintenance runs every
     /// `MAINTAIN_EVERY`.
     pub(crate) fn tick(&self) -> u64 {
-        let operations = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let operations = self.clock.epoch.fetch_add(1, Ordering::Relaxed) + 1;
         if !operations.is_multiple_of(CLOCK_EVERY) {
-            return self.coarse_now.load(Ordering::Relaxed);
+            return self.clock.coarse();
         }
-        let now = self.now_us();
-        self.coarse_now.store(now, Ordering::Relaxed);
+        let now = self.clock.now_us();
+        self.clock.coarse_now.store(now, Ordering::Relaxed);
         if operations.is_multiple_of(MAINTAIN_EVERY) {
             self.maintain(now);
         }
         now
     }
 
-    /// Takes up to `max` blocks of class `c` from the central pool, adding a slab if
-    /// the class has none free, and reclaiming idle memory of every class if the arena
-    /// is full. An empty chain means out of memory.
-    pub(crate) fn take_blocks(&self, c: usize, max: u32, now: u64) -> Chain {
+    /// Runs `f` on class `c`'s pool under its lock, after absorbing its inbox, and keeps
+    /// `reclaimable` (empty slabs over all classes) in step.
+    fn with_pool<R>(&self, c: usize, now: u64, f: impl FnOnce(&mut ClassPool) -> R) -> R {
         let central = &self.central[c];
-        for attempt in 0..2 {
-            {
-                let mut pool = central.pool.lock();
-                let rejected = pool.drain_inbox(&central.inbox, now);
-                self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-                let chain = pool.take(max, now);
-                if chain.count > 0 {
-                    return chain;
-                }
-                if let Some(start) = self.take_span(self.geo[c].slab_bytes) {
-                    pool.add_slab(start, self.next_seed());
-                    return pool.take(max, now);
-                }
-            }
-            if attempt == 0 {
-                self.reclaim_slabs(now);
-            }
-        }
-        Chain::EMPTY
+        self.with_locked_pool(central, central.pool.lock(), now, f)
     }
 
-    /// Returns a chain of blocks of class `c` to the central pool; slabs that became
-    /// fully free beyond one spare go back to the span heap.
-    ///
-    /// # Safety
-    /// The chain's blocks must be free and owned by the caller.
-    pub(crate) unsafe fn return_blocks(&self, c: usize, chain: Chain, now: u64) {
-        let central = &self.central[c];
+    /// As [`Inner::with_pool`], with the pool's lock already taken.
+    fn with_locked_pool<R>(
+        &self,
+        central: &CentralClass,
+        mut pool: MutexGuard<'_, ClassPool>,
+        now: u64,
+        f: impl FnOnce(&mut ClassPool) -> R,
+    ) -> R {
+        let before = pool.empty_slabs();
+        let rejected = pool.drain_inbox(&self.arena, &central.inbox, now);
+        let result = f(&mut pool);
+        let after = pool.empty_slabs();
+        drop(pool);
+        if rejected > 0 {
+            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
+        }
+        if after > before {
+            self.reclaimable.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.reclaimable.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Takes up to `max` free blocks of class `c` from the central pool, adding a slab if
+    /// the class has none free, and reclaiming empty slabs of every class (once) if the
+    /// arena is at its cap. An empty chain means out of memory at the cap; `Err(errno)`
+    /// the OS refused more memory.
+    pub(crate) fn take_blocks(&self, c: usize, max: u32, now: u64) -> Result<Chain, i32> {
+        let geo = self.geo[c];
+        for attempt in 0..2 {
+            let taken = self.with_pool(c, now, |pool| {
+                let chain = pool.take(&self.arena, max, now);
+                if chain.len > 0 {
+                    return Ok(chain);
+                }
+                let start = self.take_span(geo.slab_bytes, geo.in_chunk)?;
+                pool.add_slab(&self.arena, start, self.next_seed());
+                Ok(pool.take(&self.arena, max, now))
+            });
+            match taken {
+                Ok(chain) => return Ok(chain),
+                Err(CarveError::Refused(errno)) => return Err(errno),
+                Err(CarveError::Full) if attempt == 0 && self.reclaim_slabs(now) => {}
+                Err(CarveError::Full) => break,
+            }
+        }
+        Ok(Chain::EMPTY)
+    }
+
+    /// Returns a chain of free blocks of class `c` (owned by the caller) to the central
+    /// pool; slabs that became fully free beyond one spare go back to the span heap.
+    pub(crate) fn return_blocks(&self, c: usize, chain: Chain, now: u64) {
         let mut freed = Vec::new();
-        {
-            let mut pool = central.pool.lock();
-            let mut rejected = pool.drain_inbox(&central.inbox, now);
-            // SAFETY: forwarded contract.
-            rejected += unsafe { pool.put_chain(chain, now) };
+        self.with_pool(c, now, |pool| {
+            let rejected = pool.put_chain(&self.arena, chain, now);
             self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
             pool.release_empty(1, 0, &mut freed);
-        }
+        });
         self.give_spans(&freed, now);
     }
 
-    /// Gives every fully free slab of every class back to the span heap.
-    pub(crate) fn reclaim_slabs(&self, now: u64) {
-        let mut freed: Vec<FreedSlab> = Vec::new();
-        for central in &*self.central {
-            let mut pool = central.pool.lock();
-            let rejected = pool.drain_inbox(&central.inbox, now);
-            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            pool.release_empty(0, u64::MAX, &mut freed);
+    /// Gives every fully free slab of every class back to the span heap. Returns whether
+    /// there was anything to look at: the scan runs only when some class has an empty slab
+    /// or a non-empty inbox, so a miss at the cap stays cheap.
+    pub(crate) fn reclaim_slabs(&self, now: u64) -> bool {
+        let busy = |c: &CentralClass| c.inbox.len() > 0;
+        if self.reclaimable.load(Ordering::Relaxed) == 0 && !self.central.iter().any(busy) {
+            return false;
         }
+        let mut freed: Vec<FreedSlab> = Vec::new();
+        for c in 0..self.central.len() {
+            self.with_pool(c, now, |pool| pool.release_empty(0, u64::MAX, &mut freed));
+        }
+        let any = !freed.is_empty();
         self.give_spans(&freed, now);
+        any
     }
 
     /// Periodic maintenance, driven by slow-path traffic of any class: classes idle for
@@ -103,29 +164,23 @@ impl Inner {
     fn maintain(&self, now: u64) {
         let idle_before = now.saturating_sub(self.config.idle_release_ms.saturating_mul(1000));
         // A class used since the previous pass is not idle, however short the idle time.
-        let active_since = idle_before.min(self.last_maintenance.swap(now, Ordering::Relaxed));
+        let active_since = idle_before.min(self.clock.last_maintenance.swap(now, Ordering::Relaxed));
         let mut freed = Vec::new();
         for central in &*self.central {
             // Never wait here: a busy class is not idle.
-            let Some(mut pool) = central.pool.try_lock() else {
+            let Some(pool) = central.pool.try_lock() else {
                 continue;
             };
-            // Remote frees count too: an idle class may have had all its blocks come back
-            // through the inbox.
-            let rejected = pool.drain_inbox(&central.inbox, now);
-            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-            // An active class keeps one spare empty slab (whatever its age); an idle class
-            // gives every empty slab back.
-            let keep = usize::from(pool.last_used() >= active_since);
-            pool.release_empty(keep, 0, &mut freed);
+            // Remote frees count too (the inbox is absorbed first): an idle class may have
+            // had all its blocks come back through the inbox.
+            self.with_locked_pool(central, pool, now, |pool| {
+                // An active class keeps one spare empty slab (whatever its age); an idle
+                // class gives every empty slab back.
+                let keep = usize::from(pool.last_used() >= active_since);
+                pool.release_empty(keep, 0, &mut freed);
+            });
         }
         self.give_spans(&freed, now);
         self.purge(self.config.retain_bytes, idle_before);
-    }
-
-    pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
-        let uncarved = self.arena.len() - self.arena.carved();
-        let free = self.pages.lock().spans.free_bytes();
-        AllocError::OutOfMemory { requested, remaining: uncarved + free }
     }
 }

@@ -1,17 +1,21 @@
-//! Whole-page memory: the span heap shared by all classes and the large path, the large
-//! allocation registry, and giving pages back to the OS. All of it sits behind one lock,
-//! taken only on slow paths (after a class lock, never before one).
+//! Whole-page memory: the carving cursor, the span heap shared by all classes and the
+//! large path, the large allocation registry, and giving pages back to the OS. All of it
+//! sits behind one lock, taken only on slow paths (after a class lock, never before one).
 
-use crate::allocator::{Allocation, Expect, Inner};
-use crate::central::FreedSlab;
+use crate::allocator::Inner;
+use crate::arena::{CarveError, Top};
+use crate::central::{FreedSlab, generation_seed};
 use crate::error::{AllocError, FreeError};
-use crate::header::{self, HEADER_SIZE, Header, LARGE_CLASS, user_of, user_ptr};
+use crate::free::Expect;
 use crate::large::{LargeRecord, LargeRegistry};
+use crate::meta::{self, BlockMeta, FREE, LARGE_CLASS, LIVE};
 use crate::os;
 use crate::span_heap::SpanHeap;
+use crate::Allocation;
 
 #[derive(Default)]
 pub(crate) struct Pages {
+    pub(crate) top: Top,
     pub(crate) spans: SpanHeap,
     pub(crate) large: LargeRegistry,
     pub(crate) released_total: u64,
@@ -24,32 +28,41 @@ pub(crate) struct Pages {
 impl Inner {
     /// Bytes of the span serving a large request, if it can be described.
     pub(crate) fn large_span_len(&self, size: usize) -> Option<usize> {
-        let needed = size.checked_add(self.config.alignment)?;
         let granule = self.arena.granule();
-        needed.checked_add(granule - 1).map(|n| n / granule * granule)
+        size.checked_add(granule - 1).map(|n| n / granule * granule)
+    }
+
+    /// Whether `len` bytes could ever be carved (under the cap, if any).
+    pub(crate) fn fits_cap(&self, len: usize) -> bool {
+        self.arena.cap().is_none_or(|cap| len <= cap)
     }
 
     /// A span of `len` bytes (a page multiple) from the span heap, else the arena top.
-    pub(crate) fn take_span(&self, len: usize) -> Option<usize> {
-        self.take_span_locked(self.pages.lock(), len).1
+    /// `in_chunk`: it must not cross a chunk boundary.
+    pub(crate) fn take_span(&self, len: usize, in_chunk: bool) -> Result<usize, CarveError> {
+        self.take_span_locked(self.pages.lock(), len, in_chunk).1
     }
 
     /// As [`Inner::take_span`] with the pages lock held (and handed back). When nothing
     /// fits but spans are out of the heap being returned to the OS, waits for them rather
     /// than report a spurious out-of-memory.
-    pub(crate) fn take_span_locked<'a>(
+    fn take_span_locked<'a>(
         &'a self,
         mut pages: parking_lot::MutexGuard<'a, Pages>,
         len: usize,
-    ) -> (parking_lot::MutexGuard<'a, Pages>, Option<usize>) {
+        in_chunk: bool,
+    ) -> (parking_lot::MutexGuard<'a, Pages>, Result<usize, CarveError>) {
+        let now = self.clock.coarse();
         loop {
-            if let Some(start) = pages.spans.take(len).or_else(|| self.arena.carve(len)) {
-                return (pages, Some(start));
+            if let Some(start) = pages.spans.take(len, in_chunk) {
+                return (pages, Ok(start));
             }
-            if pages.purging == 0 {
-                return (pages, None);
+            let Pages { top, spans, .. } = &mut *pages;
+            match self.arena.carve(top, len, in_chunk, &mut |start, len| spans.give_clean(start, len, now)) {
+                Ok(start) => return (pages, Ok(start)),
+                Err(CarveError::Full) if pages.purging > 0 => self.purged.wait(&mut pages),
+                Err(e) => return (pages, Err(e)),
             }
-            self.purged.wait(&mut pages);
         }
     }
 
@@ -86,9 +99,10 @@ impl Inner {
         }
         let mut released = 0;
         for span in &spans {
-            // SAFETY: the span is free (no slab or allocation uses it) and was taken out
-            // of the heap, so nothing reads or hands it out while the OS drops its pages.
-            if unsafe { os::release_pages(span.start, span.len) } {
+            // SAFETY: the span is free (no slab or allocation uses it), committed, and was
+            // taken out of the heap, so nothing reads or hands it out while the OS drops
+            // its pages.
+            if unsafe { os::purge(span.start, span.len) } {
                 released += span.len;
             }
         }
@@ -103,73 +117,60 @@ impl Inner {
         released
     }
 
+    /// A large allocation: a span of its own, recorded in the registry.
     #[cold]
     #[inline(never)]
-    pub(crate) fn allocate_large(&self, owner: u64, size: usize) -> Result<Allocation, AllocError> {
+    pub(crate) fn allocate_large(&self, owner: u32, size: usize) -> Result<Allocation, AllocError> {
         if size == 0 || size > isize::MAX as usize {
             return Err(AllocError::InvalidSize { requested: size });
         }
         let span_len = match self.large_span_len(size) {
-            Some(len) if len <= self.arena.len() => len,
+            Some(len) if self.fits_cap(len) => len,
             _ => return Err(self.out_of_memory(size)),
         };
-        // No tick here: the shared operation counter is a contended cache line when
-        // threads churn large blocks; small-class traffic drives maintenance.
-        let now = self.coarse_now.load(std::sync::atomic::Ordering::Relaxed);
-        let mut start = None;
+        let mut result = Err(CarveError::Full);
         for attempt in 0..2 {
             {
-                let (mut pages, taken) = self.take_span_locked(self.pages.lock(), span_len);
-                start = taken;
-                if let Some(span_start) = start {
-                    let block = span_start + self.config.alignment - HEADER_SIZE;
-                    pages.large.insert(block, LargeRecord { span_start, span_len, requested: size });
+                let (mut pages, taken) = self.take_span_locked(self.pages.lock(), span_len, false);
+                result = taken;
+                if let Ok(start) = result {
+                    pages.large.insert(start, LargeRecord { span_len, requested: size });
                     pages.large_allocations += 1;
                     break;
                 }
             }
-            if attempt == 0 {
-                self.reclaim_slabs(now);
+            // No tick here: the shared operation counter is a contended cache line when
+            // threads churn large blocks; small-class traffic drives maintenance.
+            if attempt == 0 && !self.reclaim_slabs(self.clock.coarse()) {
+                break;
             }
         }
-        let Some(span_start) = start else {
+        let start = match result {
+            Ok(start) => start,
+            Err(CarveError::Full) => return Err(self.out_of_memory(size)),
+            Err(CarveError::Refused(errno)) => return Err(AllocError::SystemOutOfMemory { requested: size, errno }),
+        };
+        let (Some(meta), Some(ptr)) = (self.arena.meta(start), std::ptr::NonNull::new(start as *mut u8)) else {
+            // Unreachable: carved spans are arena memory.
             return Err(self.out_of_memory(size));
         };
-        let block = (span_start + self.config.alignment - HEADER_SIZE) as *mut Header;
-        let generation = crate::central::generation_seed(span_start, self.next_seed());
-        // SAFETY: the span was just taken from the heap or the arena top, so this call
-        // owns it; the header lies inside it.
-        unsafe {
-            header::initialize(block, self.secret, LARGE_CLASS, 0, generation);
-            (*block).requested = size as u64;
-            (*block).owner = owner;
-            header::set_state(block, header::live(header::check(self.secret, block, LARGE_CLASS)));
-        }
-        Ok(Allocation { ptr: user_ptr(block), generation })
+        let generation = generation_seed(start, self.next_seed());
+        meta.set_generation(generation);
+        meta.set_live_word(0, owner);
+        meta.set_tag(meta::tag(LIVE, LARGE_CLASS));
+        Ok(Allocation { ptr, generation })
     }
 
-    /// Frees a block whose header's class byte is not a small class: a large allocation
-    /// if the registry knows it, else a rejected pointer.
-    ///
-    /// # Safety
-    /// `block` must be a header address inside the arena.
+    /// Frees the live large allocation at `addr` (its metadata says so) if the registry
+    /// knows it and `expect` holds.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn free_large(&self, block: *mut Header, expect: Expect) -> Result<(), FreeError> {
-        let check = header::check(self.secret, block, LARGE_CLASS);
-        // SAFETY: the header lies in mapped arena memory (caller contract).
-        let (state, class) = unsafe { (header::state(block), (*block).class) };
-        if class != LARGE_CLASS || state != header::live(check) {
-            return Err(self.reject_state(block, class == LARGE_CLASS && state == header::free(check)));
-        }
-        let addr = user_of(block) as usize;
+    pub(crate) fn free_large(&self, addr: usize, meta: &BlockMeta, expect: Expect) -> Result<(), FreeError> {
         let over = {
             let mut pages = self.pages.lock();
-            let Some(record) = pages.large.get(block as usize) else {
-                return Err(self.reject(FreeError::CorruptHeader { addr }));
+            let Some(record) = pages.large.get(addr) else {
+                return Err(self.reject(FreeError::ForeignPointer { addr }));
             };
-            // SAFETY: the registry says this block is live, so its header is ours.
-            let generation = unsafe { (*block).generation };
             match expect {
                 Expect::Size(size) if size != record.requested => {
                     return Err(self.reject(FreeError::SizeMismatch {
@@ -178,22 +179,52 @@ impl Inner {
                         recorded: record.requested,
                     }));
                 }
-                Expect::Generation(g) if g != generation => {
+                Expect::Generation(g) if g != meta.generation() => {
                     return Err(self.reject(FreeError::DoubleFree { addr }));
                 }
                 _ => {}
             }
-            pages.large.remove(block as usize);
+            pages.large.remove(addr);
             pages.large_frees += 1;
-            // SAFETY: as above; the allocation is over once the record is gone.
-            unsafe { header::set_state(block, header::free(check)) };
-            let now = self.coarse_now.load(std::sync::atomic::Ordering::Relaxed);
-            pages.spans.give(record.span_start, record.span_len, now);
+            meta.set_tag(meta::tag(FREE, LARGE_CLASS));
+            pages.spans.give(addr, record.span_len, self.clock.coarse());
             pages.spans.dirty_bytes() > self.config.retain_bytes
         };
         if over {
             self.purge(self.config.retain_bytes / 4 * 3, 0);
         }
         Ok(())
+    }
+
+    /// Resizes the live large allocation at `addr` in place to `size` bytes (still a large
+    /// request): shrinking gives the tail pages back; growing takes the free pages right
+    /// after it (from the span heap, or the arena top). Returns whether it could.
+    pub(crate) fn resize_large_in_place(&self, addr: usize, size: usize) -> bool {
+        let Some(new_len) = self.large_span_len(size) else {
+            return false;
+        };
+        let mut pages = self.pages.lock();
+        let Some(record) = pages.large.get(addr) else {
+            return false;
+        };
+        let old_len = record.span_len;
+        if new_len < old_len {
+            pages.spans.give(addr + new_len, old_len - new_len, self.clock.coarse());
+        } else if new_len > old_len {
+            let (end, extra) = (addr + old_len, new_len - old_len);
+            let Pages { top, spans, .. } = &mut *pages;
+            if !spans.take_at(end, extra) && !self.arena.extend(top, end, extra) {
+                return false;
+            }
+        }
+        pages.large.remove(addr);
+        pages.large.insert(addr, LargeRecord { span_len: new_len, requested: size });
+        true
+    }
+
+    pub(crate) fn out_of_memory(&self, requested: usize) -> AllocError {
+        let pages = self.pages.lock();
+        let remaining = self.arena.uncarved(&pages.top) + pages.spans.free_bytes();
+        AllocError::OutOfMemory { requested, remaining, cap: self.arena.cap().unwrap_or(0) }
     }
 }

@@ -24,6 +24,7 @@ impl Allocator {
             let class = &mut s.classes[c];
             class.payload = inner.geo[c].payload as u64;
             class.block = stride;
+            class.metadata_per_block = crate::meta::BLOCK_METADATA_BYTES as u64;
             class.slabs = slabs;
             class.central_blocks = free + inbox;
             class.central_bytes = class.central_blocks * stride;
@@ -36,9 +37,9 @@ impl Allocator {
 
         // Small-block operation totals: retired caches and cacheless frees, plus every
         // bound cache.
-        let mut totals = inner.retired.fields().map(|f| f.load(Ordering::Relaxed));
+        let mut totals = inner.caches.retired.fields().map(|f| f.load(Ordering::Relaxed));
         {
-            let caches = inner.caches.lock();
+            let caches = inner.caches.bound.lock();
             s.thread_caches = caches.len() as u64;
             for cache in caches.iter() {
                 for (total, field) in totals.iter_mut().zip(cache.counters.fields()) {
@@ -58,11 +59,14 @@ impl Allocator {
         let [allocations, frees, remote_frees, allocated_bytes, freed_bytes] = totals;
 
         let pages = inner.pages.lock();
-        let carved = inner.arena.carved() as u64;
-        s.arena_size = inner.arena.len() as u64;
-        s.arena_carved = carved;
+        let arena = &inner.arena;
+        s.max_bytes = arena.cap().unwrap_or(0) as u64;
+        s.reserved_bytes = arena.reserved() as u64;
+        s.regions = arena.region_count() as u64;
+        s.carved_bytes = arena.carved(&pages.top) as u64;
         s.free_span_bytes = pages.spans.free_bytes() as u64;
-        s.arena_remaining = s.arena_size - carved + s.free_span_bytes;
+        s.remaining_bytes = (arena.uncarved(&pages.top) + pages.spans.free_bytes()) as u64;
+        s.metadata_bytes = arena.metadata_bytes() as u64;
         s.retained_bytes = pages.spans.dirty_bytes() as u64;
         s.released_bytes_total = pages.released_total;
         s.large_live_allocations = pages.large.len() as u64;

@@ -13,8 +13,15 @@
 //!   out of the maps: a request of exactly their size takes one back without any map
 //!   operation (the large path's alloc/free churn); they are merged into the maps before
 //!   any search that could use a merged span, and before purging
+//! - every span is committed memory (readable and writable)
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::round_up;
+use crate::region::CHUNK_SIZE;
+
+/// Candidates a chunk-bounded take looks at before giving up (the miss path stays bounded).
+const IN_CHUNK_CANDIDATES: usize = 8;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FreeSpan {
@@ -75,9 +82,14 @@ impl SpanHeap {
         Some(span)
     }
 
-    /// Takes the smallest free span of at least `len` bytes, splitting off the rest.
-    pub(crate) fn take(&mut self, len: usize) -> Option<usize> {
-        if let Some(i) = self.recent[..self.recent_len].iter().position(|(_, s)| s.len == len) {
+    /// Takes the smallest free span of at least `len` bytes, splitting off the rest. With
+    /// `in_chunk` (`len <= CHUNK_SIZE`) the taken range does not cross a chunk boundary;
+    /// only the `IN_CHUNK_CANDIDATES` smallest fitting spans are tried.
+    pub(crate) fn take(&mut self, len: usize, in_chunk: bool) -> Option<usize> {
+        if let Some(i) = self.recent[..self.recent_len]
+            .iter()
+            .position(|&(start, s)| s.len == len && (!in_chunk || placement(start, s.len, len) == Some(start)))
+        {
             let (start, span) = self.recent[i];
             self.recent_len -= 1;
             self.recent[i] = self.recent[self.recent_len];
@@ -86,13 +98,45 @@ impl SpanHeap {
             return Some(start);
         }
         self.flush_recent();
-        let &(_, start) = self.by_size.range((len, 0)..).next()?;
+        let (start, at) = if in_chunk {
+            self.by_size.range((len, 0)..).take(IN_CHUNK_CANDIDATES).find_map(|&(span_len, start)| {
+                placement(start, span_len, len).map(|at| (start, at))
+            })?
+        } else {
+            let &(_, start) = self.by_size.range((len, 0)..).next()?;
+            (start, start)
+        };
         let span = self.remove(start)?;
-        if span.len > len {
-            let rest = span.len - len;
+        if at > start {
+            let head = at - start;
+            self.insert(start, FreeSpan { len: head, dirty: span.dirty.min(head), freed_at: span.freed_at });
+        }
+        let rest = span.len - (at - start) - len;
+        if rest > 0 {
+            self.insert(at + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
+        }
+        Some(at)
+    }
+
+    /// Takes `[start, start + len)` if it is free (all of it inside one free span).
+    pub(crate) fn take_at(&mut self, start: usize, len: usize) -> bool {
+        self.flush_recent();
+        let Some((&span_start, &span)) = self.by_start.range(..=start).next_back() else {
+            return false;
+        };
+        if span_start + span.len < start + len {
+            return false;
+        }
+        self.remove(span_start);
+        if start > span_start {
+            let head = start - span_start;
+            self.insert(span_start, FreeSpan { len: head, dirty: span.dirty.min(head), freed_at: span.freed_at });
+        }
+        let rest = span_start + span.len - (start + len);
+        if rest > 0 {
             self.insert(start + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
         }
-        Some(start)
+        true
     }
 
     /// Returns `[start, start + len)` to the heap, merging it with free neighbours.
@@ -117,6 +161,12 @@ impl SpanHeap {
             self.dirty_bytes -= span.dirty;
             self.merge_in(start, span);
         }
+    }
+
+    /// Returns a span that was never written (its pages are not resident).
+    pub(crate) fn give_clean(&mut self, start: usize, len: usize, now: u64) {
+        self.flush_recent();
+        self.merge_in(start, FreeSpan { len, dirty: 0, freed_at: now });
     }
 
     /// Returns a span whose pages were given back to the OS.
@@ -167,6 +217,49 @@ impl SpanHeap {
     }
 }
 
+impl SpanHeap {
+    /// Checks the invariants above.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let (mut free, mut dirty, mut prev_end) = (0, 0, None::<usize>);
+        for (&start, span) in &self.by_start {
+            if span.len == 0 || span.dirty > span.len {
+                return Err(format!("span {start:#x}: len {} dirty {}", span.len, span.dirty));
+            }
+            if prev_end.is_some_and(|end| end >= start) {
+                return Err(format!("span {start:#x} overlaps or touches its predecessor"));
+            }
+            if !self.by_size.contains(&(span.len, start)) {
+                return Err(format!("span {start:#x} missing from the size index"));
+            }
+            prev_end = Some(start + span.len);
+            free += span.len;
+            dirty += span.dirty;
+        }
+        for &(start, span) in &self.recent[..self.recent_len] {
+            if self.by_start.range(..start + span.len).next_back().is_some_and(|(&s, o)| s + o.len > start) {
+                return Err(format!("recent span {start:#x} overlaps a mapped span"));
+            }
+            free += span.len;
+            dirty += span.dirty;
+        }
+        if self.by_size.len() != self.by_start.len() || (free, dirty) != (self.free_bytes, self.dirty_bytes) {
+            return Err(format!(
+                "span totals: counted ({free}, {dirty}), recorded ({}, {})",
+                self.free_bytes, self.dirty_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a range of `len` bytes that does not cross a chunk boundary starts inside the
+/// free span `[start, start + span_len)`, if it fits.
+fn placement(start: usize, span_len: usize, len: usize) -> Option<usize> {
+    let at = if start % CHUNK_SIZE + len > CHUNK_SIZE { round_up(start, CHUNK_SIZE) } else { start };
+    (at + len <= start + span_len).then_some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,11 +271,11 @@ mod tests {
         let mut heap = SpanHeap::default();
         heap.give(0, 4 * P, 1);
         heap.give(10 * P, 2 * P, 1);
-        assert_eq!(heap.take(2 * P), Some(10 * P));
-        assert_eq!(heap.take(P), Some(0));
+        assert_eq!(heap.take(2 * P, false), Some(10 * P));
+        assert_eq!(heap.take(P, false), Some(0));
         assert_eq!(heap.free_bytes(), 3 * P);
-        assert_eq!(heap.take(4 * P), None);
-        assert_eq!(heap.take(3 * P), Some(P));
+        assert_eq!(heap.take(4 * P, false), None);
+        assert_eq!(heap.take(3 * P, false), Some(P));
         assert_eq!(heap.free_bytes(), 0);
     }
 
@@ -191,15 +284,43 @@ mod tests {
         let mut heap = SpanHeap::default();
         heap.give(8 * P, 5 * P, 1);
         assert_eq!((heap.free_bytes(), heap.dirty_bytes()), (5 * P, 5 * P));
-        assert_eq!(heap.take(5 * P), Some(8 * P));
+        assert_eq!(heap.take(5 * P, false), Some(8 * P));
         assert_eq!((heap.free_bytes(), heap.dirty_bytes()), (0, 0));
         // More frees than recent slots: the rest are merged into the maps.
         for i in 0..6 {
             heap.give(i * 2 * P, P, 1);
         }
         assert_eq!(heap.free_bytes(), 6 * P);
-        assert_eq!(heap.take(P).map(|s| s % (2 * P)), Some(0));
+        assert_eq!(heap.take(P, false).map(|s| s % (2 * P)), Some(0));
         assert_eq!(heap.free_bytes(), 5 * P);
+    }
+
+    #[test]
+    fn in_chunk_takes_never_cross_a_chunk_boundary() {
+        let mut heap = SpanHeap::default();
+        // A span straddling the first chunk boundary: 2 pages before it, 6 after.
+        let start = CHUNK_SIZE - 2 * P;
+        heap.give(start, 8 * P, 1);
+        assert_eq!(heap.take(4 * P, true), Some(CHUNK_SIZE));
+        heap.check_invariants().unwrap();
+        assert_eq!(heap.free_bytes(), 4 * P);
+        // The two pages before the boundary still serve a request that fits them.
+        assert_eq!(heap.take(2 * P, true), Some(start));
+        assert_eq!(heap.take(2 * P, true), Some(CHUNK_SIZE + 4 * P));
+        assert_eq!(heap.free_bytes(), 0);
+    }
+
+    #[test]
+    fn take_at_claims_a_range_inside_a_free_span() {
+        let mut heap = SpanHeap::default();
+        heap.give(10 * P, 6 * P, 1);
+        assert!(!heap.take_at(9 * P, 2 * P));
+        assert!(!heap.take_at(15 * P, 2 * P));
+        assert!(heap.take_at(12 * P, 2 * P));
+        heap.check_invariants().unwrap();
+        assert_eq!(heap.free_bytes(), 4 * P);
+        assert_eq!(heap.take(2 * P, false), Some(10 * P));
+        assert_eq!(heap.take(2 * P, false), Some(14 * P));
     }
 
     #[test]
@@ -209,7 +330,7 @@ mod tests {
         heap.give(2 * P, P, 1);
         heap.give(P, P, 2);
         assert_eq!(heap.largest(), 3 * P);
-        assert_eq!(heap.take(3 * P), Some(0));
+        assert_eq!(heap.take(3 * P, false), Some(0));
     }
 
     #[test]

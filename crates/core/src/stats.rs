@@ -62,9 +62,12 @@ stat_struct! {
     /// A snapshot of the whole allocator. Best effort: subsystems are read one after the
     /// other, not atomically together.
     AllocatorStats {
-        arena_size: Gauge = "Usable arena bytes (the configured size rounded up to whole pages).",
-        arena_carved: Gauge = "Bytes carved from the arena's top so far; never shrinks.",
-        arena_remaining: Gauge = "Bytes the arena can still supply: never carved plus free spans.",
+        max_bytes: Gauge = "The cap on carved bytes (max_bytes rounded up to pages), or 0 when the arena grows without one.",
+        reserved_bytes: Gauge = "Address space reserved for user memory (all regions); committed a chunk at a time as carving reaches it.",
+        regions: Gauge = "Regions (reservations) the arena has grown to.",
+        carved_bytes: Gauge = "Bytes carved from the regions so far (slabs, large allocations and free spans); never shrinks.",
+        remaining_bytes: Gauge = "Bytes that can still be carved or reused without growing: free spans plus the uncarved rest of the newest region (with a cap: everything left under it).",
+        metadata_bytes: Gauge = "Bytes of out-of-band metadata (block table and slab map) covering the committed memory.",
         free_span_bytes: Gauge = "Bytes in free spans, available to any class or the large path.",
         retained_bytes: Gauge = "Free span bytes possibly still committed (not yet returned to the OS).",
         released_bytes_total: Counter = "Bytes returned to the OS (madvise) so far.",
@@ -95,7 +98,8 @@ stat_struct! {
     /// One size class.
     ClassStats {
         payload: Gauge = "Largest request the class serves.",
-        block: Gauge = "Bytes one block occupies (header included).",
+        block: Gauge = "Bytes one block occupies in user memory (the payload rounded up to the alignment).",
+        metadata_per_block: Gauge = "Bytes of out-of-band metadata per block (its block-table entry).",
         slabs: Gauge = "Slabs the class owns.",
         central_blocks: Gauge = "Free blocks in the central pool (inbox included).",
         central_bytes: Gauge = "Block bytes of central_blocks.",
@@ -117,10 +121,10 @@ stat_struct! {
 }
 
 impl AllocatorStats {
-    /// `arena_carved - free_span_bytes`: bytes in slabs and live large spans.
+    /// `carved_bytes - free_span_bytes`: bytes in slabs and live large spans.
     #[must_use]
     pub const fn in_use_span_bytes(&self) -> u64 {
-        self.arena_carved.saturating_sub(self.free_span_bytes)
+        self.carved_bytes.saturating_sub(self.free_span_bytes)
     }
 }
 
@@ -130,14 +134,14 @@ mod tests {
 
     #[test]
     fn field_list_and_values_line_up() {
-        let stats = AllocatorStats { arena_size: 7, rejected_frees_total: 9, ..Default::default() };
+        let stats = AllocatorStats { max_bytes: 7, rejected_frees_total: 9, ..Default::default() };
         let values = stats.field_values();
         assert_eq!(values.len(), AllocatorStats::FIELDS.len());
         for (field, (name, _)) in AllocatorStats::FIELDS.iter().zip(&values) {
             assert_eq!(field.name, *name);
             assert!(!field.doc.is_empty());
         }
-        assert_eq!(values[0], ("arena_size", 7));
+        assert_eq!(values[0], ("max_bytes", 7));
         assert_eq!(values.last(), Some(&("rejected_frees_total", 9)));
         assert!(AllocatorStats::FIELDS.iter().any(|f| f.kind == StatKind::Counter));
     }

@@ -3,8 +3,9 @@
 
 use std::ptr::NonNull;
 
-use crate::allocator::{Allocator, Expect};
-use crate::header::{self, Header, user_of};
+use crate::allocator::Allocator;
+use crate::free::Expect;
+use crate::meta::{self, LARGE_CLASS, LIVE};
 use crate::thread_cache::ThreadCache;
 
 impl Allocator {
@@ -15,27 +16,27 @@ impl Allocator {
     /// # Safety
     /// No thread may use any of those blocks any more (each counts as freed here).
     pub unsafe fn free_all_owned_by(&self, cache: &ThreadCache) -> (usize, usize) {
+        let inner = &*self.inner;
         let mut blocks = Vec::new();
-        for central in &*self.inner.central {
-            central.pool.lock().live_owned_by(cache.id, &mut blocks);
+        for central in &*inner.central {
+            central.pool.lock().live_owned_by(&inner.arena, cache.id, &mut blocks);
         }
+        let mut large = Vec::new();
         {
-            let pages = self.inner.pages.lock();
-            for header in pages.large.headers() {
-                // SAFETY: registry keys are headers of live large allocations.
-                if unsafe { header::held_by(header as *const Header, cache.id) } {
-                    blocks.push(header as *mut Header);
+            let pages = inner.pages.lock();
+            for start in pages.large.starts() {
+                let owned = inner.arena.meta(start).is_some_and(|m| m.tag() == meta::tag(LIVE, LARGE_CLASS) && m.owner() == cache.id);
+                if owned {
+                    large.push((start, pages.large.get(start).map_or(0, |r| r.requested)));
                 }
             }
         }
+        let small = blocks.into_iter().map(|addr| (addr, inner.arena.meta(addr).map_or(0, |m| m.requested() as usize)));
         let (mut freed, mut bytes) = (0, 0);
-        for block in blocks {
-            // SAFETY: the block was live and owned by `cache` a moment ago; the caller
-            // guarantees nobody uses it any more. The free re-checks it is still live.
-            let requested = unsafe { (*block).requested } as usize;
-            let ptr = user_of(block);
-            if let Some(ptr) = NonNull::new(ptr)
-                // SAFETY: as above.
+        for (addr, requested) in small.chain(large) {
+            if let Some(ptr) = NonNull::new(addr as *mut u8)
+                // SAFETY: the block was live and owned by `cache` a moment ago; the caller
+                // guarantees nobody uses it any more. The free re-checks it is still live.
                 && unsafe { self.free_uncached(ptr, Expect::Nothing, false) }.is_ok()
             {
                 freed += 1;
@@ -53,7 +54,7 @@ mod tests {
 
     #[test]
     fn free_all_owned_by_frees_only_that_caches_live_blocks() {
-        let allocator = Allocator::new(AllocatorConfig { arena_size: 64 << 20, ..AllocatorConfig::default() }).unwrap();
+        let allocator = Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
         let (mut mine, mut other) = (ThreadCache::new(), ThreadCache::new());
         let mut kept = Vec::new();
         for size in [1, 64, 5000, 70_000, 3 << 20, 20 << 20] {

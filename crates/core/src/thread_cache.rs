@@ -1,12 +1,14 @@
 //! Thread caches: caller-owned, one per thread, holding free blocks per class.
 //!
-//! The owning thread pops and pushes blocks with no atomics beyond plain relaxed
-//! loads and stores of its own counters, which other threads read only for stats.
+//! A cache keeps, per class, a list of free blocks linked through their out-of-band
+//! metadata (never through the blocks: a user's bytes are only theirs). The owning thread
+//! pops and pushes with no atomics beyond plain relaxed stores of its counts, which other
+//! threads read only for stats.
 //!
 //! Invariants, per class `c` of a bound cache:
-//! - `heads[c]` is a chain of `shared.counts[c]` free blocks of class `c` of the bound
-//!   allocator, linked through `link`, owned by this cache
-//! - after any free, `counts[c] <= limit(c)` (the excess is drained to the central pool)
+//! - `lists[c]` links `len(c)` distinct free blocks of class `c` of the bound allocator
+//!   (tag `FREE`), owned by this cache, and `shared.counts[c] == len(c)`
+//! - after any free `len(c) <= limit(c)` (the excess is drained to the central pool)
 //! - an unbound cache holds no blocks; binding to another allocator first drains every
 //!   block back to the old one, and dropping a cache drains it (nothing is stranded)
 
@@ -14,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::allocator::Allocator;
-use crate::header::Header;
+use crate::central::Chain;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::ThreadCacheStats;
 
-static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_CACHE_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Operation counters of one cache (or, in the allocator, of retired caches and
 /// cacheless frees). Single-writer when owned by a cache: updated with relaxed
@@ -61,23 +63,27 @@ pub(crate) struct CacheShared {
 /// using it with another allocator drains it back to the first one, and dropping it
 /// drains it, so no block is ever stranded in a cache.
 pub struct ThreadCache {
-    pub(crate) id: u64,
+    pub(crate) id: u32,
     pub(crate) bound_id: u64,
     pub(crate) bound: Option<Allocator>,
     pub(crate) shared: Arc<CacheShared>,
-    pub(crate) heads: [*mut Header; NUM_CLASSES],
+    pub(crate) lists: [Chain; NUM_CLASSES],
 }
 
 // SAFETY: the cached blocks are arena memory owned by this cache alone, with no thread
-// affinity; the bound allocator is Send + Sync. A cache moved to another thread simply
-// continues there (it is never used from two threads at once: every use takes `&mut`).
+// affinity; the bound allocator is Send + Sync. A cache moved to another thread simply continues there (it is never used
+// from two threads at once: every use takes `&mut`).
 unsafe impl Send for ThreadCache {}
 
 impl ThreadCache {
     /// A new, unbound cache with a process-unique id.
     #[must_use]
     pub fn new() -> Self {
-        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        let mut id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            // 0 means "no owner"; skip it after a wrap-around.
+            id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        }
         Self {
             id,
             bound_id: 0,
@@ -86,14 +92,14 @@ impl ThreadCache {
                 counts: std::array::from_fn(|_| AtomicU32::new(0)),
                 counters: Counters::default(),
             }),
-            heads: [std::ptr::null_mut(); NUM_CLASSES],
+            lists: [Chain::EMPTY; NUM_CLASSES],
         }
     }
 
     /// Process-unique id of this cache (recorded as the owner of blocks it hands out).
     #[must_use]
-    pub const fn id(&self) -> u64 {
-        self.id
+    pub fn id(&self) -> u64 {
+        u64::from(self.id)
     }
 
     /// The allocator this cache is bound to, if any.
@@ -105,7 +111,7 @@ impl ThreadCache {
     /// Occupancy of this cache.
     #[must_use]
     pub fn stats(&self) -> ThreadCacheStats {
-        let mut stats = ThreadCacheStats { id: self.id, bound: u64::from(self.bound.is_some()), ..Default::default() };
+        let mut stats = ThreadCacheStats { id: self.id(), bound: u64::from(self.bound.is_some()), ..Default::default() };
         for (c, count) in self.shared.counts.iter().enumerate() {
             let blocks = u64::from(count.load(Ordering::Relaxed));
             stats.class_blocks[c] = blocks;
@@ -117,14 +123,10 @@ impl ThreadCache {
         stats
     }
 
+    /// Publishes class `c`'s count for stats readers.
     #[inline(always)]
-    pub(crate) fn count(&self, class: usize) -> u32 {
-        self.shared.counts[class].load(Ordering::Relaxed)
-    }
-
-    #[inline(always)]
-    pub(crate) fn set_count(&self, class: usize, count: u32) {
-        self.shared.counts[class].store(count, Ordering::Relaxed);
+    pub(crate) fn publish_count(&self, c: usize) {
+        self.shared.counts[c].store(self.lists[c].len, Ordering::Relaxed);
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) const MIB: usize = 1 << 20;
 
 /// An allocator with the default configuration except for the arena size.
 pub(crate) fn allocator(arena_size: usize) -> Allocator {
-    allocator_with(|c| c.arena_size = arena_size)
+    allocator_with(|c| c.max_bytes = Some(arena_size))
 }
 
 /// An allocator with the default configuration adjusted by `adjust`.

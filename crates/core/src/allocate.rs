@@ -1,0 +1,106 @@
+//! What an allocation does.
+//!
+//! Small request (1 B ..= 16 MiB), fast path: take the first block of this thread cache's list
+//! for the class (linked through the metadata), then record the hand-out in the block's out-of-band metadata
+//! (generation + 1, requested size, owner cache, tag `LIVE`). No lock, no atomic
+//! read-modify-write.
+//!
+//! Slow path (the list is empty, `refill`): take a batch from the class's central pool
+//! (which first absorbs its inbox of remote frees, then hands out listed blocks of its
+//! most recently used slabs, then never-used blocks); if the pool has none, a new slab
+//! from the span heap or the arena top (the arena grows a region if needed); if that fails
+//! (the cap), this cache's own free blocks of other classes go back and fully free slabs
+//! of every class are reclaimed, once; then `OutOfMemory`.
+//!
+//! Large request (above 16 MiB): a span of its own, see `pages.rs`.
+
+use std::ptr::NonNull;
+
+use crate::allocator::{Allocation, Allocator};
+use crate::error::AllocError;
+use crate::meta::{self, BlockMeta, LIVE};
+use crate::size_class::SizeClass;
+use crate::thread_cache::{ThreadCache, bump};
+
+impl Allocator {
+    /// Allocates `size` bytes through `cache`.
+    ///
+    /// # Errors
+    /// [`AllocError::InvalidSize`] for 0; [`AllocError::OutOfMemory`] at the cap;
+    /// [`AllocError::SystemOutOfMemory`] when the OS refuses more memory.
+    #[inline]
+    pub fn allocate_with_cache(&self, cache: &mut ThreadCache, size: usize) -> Result<NonNull<u8>, AllocError> {
+        self.allocate_tracked(cache, size).map(|a| a.ptr)
+    }
+
+    /// Allocates `size` bytes through `cache` and returns the hand-out's generation too.
+    ///
+    /// # Errors
+    /// As [`Allocator::allocate_with_cache`].
+    #[inline]
+    pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
+        let Some(class) = SizeClass::from_request(size) else {
+            return self.allocate_large(cache, size);
+        };
+        if cache.bound_id != self.inner.id {
+            self.bind(cache);
+        }
+        let c = class.index();
+        let (addr, meta) = match cache.lists[c].pop(&self.inner.arena) {
+            Some(block) => block,
+            None => self.refill(cache, c, size)?,
+        };
+        cache.publish_count(c);
+        let Some(ptr) = NonNull::new(addr as *mut u8) else {
+            // Unreachable: arena memory is never at address 0.
+            return Err(AllocError::InvalidSize { requested: size });
+        };
+        let generation = meta.generation().wrapping_add(1);
+        meta.set_generation(generation);
+        meta.set_live_word(size as u32, cache.id);
+        meta.set_tag(meta::tag(LIVE, c as u8));
+        let counters = &cache.shared.counters;
+        bump(&counters.allocations, 1);
+        bump(&counters.allocated_bytes, size as u64);
+        Ok(Allocation { ptr, generation })
+    }
+
+    /// Fills `cache`'s empty list of class `c` from the central pool and takes one block.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, cache: &mut ThreadCache, c: usize, size: usize) -> Result<(usize, &BlockMeta), AllocError> {
+        let inner = &*self.inner;
+        let now = inner.tick();
+        let want = inner.geo[c].refill;
+        let mut taken = inner.take_blocks(c, want, now);
+        if taken.is_ok_and(|chain| chain.len == 0) && self.give_back_cached(cache) {
+            // This thread's own cache held free blocks of other classes: they are back in
+            // the central pool (and their empty slabs in the span heap) now.
+            taken = inner.take_blocks(c, want, now);
+        }
+        cache.lists[c] = taken.map_err(|errno| AllocError::SystemOutOfMemory { requested: size, errno })?;
+        cache.lists[c].pop(&inner.arena).ok_or_else(|| inner.out_of_memory(size))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate_large(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
+        match self.inner.allocate_large(cache.id, size) {
+            Err(AllocError::OutOfMemory { .. }) if cache.bound_id == self.inner.id && self.give_back_cached(cache) => {
+                self.inner.allocate_large(cache.id, size)
+            }
+            result => result,
+        }
+    }
+
+    /// On out-of-memory: drains `cache` (bound to this allocator) and reclaims the slabs
+    /// that became empty. Returns whether the cache held anything.
+    pub(crate) fn give_back_cached(&self, cache: &mut ThreadCache) -> bool {
+        if cache.bound_id != self.inner.id || cache.lists.iter().all(|l| l.len == 0) {
+            return false;
+        }
+        self.drain_all(cache);
+        self.inner.reclaim_slabs(self.inner.tick());
+        true
+    }
+}

@@ -1,0 +1,225 @@
+//! What a free does.
+//!
+//! 1. **Locate** (no memory of the block is read): the pointer must lie in one of the
+//!    arena's regions and on the alignment grid, else `ForeignPointer`.
+//! 2. **Validate** against the block's out-of-band metadata entry (the one of the
+//!    pointer's granule): tag `LIVE` of a small class, else the cold path (a large
+//!    allocation; or a rejection: `DoubleFree` for a free or in-flight block,
+//!    `ForeignPointer` for a granule where no block starts). A size-checked free compares
+//!    the recorded request (`SizeMismatch`), a tracked free the generation (`DoubleFree`
+//!    for a stale handle, even after the address was handed out again). Every rejection
+//!    leaves the allocation exactly as it was and counts in `rejected_frees_total`.
+//! 3. **Mark** the tag `FREE` (so a second free is a double free).
+//! 4. **Route**: a block this cache handed out goes at the head of the cache's list for
+//!    its class (a local free); past the class's limit `drain` blocks go back to
+//!    the central pool. A block another cache handed out goes to its class's inbox (a
+//!    remote free), lock-free; the central pool absorbs inboxes on its slow paths.
+//!
+//! Nothing here reads or writes user memory: scribbling over the data region cannot
+//! change what a free decides.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use crate::allocator::{Allocator, Inner};
+use crate::error::FreeError;
+use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE};
+use crate::size_class::NUM_CLASSES;
+use crate::thread_cache::{ThreadCache, bump};
+
+/// What a free checks besides the block being live.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect {
+    Nothing,
+    Size(usize),
+    Generation(u32),
+}
+
+/// A validated free, already marked `FREE` in its metadata.
+pub(crate) enum Released<'a> {
+    /// A small block of class `class`, to be routed.
+    Small { class: usize, requested: u32, owner: u32, meta: &'a BlockMeta },
+    /// A large allocation, already given back to the span heap.
+    Large,
+}
+
+impl Allocator {
+    /// Frees a block through `cache`. Frees by a thread cache other than the one that
+    /// handed the block out go to the class's central inbox (a remote free).
+    ///
+    /// # Safety
+    /// `ptr` must not be in use by anyone once this returns `Ok`. Any pointer is otherwise
+    /// accepted: pointers this allocator did not hand out, or no longer holds as
+    /// allocated, are rejected with an error (nothing is read from user memory).
+    ///
+    /// # Errors
+    /// [`FreeError::ForeignPointer`], [`FreeError::DoubleFree`]; the allocation (if any)
+    /// is left untouched.
+    #[inline]
+    pub unsafe fn deallocate_with_cache(&self, cache: &mut ThreadCache, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.free(cache, ptr, Expect::Nothing) }
+    }
+
+    /// As [`Allocator::deallocate_with_cache`], and the free only happens if `size` is
+    /// exactly the size requested at allocation.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    ///
+    /// # Errors
+    /// As [`Allocator::deallocate_with_cache`], plus [`FreeError::SizeMismatch`].
+    #[inline]
+    pub unsafe fn deallocate_with_size(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.free(cache, ptr, Expect::Size(size)) }
+    }
+
+    /// As [`Allocator::deallocate_with_cache`], and the free only happens if the block is
+    /// still the hand-out with this `generation` (see [`crate::Allocation`]); a stale
+    /// handle gets [`FreeError::DoubleFree`] even after the address was handed out again.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    ///
+    /// # Errors
+    /// As [`Allocator::deallocate_with_cache`].
+    #[inline]
+    pub unsafe fn deallocate_tracked(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        generation: u32,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.free(cache, ptr, Expect::Generation(generation)) }
+    }
+
+    /// Frees without a thread cache (finalizers, exiting threads): small blocks go to
+    /// their class inbox. `generation`, if given, is checked as in
+    /// [`Allocator::deallocate_tracked`].
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    ///
+    /// # Errors
+    /// As [`Allocator::deallocate_with_cache`].
+    pub unsafe fn deallocate_uncached(&self, ptr: NonNull<u8>, generation: Option<u32>) -> Result<(), FreeError> {
+        let expect = generation.map_or(Expect::Nothing, Expect::Generation);
+        // SAFETY: forwarded contract.
+        unsafe { self.free_uncached(ptr, expect, true) }
+    }
+
+    /// A cacheless free; `remote` says whether it counts as a remote free in the stats.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    pub(crate) unsafe fn free_uncached(&self, ptr: NonNull<u8>, expect: Expect, remote: bool) -> Result<(), FreeError> {
+        let inner = &*self.inner;
+        let Released::Small { class, requested, meta, .. } = inner.release(ptr, expect)? else {
+            return Ok(());
+        };
+        let retired = &inner.caches.retired;
+        retired.frees.fetch_add(1, Ordering::Relaxed);
+        retired.freed_bytes.fetch_add(u64::from(requested), Ordering::Relaxed);
+        if remote {
+            retired.remote_frees.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.central[class].inbox.push(meta);
+        Ok(())
+    }
+
+    #[inline(always)]
+    unsafe fn free(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
+        let inner = &*self.inner;
+        let Released::Small { class, requested, owner, meta } = inner.release(ptr, expect)? else {
+            return Ok(());
+        };
+        if cache.bound_id != inner.id {
+            self.bind(cache);
+        }
+        let counters = &cache.shared.counters;
+        bump(&counters.frees, 1);
+        bump(&counters.freed_bytes, u64::from(requested));
+        if owner == cache.id {
+            let list = &mut cache.lists[class];
+            list.push(ptr.as_ptr() as usize, meta);
+            if list.len > inner.geo[class].limit {
+                self.drain_excess(cache, class);
+            }
+            cache.publish_count(class);
+        } else {
+            bump(&counters.remote_frees, 1);
+            inner.central[class].inbox.push(meta);
+        }
+        Ok(())
+    }
+
+    /// Gives `drain` blocks of a class's over-full list to the central pool, keeping the
+    /// hot head block (`len = limit + 1 > drain`, so they exist).
+    #[cold]
+    #[inline(never)]
+    fn drain_excess(&self, cache: &mut ThreadCache, c: usize) {
+        let inner = &*self.inner;
+        let excess = cache.lists[c].split_after_head(&inner.arena, inner.geo[c].drain);
+        let now = inner.tick();
+        inner.return_blocks(c, excess, now);
+    }
+}
+
+impl Inner {
+    /// Steps 1–3 of a free: locate, validate, mark `FREE`. A large allocation is freed
+    /// entirely here.
+    #[inline(always)]
+    pub(crate) fn release(&self, ptr: NonNull<u8>, expect: Expect) -> Result<Released<'_>, FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let located = if addr & self.align_mask == 0 { self.arena.locate(addr) } else { None };
+        let Some((region, _)) = located else {
+            return Err(self.reject(FreeError::ForeignPointer { addr }));
+        };
+        // The alignment (at least 64) was checked: `addr` starts a granule.
+        let meta = region.meta_at(addr);
+        let tag = meta.tag();
+        let class = meta::class_of(tag) as usize;
+        if meta::state_of(tag) != LIVE || class >= NUM_CLASSES {
+            return self.release_other(addr, meta, tag, expect);
+        }
+        let (requested, owner) = meta.requested_and_owner();
+        match expect {
+            Expect::Size(size) if size != requested as usize => {
+                return Err(self.reject(FreeError::SizeMismatch { addr, provided: size, recorded: requested as usize }));
+            }
+            Expect::Generation(g) if g != meta.generation() => {
+                return Err(self.reject(FreeError::DoubleFree { addr }));
+            }
+            _ => {}
+        }
+        meta.set_tag(meta::tag(FREE, class as u8));
+        Ok(Released::Small { class, requested, owner, meta })
+    }
+
+    /// Anything but a live small block: a large allocation, or a rejection.
+    #[cold]
+    #[inline(never)]
+    fn release_other(&self, addr: usize, meta: &BlockMeta, tag: u32, expect: Expect) -> Result<Released<'_>, FreeError> {
+        if tag == meta::tag(LIVE, LARGE_CLASS) {
+            return self.free_large(addr, meta, expect).map(|()| Released::Large);
+        }
+        let error = match meta::state_of(tag) {
+            FREE | IN_FLIGHT => FreeError::DoubleFree { addr },
+            _ => FreeError::ForeignPointer { addr },
+        };
+        Err(self.reject(error))
+    }
+
+    #[cold]
+    pub(crate) fn reject(&self, error: FreeError) -> FreeError {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        error
+    }
+}

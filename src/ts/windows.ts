@@ -1,0 +1,91 @@
+// This thread's windows onto one arena's memory. @internal
+import type { TypedArrayConstructor } from './dtypes.js'
+import { AllocatorError, allocatorError, fromNative } from './errors.js'
+import { native } from './native.js'
+
+/**
+ * The most a view's `.buffer` may expose beyond the view itself: a clone or `postMessage`
+ * of a view copies its whole buffer, which is at most max(WINDOW_FLOOR, 2 × byteLength).
+ */
+const WINDOW_FLOOR = 4 * 1024 * 1024
+
+/** What a window knows about itself, under a private symbol on the ArrayBuffer. */
+interface WindowTag {
+  /** The `Windows` that made it (one per arena and thread). */
+  readonly windows: Windows
+  /** Arena offset of the window's first byte. */
+  readonly base: number
+}
+
+const WINDOW = Symbol('tensor-arena.window')
+type TaggedWindow = ArrayBuffer & { [WINDOW]?: WindowTag }
+
+/**
+ * This thread's windows onto one arena: external ArrayBuffers over arena memory that
+ * views are typed arrays over. A block inside one 4 MiB chunk is viewed through that
+ * chunk's window (created on first use, then shared by every view of the chunk); a block
+ * that crosses a chunk boundary (blocks above 4 MiB) through a window over the block
+ * itself, reused while the same block address comes back with a similar size. So a view's
+ * `.buffer` is never more than max(4 MiB, 2 × its byteLength) of arena memory, and arenas
+ * of any size work on Node 20 (whose ArrayBuffers stop at 4 GiB).
+ * @internal
+ */
+export class Windows {
+  private readonly chunks: (TaggedWindow | undefined)[] = []
+  private readonly blocks = new Map<number, TaggedWindow>()
+
+  /**
+   * @param arena - the arena id.
+   * @param chunkSize - bytes of a chunk (the native `CHUNK_SIZE`).
+   */
+  constructor(
+    private readonly arena: number,
+    private readonly chunkSize: number,
+  ) {}
+
+  /** A typed array of `length` elements over the block at arena `offset` (`bytes` long). */
+  view<T extends ArrayBufferView>(Ctor: TypedArrayConstructor, offset: number, length: number, bytes: number): T {
+    const chunk = Math.floor(offset / this.chunkSize)
+    const within = offset - chunk * this.chunkSize
+    if (within + bytes <= this.chunkSize) {
+      const window = this.chunks[chunk] ?? this.openChunk(chunk)
+      return new Ctor(window, within, length) as unknown as T
+    }
+    return new Ctor(this.blockWindow(offset, bytes), 0, length) as unknown as T
+  }
+
+  /** The arena offset of a view over one of these windows, or -1 for anything else. */
+  offsetOf(view: ArrayBufferView): number {
+    const tag = (view.buffer as TaggedWindow)[WINDOW]
+    return tag !== undefined && tag.windows === this ? tag.base + view.byteOffset : -1
+  }
+
+  private openChunk(chunk: number): ArrayBuffer {
+    const window = this.open(() => native.viewWindow(this.arena, chunk), chunk * this.chunkSize)
+    this.chunks[chunk] = window
+    return window
+  }
+
+  private blockWindow(offset: number, bytes: number): ArrayBuffer {
+    const cached = this.blocks.get(offset)
+    if (cached !== undefined && cached.byteLength >= bytes && cached.byteLength <= Math.max(WINDOW_FLOOR, 2 * bytes)) {
+      return cached
+    }
+    const window = this.open(() => native.blockWindow(this.arena, offset), offset)
+    this.blocks.set(offset, window)
+    return window
+  }
+
+  private open(create: () => ArrayBuffer, base: number): TaggedWindow {
+    let window: TaggedWindow
+    try {
+      window = create()
+    } catch (error) {
+      const converted = fromNative(error)
+      if (converted instanceof AllocatorError) throw converted
+      throw allocatorError('ERR_VIEW_UNSUPPORTED', error instanceof Error ? error.message : String(error))
+    }
+    window[WINDOW] = { windows: this, base }
+    return window
+  }
+}
