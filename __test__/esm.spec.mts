@@ -73,7 +73,7 @@ test('memory from the ESM entry is freed through the CommonJS entry, errors are 
   cjs.free(typed)
   const error = t.throws(() => free(buffer), { instanceOf: cjs.AllocatorError, code: 'ERR_DOUBLE_FREE' })
   t.true(error instanceof AllocatorError)
-  const arena = new Arena({ arenaSize: 16 * 1024 * 1024 })
+  const arena = new Arena({ maxBytes: 16 * 1024 * 1024 })
   t.true(arena instanceof cjs.Arena)
   const owned = arena.alloc(8)
   t.true(arena.threadCache() instanceof cjs.ThreadCache)

@@ -5,7 +5,7 @@ import { Arena, DTYPES, SIZE_CLASS_BYTES, alloc, array, defaultArena, free, type
 import { MiB, fillPattern, hasPattern } from './helpers'
 
 test('alloc returns an ArrayBuffer of exactly the requested length, owned by the arena', (t) => {
-  const arena = new Arena({ arenaSize: 64 * MiB })
+  const arena = new Arena({ maxBytes: 64 * MiB })
   const sizes = [1, 7, 63, 64, 65, 1000, 4096, 4097, 65_536, 1 * MiB + 1, 16 * MiB, 16 * MiB + 1, 20 * MiB]
   const buffers = sizes.map((size) => arena.alloc(size))
   for (const [i, buffer] of buffers.entries()) {
@@ -30,7 +30,7 @@ test('alloc returns an ArrayBuffer of exactly the requested length, owned by the
 })
 
 test('buffers handed out at the same time never overlap', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const buffers = Array.from({ length: 200 }, (_, i) => arena.alloc(64 + ((i * 97) % 3000)))
   buffers.forEach((buffer, i) => fillPattern(new Uint8Array(buffer), i))
   buffers.forEach((buffer, i) => t.true(hasPattern(new Uint8Array(buffer), i), `buffer ${i}`))
@@ -38,7 +38,7 @@ test('buffers handed out at the same time never overlap', (t) => {
 })
 
 test('free detaches the buffer: byteLength 0, every view over it empty, nothing readable', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const buffer = arena.alloc(1024)
   const bytes = new Uint8Array(buffer)
   const floats = new Float64Array(buffer, 64, 8)
@@ -55,7 +55,7 @@ test('free detaches the buffer: byteLength 0, every view over it empty, nothing 
 })
 
 test('free detaches an array: length 0, its buffer empty', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const floats = arena.array('float32', 256)
   floats.fill(1.25)
   const alias = new Float32Array(floats.buffer)
@@ -68,21 +68,21 @@ test('free detaches an array: length 0, its buffer empty', (t) => {
 })
 
 test('the freed block is reusable at once: the next request of that size gets it back', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   for (const size of [100, 3000, 70_000, 2 * MiB]) {
     const first = arena.alloc(size)
     fillPattern(new Uint8Array(first), size)
-    const carved = arena.stats().arenaCarved
+    const carved = arena.stats().carvedBytes
     arena.free(first)
     const second = arena.alloc(size)
     t.true(hasPattern(new Uint8Array(second), size), `size ${size}: same block, contents not cleared`)
-    t.is(arena.stats().arenaCarved, carved, `size ${size}: nothing new carved`)
+    t.is(arena.stats().carvedBytes, carved, `size ${size}: nothing new carved`)
     arena.free(second)
   }
 })
 
 test('{ zero: true } zero-fills reused memory; without it, reused memory is not cleared', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const first = arena.alloc(5000)
   new Uint8Array(first).fill(0xff)
   arena.free(first)
@@ -99,7 +99,7 @@ test('{ zero: true } zero-fills reused memory; without it, reused memory is not 
 })
 
 test('array gives a typed array of every dtype over its own buffer at byteOffset 0', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   for (const dtype of Object.keys(DTYPES) as DType[]) {
     const Ctor = DTYPES[dtype]
     const typed = arena.array(dtype, 33)
@@ -135,13 +135,13 @@ test('the default-arena functions are the default arena', (t) => {
   free(typed)
   t.is(buffer.byteLength, 0)
   t.is(defaultArena.stats().liveBytes, before.liveBytes)
-  t.is(defaultArena.arenaSize, 1024 * MiB)
+  t.is(defaultArena.maxBytes, undefined, 'the default arena has no cap')
   t.is(defaultArena.alignment, 64)
 })
 
 test('owns is true only for live hand-outs of this arena', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
-  const other = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  const other = new Arena({ maxBytes: 16 * MiB })
   const buffer = arena.alloc(10)
   const typed = arena.array('uint8', 10)
   for (const value of [undefined, null, 0, 'x', {}, new ArrayBuffer(10), Buffer.alloc(10), other.alloc(10)]) {
@@ -158,7 +158,7 @@ test('owns is true only for live hand-outs of this arena', (t) => {
 
 test('every size-class boundary allocates and frees cleanly', (t) => {
   // Room for one slab of every class: each class keeps freed blocks in this thread's cache.
-  const arena = new Arena({ arenaSize: 256 * MiB })
+  const arena = new Arena({ maxBytes: 256 * MiB })
   for (const payload of SIZE_CLASS_BYTES) {
     for (const size of [payload - 1, payload, payload + 1]) {
       const buffer = arena.alloc(size)

@@ -1,5 +1,6 @@
-// Exhaustion: ERR_OUT_OF_MEMORY with numeric `requested` and `available`; a failed request
-// changes nothing, and after frees allocation works again.
+// Exhaustion at the cap (`maxBytes`): ERR_OUT_OF_MEMORY with numeric `requested`,
+// `available` and `maxBytes`; a failed request changes nothing, and after frees allocation
+// works again.
 import test, { type ExecutionContext } from 'ava'
 import { AllocatorError, Arena } from 'tensor-arena'
 import { MiB } from './helpers'
@@ -10,9 +11,11 @@ function expectOutOfMemory(t: ExecutionContext, arena: Arena, make: () => unknow
   t.is(error.name, 'AllocatorError')
   t.is(error.requested, requested)
   t.is(typeof error.available, 'number')
-  t.true(Number.isSafeInteger(error.available) && error.available! >= 0 && error.available! <= arena.arenaSize, String(error.available))
+  t.true(Number.isSafeInteger(error.available) && error.available! >= 0 && error.available! <= arena.maxBytes!, String(error.available))
+  t.is(error.maxBytes, arena.maxBytes)
   t.true(error.message.includes(String(requested)), error.message)
   t.true(error.message.includes(String(error.available)), error.message)
+  t.true(error.message.includes('maxBytes'), error.message)
   return error
 }
 
@@ -29,12 +32,13 @@ function fill(arena: Arena, make: () => ArrayBuffer | ArrayBufferView): (ArrayBu
   }
 }
 
-test('exclusive buffers exhaust a 16 MiB arena with ERR_OUT_OF_MEMORY, requested and available', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+test('exclusive buffers exhaust a 16 MiB cap with ERR_OUT_OF_MEMORY, requested, available and maxBytes', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const held = fill(arena, () => arena.alloc(MiB))
-  t.true(held.length >= 10 && held.length < 16, `held ${held.length} × 1 MiB`)
+  // No in-band headers: sixteen 1 MiB blocks fill a 16 MiB cap exactly.
+  t.is(held.length, 16, `held ${held.length} × 1 MiB`)
   const error = expectOutOfMemory(t, arena, () => arena.alloc(MiB), MiB)
-  t.true(error!.available! < MiB + 64, 'less than one more block is available')
+  t.true(error!.available! < MiB, 'less than one more block is available')
   const stats = arena.stats()
   t.is(stats.liveAllocations, held.length)
   t.is(stats.liveBytes, held.length * MiB)
@@ -43,7 +47,7 @@ test('exclusive buffers exhaust a 16 MiB arena with ERR_OUT_OF_MEMORY, requested
 })
 
 test('views and arrays report exhaustion the same way, with requested in bytes', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const held = fill(arena, () => arena.view('float32', MiB / 4))
   expectOutOfMemory(t, arena, () => arena.view('float32', MiB / 4), MiB)
   expectOutOfMemory(t, arena, () => arena.array('float64', MiB / 8), MiB)
@@ -51,10 +55,19 @@ test('views and arrays report exhaustion the same way, with requested in bytes',
   for (const v of held) arena.free(v)
 })
 
-test('a request as large as the whole arena is ERR_OUT_OF_MEMORY (headers need room), not a RangeError', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
-  expectOutOfMemory(t, arena, () => arena.alloc(16 * MiB), 16 * MiB)
+test('a request as large as the whole cap is served (no in-band headers), not a RangeError; the next one is ERR_OUT_OF_MEMORY', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  const whole = arena.alloc(16 * MiB)
+  t.is(whole.byteLength, 16 * MiB)
+  new Uint8Array(whole)[16 * MiB - 1] = 1
   expectOutOfMemory(t, arena, () => arena.view('uint8', 16 * MiB), 16 * MiB)
+  expectOutOfMemory(t, arena, () => arena.alloc(100), 100)
+  t.is(arena.stats().liveAllocations, 1)
+  arena.free(whole)
+  const view = arena.view('uint8', 16 * MiB)
+  t.is(view.byteLength, 16 * MiB)
+  expectOutOfMemory(t, arena, () => arena.alloc(16 * MiB), 16 * MiB)
+  arena.free(view)
   t.is(arena.stats().liveAllocations, 0)
   const small = arena.alloc(100)
   t.is(small.byteLength, 100)
@@ -62,7 +75,7 @@ test('a request as large as the whole arena is ERR_OUT_OF_MEMORY (headers need r
 })
 
 test('a failed request allocates nothing and changes no live counter', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const held = fill(arena, () => arena.alloc(2 * MiB))
   const before = arena.stats()
   for (let i = 0; i < 20; i++) t.throws(() => arena.alloc(4 * MiB), { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' })
@@ -70,12 +83,12 @@ test('a failed request allocates nothing and changes no live counter', (t) => {
   t.is(after.liveAllocations, before.liveAllocations)
   t.is(after.liveBytes, before.liveBytes)
   t.is(after.allocationsTotal, before.allocationsTotal)
-  t.is(after.arenaCarved, before.arenaCarved)
+  t.is(after.carvedBytes, before.carvedBytes)
   for (const buffer of held) arena.free(buffer)
 })
 
 test('after freeing one buffer of an exhausted arena, that size can be allocated again', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const held = fill(arena, () => arena.alloc(MiB))
   arena.free(held.pop()!)
   const again = arena.alloc(MiB)
@@ -86,7 +99,7 @@ test('after freeing one buffer of an exhausted arena, that size can be allocated
 })
 
 test('after freeing everything, the same workload fits again, round after round', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const counts: number[] = []
   for (let round = 0; round < 4; round++) {
     const held = fill(arena, () => arena.alloc(512 * 1024))
@@ -97,8 +110,8 @@ test('after freeing everything, the same workload fits again, round after round'
   t.true(counts.every((c) => c === counts[0]), counts.join(','))
 })
 
-test('memory freed in one size class is reused by another class and by the large path', (t) => {
-  const arena = new Arena({ arenaSize: 64 * MiB })
+test('memory freed in one size class is reused by another class and by the large path, up to the cap', (t) => {
+  const arena = new Arena({ maxBytes: 64 * MiB })
   const small = fill(arena, () => arena.alloc(64 * 1024))
   t.true(small.length > 500, `held ${small.length}`)
   for (const buffer of small) arena.free(buffer)
@@ -110,13 +123,13 @@ test('memory freed in one size class is reused by another class and by the large
   arena.threadCache().flush()
   arena.trim()
   const large = fill(arena, () => arena.alloc(20 * MiB))
-  t.is(large.length, 3, '3 × 20 MiB large allocations fit in 64 MiB once everything is back')
+  t.is(large.length, 3, '3 × 20 MiB large allocations fit under a 64 MiB cap once everything is back')
   for (const buffer of large) arena.free(buffer)
   t.is(arena.stats().liveBytes, 0)
 })
 
-test('large allocations exhaust the arena and come back after free', (t) => {
-  const arena = new Arena({ arenaSize: 64 * MiB })
+test('large allocations exhaust the cap and come back after free', (t) => {
+  const arena = new Arena({ maxBytes: 64 * MiB })
   const held = fill(arena, () => arena.alloc(20 * MiB))
   t.is(held.length, 3)
   expectOutOfMemory(t, arena, () => arena.alloc(20 * MiB), 20 * MiB)
@@ -131,12 +144,32 @@ test('large allocations exhaust the arena and come back after free', (t) => {
   t.is(arena.stats().largeLiveBytes, 0)
 })
 
-test('an exhausted arena does not affect another arena', (t) => {
-  const full = new Arena({ arenaSize: 16 * MiB })
-  const other = new Arena({ arenaSize: 16 * MiB })
+test('an exhausted arena does not affect another arena (capped or not)', (t) => {
+  const full = new Arena({ maxBytes: 16 * MiB })
+  const other = new Arena({ maxBytes: 16 * MiB })
+  const uncapped = new Arena()
   const held = fill(full, () => full.alloc(MiB))
   const fine = other.alloc(8 * MiB)
   t.is(fine.byteLength, 8 * MiB)
   other.free(fine)
+  const big = uncapped.alloc(32 * MiB)
+  t.is(big.byteLength, 32 * MiB)
+  uncapped.free(big)
   for (const buffer of held) full.free(buffer)
+})
+
+test('without maxBytes an arena grows past any former fixed size; with maxBytes it stops exactly there', (t) => {
+  const uncapped = new Arena()
+  t.is(uncapped.maxBytes, undefined)
+  t.is(uncapped.stats().maxBytes, 0)
+  const held = Array.from({ length: 40 }, () => uncapped.alloc(MiB))
+  t.is(uncapped.stats().liveBytes, 40 * MiB)
+  for (const buffer of held) uncapped.free(buffer)
+  const capped = new Arena({ maxBytes: 40 * MiB })
+  t.is(capped.maxBytes, 40 * MiB)
+  t.is(capped.stats().maxBytes, 40 * MiB)
+  const fits = fill(capped, () => capped.alloc(MiB))
+  t.is(fits.length, 40)
+  expectOutOfMemory(t, capped, () => capped.alloc(MiB), MiB)
+  for (const buffer of fits) capped.free(buffer)
 })

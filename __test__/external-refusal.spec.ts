@@ -22,20 +22,30 @@ const describe = (fn) => {
     }
   }
 }
-const arena = new ta.Arena({ arenaSize: 16 * 1024 * 1024 })
-const results = {
-  alloc: describe(() => ta.alloc(16)),
-  view: describe(() => ta.view('float32', 4)),
-  array: describe(() => ta.array('uint8', 4)),
-  arenaAlloc: describe(() => arena.alloc(16)),
-  arenaView: describe(() => arena.view('uint8', 16)),
-  allocAgain: describe(() => ta.alloc(16)),
-  viewAgain: describe(() => ta.view('float32', 4)),
+const arena = new ta.Arena({ maxBytes: 16 * 1024 * 1024 })
+const calls = {
+  alloc: [ta.defaultArena, () => ta.alloc(16)],
+  view: [ta.defaultArena, () => ta.view('float32', 4)],
+  array: [ta.defaultArena, () => ta.array('uint8', 4)],
+  arenaAlloc: [arena, () => arena.alloc(16)],
+  arenaView: [arena, () => arena.view('uint8', 16)],
+  allocAgain: [ta.defaultArena, () => ta.alloc(16)],
+  viewAgain: [ta.defaultArena, () => ta.view('float32', 4)],
+}
+const results = {}
+// Live allocations each call left behind in its arena.
+const stranded = {}
+for (const [name, [owner, call]] of Object.entries(calls)) {
+  const before = owner.stats()
+  results[name] = describe(call)
+  const after = owner.stats()
+  stranded[name] = { allocations: after.liveAllocations - before.liveAllocations, bytes: after.liveBytes - before.liveBytes }
 }
 const s = ta.stats()
 const a = arena.stats()
 process.stdout.write(JSON.stringify({
   results,
+  stranded,
   live: { defaultLive: s.liveAllocations, defaultBytes: s.liveBytes, arenaLive: a.liveAllocations },
   trim: typeof arena.trim(),
   cache: describe(() => { arena.threadCache().flush(); return arena.threadCache().stats() }),
@@ -53,6 +63,7 @@ interface Outcome {
 
 interface ChildReport {
   results: Record<string, Outcome>
+  stranded: Record<string, { allocations: number; bytes: number }>
   live: { defaultLive: number; defaultBytes: number; arenaLive: number }
   trim: string
   cache: Outcome
@@ -105,11 +116,13 @@ test('array, an own Arena and repeated calls are refused the same way', (t) => {
   for (const name of ['array', 'arenaAlloc', 'arenaView', 'allocAgain', 'viewAgain']) assertRefused(t, name)
 })
 
-test('refused allocations strand nothing and the cold APIs keep working', (t) => {
+test('refused allocations (alloc, array, view: a refused view gives its block back) strand nothing and the cold APIs keep working', (t) => {
   const report = child.report
   t.truthy(report, child.stderr)
   if (!report) return
-  t.deepEqual(report.live, { defaultLive: 0, defaultBytes: 0, arenaLive: 0 })
+  for (const name of ['alloc', 'view', 'array', 'arenaAlloc', 'arenaView', 'allocAgain', 'viewAgain']) {
+    t.deepEqual(report.stranded[name], { allocations: 0, bytes: 0 }, name)
+  }
   t.is(report.trim, 'number')
   t.false(report.cache.threw, JSON.stringify(report.cache))
 })

@@ -4,7 +4,7 @@
 // Serial: every test waits for GC and reads arena-wide counters.
 import test from 'ava'
 import { Arena } from 'tensor-arena'
-import { MiB, collect, collectUntil, fillPattern, hasPattern, turn } from './helpers'
+import { CHUNK, MiB, collect, collectUntil, fillPattern, hasPattern, turn } from './helpers'
 
 const collectedArenas: string[] = []
 const arenaCollected = new FinalizationRegistry<string>((label) => collectedArenas.push(label))
@@ -15,7 +15,7 @@ function allocateAndDrop(arena: Arena, make: (arena: Arena, i: number) => unknow
 }
 
 test.serial('exclusive buffers that are never freed are returned by their finalizer', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   allocateAndDrop(arena, (a, i) => new Uint8Array(a.alloc(1000 + i)).fill(1), 200)
   t.is(arena.stats().liveAllocations, 200)
   t.true(await collectUntil(() => arena.stats().liveAllocations === 0), JSON.stringify(arena.stats().liveAllocations))
@@ -24,7 +24,7 @@ test.serial('exclusive buffers that are never freed are returned by their finali
 })
 
 test.serial('arrays that are never freed are returned by their finalizer', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   allocateAndDrop(arena, (a) => a.array('float64', 512).fill(2), 100)
   t.is(arena.stats().liveBytes, 100 * 512 * 8)
   t.true(await collectUntil(() => arena.stats().liveAllocations === 0))
@@ -32,7 +32,7 @@ test.serial('arrays that are never freed are returned by their finalizer', async
 })
 
 test.serial('views dropped in the turn they were made are reclaimed', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   allocateAndDrop(arena, (a) => a.view('float32', 250).fill(3), 300)
   t.is(arena.stats().liveAllocations, 300)
   t.true(await collectUntil(() => arena.stats().liveAllocations === 0))
@@ -40,7 +40,7 @@ test.serial('views dropped in the turn they were made are reclaimed', async (t) 
 })
 
 test.serial('views that outlived several turns before being dropped are reclaimed', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   let views: Uint8Array[] | undefined = Array.from({ length: 200 }, () => arena.view('uint8', 3000))
   await turn()
   await turn()
@@ -52,14 +52,14 @@ test.serial('views that outlived several turns before being dropped are reclaime
 })
 
 test.serial('more unfreed views than one registration batch (4096+) are all reclaimed', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   allocateAndDrop(arena, (a) => a.view('uint8', 64), 5000)
   t.is(arena.stats().liveAllocations, 5000)
   t.true(await collectUntil(() => arena.stats().liveAllocations === 0))
 })
 
 test.serial('an unfreed large buffer (above 16 MiB) is returned by its finalizer', async (t) => {
-  const arena = new Arena({ arenaSize: 64 * MiB })
+  const arena = new Arena({ maxBytes: 64 * MiB })
   allocateAndDrop(arena, (a) => a.alloc(20 * MiB), 1)
   allocateAndDrop(arena, (a) => a.view('uint8', 18 * MiB), 1)
   t.is(arena.stats().largeLiveAllocations, 2)
@@ -68,18 +68,18 @@ test.serial('an unfreed large buffer (above 16 MiB) is returned by its finalizer
 })
 
 test.serial('memory reclaimed by GC is reused without carving more of the arena', async (t) => {
-  const arena = new Arena({ arenaSize: 32 * MiB })
+  const arena = new Arena({ maxBytes: 32 * MiB })
   allocateAndDrop(arena, (a) => a.alloc(4000), 100)
   t.true(await collectUntil(() => arena.stats().liveAllocations === 0))
   arena.threadCache().flush()
-  const carved = arena.stats().arenaCarved
+  const carved = arena.stats().carvedBytes
   const again = Array.from({ length: 100 }, () => arena.alloc(4000))
-  t.is(arena.stats().arenaCarved, carved)
+  t.is(arena.stats().carvedBytes, carved)
   for (const buffer of again) arena.free(buffer)
 })
 
 test.serial('a finalizer running after an explicit free never frees the block handed out again', async (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   let first: ArrayBuffer | undefined = arena.alloc(2000)
   fillPattern(new Uint8Array(first), 1)
   arena.free(first)
@@ -110,7 +110,7 @@ test.serial('a finalizer running after an explicit free never frees the block ha
 })
 
 test.serial('the same race through arrays: a collected, explicitly freed array never frees its successor', async (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const survivors: Float64Array[] = []
   ;(() => {
     for (let i = 0; i < 50; i++) {
@@ -135,7 +135,7 @@ test.serial('the same race through arrays: a collected, explicitly freed array n
 })
 
 test.serial('a view freed explicitly, reissued, then collected never frees the new owner', async (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   let first: Uint8Array | undefined = arena.view('uint8', 800)
   await turn() // registered for reclaim
   await turn()
@@ -155,7 +155,7 @@ test.serial('a view freed explicitly, reissued, then collected never frees the n
 })
 
 test.serial('explicitly freed buffers and views are not freed again when collected', async (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   ;(() => {
     for (let i = 0; i < 100; i++) {
       arena.free(arena.alloc(500))
@@ -172,7 +172,7 @@ test.serial('explicitly freed buffers and views are not freed again when collect
 
 test.serial('the arena stays mapped while its buffers and views are reachable, after its Arena object is collected', async (t) => {
   const made = (() => {
-    const arena = new Arena({ arenaSize: 16 * MiB })
+    const arena = new Arena({ maxBytes: 16 * MiB })
     const buffer = arena.alloc(4096)
     const typed = arena.array('int32', 1024)
     const v = arena.view('uint32', 1024)
@@ -189,7 +189,7 @@ test.serial('the arena stays mapped while its buffers and views are reachable, a
   t.is(new Uint8Array(made.buffer)[4095], 3)
   t.is(made.typed[1023], -4)
   t.is(made.v[1023], 5)
-  t.is(made.v.buffer.byteLength, 16 * MiB)
+  t.is(made.v.buffer.byteLength, CHUNK, 'the window over its chunk is intact')
   new Uint8Array(made.buffer).fill(9)
   made.typed.fill(10)
   made.v.fill(11)
@@ -200,7 +200,7 @@ test.serial('the arena stays mapped while its buffers and views are reachable, a
 
 test.serial('buffers and views outliving their collected Arena are reclaimed without crashing', async (t) => {
   let kept: unknown[] | undefined = (() => {
-    const arena = new Arena({ arenaSize: 16 * MiB })
+    const arena = new Arena({ maxBytes: 16 * MiB })
     return [arena.alloc(100), arena.view('uint8', 100), arena.array('uint8', 100)]
   })()
   await collect(4)
@@ -208,7 +208,7 @@ test.serial('buffers and views outliving their collected Arena are reclaimed wit
   kept = undefined
   await collect(4)
   // Still alive and able to allocate elsewhere.
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   arena.free(arena.alloc(100))
   t.pass()
 })

@@ -16,7 +16,7 @@ function doubleFree(t: ExecutionContext, arena: Arena, value: ArrayBuffer | Arra
 }
 
 test('free of a Buffer, a plain ArrayBuffer or a plain typed array is ERR_NOT_OWNED and detaches nothing', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const before = arena.stats()
   const nodeBuffer = Buffer.alloc(64, 7)
   const plain = new ArrayBuffer(64)
@@ -48,7 +48,7 @@ test("free of the Buffer pool is ERR_NOT_OWNED, and Buffer.allocUnsafe and conso
   const poolSize = pool.byteLength
   t.true(poolSize >= Buffer.poolSize)
   notOwned(t, defaultArena, pool, 'Buffer pool (default arena)')
-  notOwned(t, new Arena({ arenaSize: 16 * MiB }), pool, 'Buffer pool (own arena)')
+  notOwned(t, new Arena({ maxBytes: 16 * MiB }), pool, 'Buffer pool (own arena)')
   t.is(pool.byteLength, poolSize, 'the pool is not detached')
   const slice = Buffer.allocUnsafe(10)
   t.is(slice.length, 10)
@@ -67,7 +67,7 @@ test("free of the Buffer pool is ERR_NOT_OWNED, and Buffer.allocUnsafe and conso
 })
 
 test('free of a subarray, a DataView or a new view over an arena buffer is ERR_NOT_OWNED and detaches nothing', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const buffer = arena.alloc(256)
   const typed = arena.array('uint16', 128)
   fillPattern(new Uint8Array(buffer), 1)
@@ -94,30 +94,61 @@ test('free of a subarray, a DataView or a new view over an arena buffer is ERR_N
   arena.free(typed)
 })
 
-test("free of a view's subarray, a copy over the window or the window itself is ERR_NOT_OWNED", (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
-  const v = arena.view('float32', 64)
-  v.fill(2.5)
-  const window = v.buffer
-  const windowLength = window.byteLength
-  const candidates: [string, object][] = [
-    ['subarray of a view', v.subarray(1, 5)],
-    ['same range, new typed array', new Float32Array(window, v.byteOffset, v.length)],
-    ['DataView over the view', new DataView(window, v.byteOffset, v.byteLength)],
-    ['Buffer over the view', Buffer.from(window, v.byteOffset, v.byteLength)],
-    ['the window ArrayBuffer', window],
-  ]
-  for (const [label, value] of candidates) notOwned(t, arena, value, label)
-  t.is(window.byteLength, windowLength, 'window not detached')
-  t.is(v.length, 64)
-  t.is(v[63], 2.5)
-  t.true(arena.owns(v))
-  arena.free(v)
+for (const [what, length] of [
+  ['a view in a chunk window', 64],
+  ['a view over its own block window (above 4 MiB)', (5 * MiB) / 4],
+] as const) {
+  test(`free of a subarray, a copy over the window or the window itself of ${what} is ERR_NOT_OWNED`, (t) => {
+    const arena = new Arena({ maxBytes: 32 * MiB })
+    const v = arena.view('float32', length)
+    v.fill(2.5)
+    const window = v.buffer
+    const windowLength = window.byteLength
+    const candidates: [string, object][] = [
+      ['subarray of a view', v.subarray(1, 5)],
+      ['whole subarray of a view', v.subarray()],
+      ['same range, new typed array', new Float32Array(window, v.byteOffset, v.length)],
+      ['the whole window as a typed array', new Uint8Array(window)],
+      ['DataView over the view', new DataView(window, v.byteOffset, v.byteLength)],
+      ['Buffer over the view', Buffer.from(window, v.byteOffset, v.byteLength)],
+      ['the window ArrayBuffer', window],
+      ['structuredClone copy of the view', structuredClone(v)],
+      ['slice copy of the view', v.slice()],
+      ['Float32Array.from copy', Float32Array.from(v.subarray(0, 8))],
+    ]
+    for (const [label, value] of candidates) notOwned(t, arena, value, label)
+    for (const [label, value] of candidates) t.false(arena.owns(value), label)
+    t.is(window.byteLength, windowLength, 'window not detached')
+    t.is(v.length, length)
+    t.is(v[length - 1], 2.5)
+    t.true(arena.owns(v))
+    t.is(arena.stats().rejectedFreesTotal, 0, 'rejected in JavaScript, before reaching the allocator')
+    arena.free(v)
+  })
+}
+
+test('a view of one arena in a window of the same chunk offset of another arena is ERR_NOT_OWNED there', (t) => {
+  const a = new Arena({ maxBytes: 16 * MiB })
+  const b = new Arena({ maxBytes: 16 * MiB })
+  // Both fresh: the first view of each lands at the same arena offset of chunk 0.
+  const va = a.view('uint8', 100)
+  const vb = b.view('uint8', 100)
+  t.is(va.byteOffset, vb.byteOffset)
+  t.not(va.buffer, vb.buffer)
+  va.fill(1)
+  vb.fill(2)
+  t.throws(() => a.free(vb), { instanceOf: AllocatorError, code: 'ERR_NOT_OWNED' })
+  t.throws(() => b.free(va), { instanceOf: AllocatorError, code: 'ERR_NOT_OWNED' })
+  t.false(a.owns(vb))
+  t.false(b.owns(va))
+  t.true(va.every((x) => x === 1) && vb.every((x) => x === 2))
+  a.free(va)
+  b.free(vb)
 })
 
 test("free of another arena's buffer, array or view is ERR_NOT_OWNED and it stays live there", (t) => {
-  const a = new Arena({ arenaSize: 16 * MiB })
-  const b = new Arena({ arenaSize: 16 * MiB })
+  const a = new Arena({ maxBytes: 16 * MiB })
+  const b = new Arena({ maxBytes: 16 * MiB })
   const fromB = [b.alloc(100), b.array('int32', 10), b.view('uint8', 100)] as const
   const fromDefault = [alloc(100), view('uint8', 100)] as const
   fromB[1].fill(-5)
@@ -137,7 +168,7 @@ test("free of another arena's buffer, array or view is ERR_NOT_OWNED and it stay
 })
 
 test('double free of an exclusive buffer, an array and a view is ERR_DOUBLE_FREE and frees once', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const items = [arena.alloc(1000), arena.array('float64', 10), arena.view('int16', 300), arena.alloc(0), arena.view('uint8', 0)]
   for (const item of items) arena.free(item)
   const after = arena.stats()
@@ -148,7 +179,7 @@ test('double free of an exclusive buffer, an array and a view is ERR_DOUBLE_FREE
 })
 
 test('an array and its buffer are one hand-out: after freeing one, freeing the other is ERR_DOUBLE_FREE', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const first = arena.array('uint32', 16)
   arena.free(first.buffer)
   t.is(first.length, 0)
@@ -161,7 +192,7 @@ test('an array and its buffer are one hand-out: after freeing one, freeing the o
 })
 
 test('a second free of an exclusive buffer whose block was reissued leaves the new owner intact', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const first = arena.alloc(4000)
   fillPattern(new Uint8Array(first), 1)
   arena.free(first)
@@ -182,7 +213,7 @@ test('a second free of an exclusive buffer whose block was reissued leaves the n
 })
 
 test('a view freed twice after its block was reissued to another view is ERR_DOUBLE_FREE; the other view stays live and intact', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const first = arena.view('uint8', 512)
   arena.free(first)
   const second = arena.view('uint8', 512)
@@ -203,7 +234,7 @@ test('a view freed twice after its block was reissued to another view is ERR_DOU
 })
 
 test('freeing a detached buffer throws ERR_DOUBLE_FREE or ERR_NOT_OWNED', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const freed = arena.alloc(64)
   arena.free(freed)
   t.is(freed.byteLength, 0)
@@ -217,7 +248,7 @@ test('freeing a detached buffer throws ERR_DOUBLE_FREE or ERR_NOT_OWNED', (t) =>
 })
 
 test('an exclusive buffer detached by ArrayBuffer.prototype.transfer cannot be freed while the new buffer still reaches its memory', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const buffer = arena.alloc(2048)
   fillPattern(new Uint8Array(buffer), 7)
   if (arrayBufferTransfer === undefined) {
@@ -243,7 +274,7 @@ test('an exclusive buffer detached by ArrayBuffer.prototype.transfer cannot be f
 })
 
 test('rejected frees change neither live counts nor successful-free counts', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const live = [arena.alloc(10), arena.view('uint8', 10)]
   const freed = arena.alloc(10)
   arena.free(freed)

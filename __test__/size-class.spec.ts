@@ -32,7 +32,7 @@ test('SIZE_CLASS_BYTES equals the native table and MAX_SMALL_SIZE its last entry
 })
 
 test('the native stats classes carry the same payloads', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   t.deepEqual(arena.stats().classes.map((c) => c.payload), table)
 })
 
@@ -98,7 +98,7 @@ test('sizeClassOf rejects bad input like alloc does', (t) => {
 })
 
 test('an allocation lands in the class sizeClassOf names', (t) => {
-  const arena = new Arena({ arenaSize: 64 * MiB })
+  const arena = new Arena({ maxBytes: 64 * MiB })
   const cache = arena.threadCache()
   // Freeing pushes the block onto this thread's cache list of its class: exactly one count moves.
   const classOfFreed = (item: ArrayBuffer | ArrayBufferView): number[] => {

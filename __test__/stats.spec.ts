@@ -37,27 +37,82 @@ test('ARENA_STAT_FIELDS equals the native stat field names (without prefix), in 
 })
 
 test('stats() has every field as a non-negative safe integer, and one entry per size class', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const s = arena.stats()
   t.deepEqual(Object.keys(s).sort(), [...ARENA_STAT_FIELDS, 'classes'].sort())
   for (const name of ARENA_STAT_FIELDS) t.true(Number.isSafeInteger(s[name]) && s[name] >= 0, `${name} = ${s[name]}`)
-  t.is(s.arenaSize, 16 * MiB)
+  t.is(s.maxBytes, 16 * MiB)
   t.is(s.classes.length, SIZE_CLASS_BYTES.length)
   s.classes.forEach((c, i) => {
     t.deepEqual(Object.keys(c).sort(), [...classFields].sort())
     t.is(c.payload, SIZE_CLASS_BYTES[i])
-    t.true(c.block > c.payload)
+    // No in-band header: a block is its payload rounded up to the alignment (64 here).
+    t.is(c.block, Math.ceil(c.payload / 64) * 64, `class ${i}`)
+    t.is(c.metadataPerBlock, 16, `class ${i}`)
   })
 })
 
-test('the module-level stats() is the default arena and shows the default configuration', (t) => {
+test('a class block is its payload rounded up to the alignment, with 16 bytes of metadata out of band', (t) => {
+  for (const alignment of [64, 256, 4096]) {
+    const arena = new Arena({ maxBytes: 16 * MiB, alignment })
+    arena.stats().classes.forEach((c, i) => {
+      t.is(c.block, Math.ceil(c.payload / alignment) * alignment, `alignment ${alignment}, class ${i}`)
+      t.is(c.metadataPerBlock, 16)
+    })
+  }
+})
+
+test('capped arena: maxBytes, reservedBytes, regions, carvedBytes and remainingBytes add up', (t) => {
+  const arena = new Arena({ maxBytes: 64 * MiB })
+  const empty = arena.stats()
+  t.like(empty, { maxBytes: 64 * MiB, regions: 1, carvedBytes: 0, remainingBytes: 64 * MiB, freeSpanBytes: 0, liveBytes: 0 })
+  t.true(empty.reservedBytes >= 64 * MiB, String(empty.reservedBytes))
+  const items = [arena.alloc(100), arena.view('uint8', 3 * MiB), arena.alloc(20 * MiB), arena.array('float32', 1000)]
+  const during = arena.stats()
+  t.true(during.carvedBytes >= 3 * MiB + 20 * MiB + 4100, String(during.carvedBytes))
+  t.true(during.carvedBytes <= during.maxBytes)
+  t.is(during.carvedBytes % 4096, 0, 'carved in whole pages')
+  t.is(during.remainingBytes, during.maxBytes - during.carvedBytes + during.freeSpanBytes)
+  t.true(during.metadataBytes > 0, 'metadata covers the committed memory')
+  t.is(during.regions, 1)
+  for (const item of items) arena.free(item)
+  arena.threadCache().flush()
+  const after = arena.stats()
+  t.is(after.carvedBytes, during.carvedBytes, 'carvedBytes never shrinks')
+  t.true(after.freeSpanBytes >= 20 * MiB, 'the large block went back to the free spans')
+  t.is(after.remainingBytes, after.maxBytes - after.carvedBytes + after.freeSpanBytes)
+  t.is(after.liveBytes, 0)
+})
+
+test('uncapped arena: maxBytes 0, and remainingBytes is the uncarved rest of the newest region plus free spans', (t) => {
+  const arena = new Arena()
+  const empty = arena.stats()
+  t.is(empty.maxBytes, 0)
+  t.is(arena.maxBytes, undefined)
+  t.true(empty.regions >= 1)
+  t.true(empty.reservedBytes >= 1024 * MiB, `first region of at least 1 GiB: ${empty.reservedBytes}`)
+  t.is(empty.carvedBytes, 0)
+  const items = [arena.alloc(20 * MiB), arena.view('uint8', 100)]
+  const during = arena.stats()
+  t.is(during.regions, 1)
+  t.is(during.remainingBytes, during.reservedBytes - during.carvedBytes + during.freeSpanBytes)
+  for (const item of items) arena.free(item)
+  arena.threadCache().flush()
+  const after = arena.stats()
+  t.is(after.remainingBytes, after.reservedBytes - after.carvedBytes + after.freeSpanBytes)
+  t.is(after.liveBytes, 0)
+})
+
+test('the module-level stats() is the default arena and shows the default configuration (no cap)', (t) => {
   const s = stats()
   t.deepEqual(Object.keys(s).sort(), Object.keys(defaultArena.stats()).sort())
-  t.is(s.arenaSize, 1024 * MiB)
+  t.is(s.maxBytes, 0)
+  t.true(s.regions >= 1)
+  t.true(s.reservedBytes > 0)
 })
 
 test.serial('liveBytes and liveAllocations follow allocations and drop to 0 once everything is freed and the cache flushed', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const items = [arena.alloc(100), arena.array('float32', 25), arena.view('uint8', 300), arena.view('float64', 10)]
   let s = arena.stats()
   t.is(s.liveAllocations, 4)
@@ -78,7 +133,7 @@ test.serial('liveBytes and liveAllocations follow allocations and drop to 0 once
 })
 
 test('threadCache().stats() reports this thread’s cached blocks per size class', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const cache = arena.threadCache()
   t.true(cache instanceof ThreadCache)
   const empty = cache.stats()
@@ -99,7 +154,7 @@ test('threadCache().stats() reports this thread’s cached blocks per size class
 })
 
 test('flush() hands every cached block back to the central pool', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const cache = arena.threadCache()
   for (const buffer of Array.from({ length: 20 }, (_, i) => arena.alloc(100 * (i + 1)))) arena.free(buffer)
   const before = arena.stats()
@@ -117,7 +172,7 @@ test('flush() hands every cached block back to the central pool', (t) => {
 })
 
 test('[Symbol.dispose]() flushes; `using` flushes at scope exit', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   arena.free(arena.alloc(1000))
   const handle = arena.threadCache()
   t.true(handle.stats().blocks > 0)
@@ -132,8 +187,8 @@ test('[Symbol.dispose]() flushes; `using` flushes at scope exit', (t) => {
 })
 
 test('each arena has its own cache in this thread', (t) => {
-  const a = new Arena({ arenaSize: 16 * MiB })
-  const b = new Arena({ arenaSize: 16 * MiB })
+  const a = new Arena({ maxBytes: 16 * MiB })
+  const b = new Arena({ maxBytes: 16 * MiB })
   a.free(a.alloc(100))
   t.not(a.threadCache().stats().id, b.threadCache().stats().id)
   t.is(a.threadCache().stats().id, a.threadCache().stats().id)
@@ -142,7 +197,7 @@ test('each arena has its own cache in this thread', (t) => {
 })
 
 test('trim returns a number and releasedBytesTotal grows after freeing big buffers and trimming', (t) => {
-  const arena = new Arena({ arenaSize: 128 * MiB })
+  const arena = new Arena({ maxBytes: 128 * MiB })
   const big = [arena.alloc(20 * MiB), arena.alloc(20 * MiB), arena.view('uint8', 3 * MiB)]
   for (const item of big) (ArrayBuffer.isView(item) ? item : new Uint8Array(item)).fill(1)
   const before = arena.stats().releasedBytesTotal
@@ -165,7 +220,7 @@ test('trim returns a number and releasedBytesTotal grows after freeing big buffe
 })
 
 test('counters only grow; gauges return to their start', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const s0 = arena.stats()
   for (let round = 0; round < 3; round++) {
     const held = Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? arena.alloc(200) : arena.view('uint8', 200)))
@@ -176,5 +231,7 @@ test('counters only grow; gauges return to their start', (t) => {
   t.is(s1.freesTotal, s0.freesTotal + 150)
   t.is(s1.liveAllocations, s0.liveAllocations)
   t.is(s1.liveBytes, s0.liveBytes)
-  t.true(s1.arenaCarved >= s0.arenaCarved)
+  t.true(s1.carvedBytes >= s0.carvedBytes)
+  t.true(s1.reservedBytes >= s0.reservedBytes)
+  t.true(s1.regions >= s0.regions)
 })

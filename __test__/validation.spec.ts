@@ -1,5 +1,6 @@
 // Argument validation: sizes, dtypes, options and Arena options. Nothing is coerced or
 // truncated, and a rejected call allocates nothing.
+import { constants as bufferConstants } from 'node:buffer'
 import test from 'ava'
 import { AllocatorError, Arena, DTYPES, alloc, array, defaultArena, free, stats, view } from 'tensor-arena'
 import { MiB } from './helpers'
@@ -10,9 +11,17 @@ const BAD_NUMBERS: readonly [string, number][] = [
   ['NaN', Number.NaN],
   ['Infinity', Number.POSITIVE_INFINITY],
   ['-Infinity', Number.NEGATIVE_INFINITY],
-  ['2**32+5', 2 ** 32 + 5],
   ['2**53', 2 ** 53],
   ['-0.5', -0.5],
+  // The largest ArrayBuffer this Node version makes (4 GiB on Node 20, 2**53 - 1 later).
+  ['buffer.constants.MAX_LENGTH + 1', bufferConstants.MAX_LENGTH + 1],
+]
+
+// Sizes above the cap of a capped arena. The default arena has no cap: there, 2**32+5 is a
+// legal size wherever buffer.constants.MAX_LENGTH allows it (Node >= 22).
+const ABOVE_CAP: readonly [string, number][] = [
+  ['2**32+5', 2 ** 32 + 5],
+  ['16 MiB + 1', 16 * MiB + 1],
 ]
 
 const BAD_TYPES: readonly [string, unknown][] = [
@@ -27,7 +36,7 @@ const BAD_TYPES: readonly [string, unknown][] = [
 ]
 
 // The three entry points, on the default arena (module functions) and on an own arena.
-const ownArena = new Arena({ arenaSize: 16 * MiB })
+const ownArena = new Arena({ maxBytes: 16 * MiB })
 type Entry = (size: unknown) => unknown
 const ENTRIES: readonly [string, Entry][] = [
   ['alloc', (n) => alloc(n as number)],
@@ -37,17 +46,20 @@ const ENTRIES: readonly [string, Entry][] = [
   ['arena.array', (n) => ownArena.array('uint8', n as number)],
   ['arena.view', (n) => ownArena.view('float64', n as number)],
 ]
+const badNumbersOf = (entryName: string): readonly [string, number][] =>
+  entryName.startsWith('arena.') ? [...BAD_NUMBERS, ...ABOVE_CAP] : BAD_NUMBERS
 
 for (const [entryName, entry] of ENTRIES) {
   test(`${entryName} rejects every out-of-range size with RangeError ERR_OUT_OF_RANGE`, (t) => {
-    for (const [label, value] of BAD_NUMBERS) {
-      t.throws(() => entry(value), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `${entryName}(${label})`)
+    for (const [label, value] of badNumbersOf(entryName)) {
+      // (void: if a call wrongly succeeds, ava must not try to print a multi-GiB result)
+      t.throws(() => void entry(value), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `${entryName}(${label})`)
     }
   })
 
   test(`${entryName} rejects every non-number size with TypeError ERR_INVALID_ARG_TYPE`, (t) => {
     for (const [label, value] of BAD_TYPES) {
-      t.throws(() => entry(value), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `${entryName}(${label})`)
+      t.throws(() => void entry(value), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `${entryName}(${label})`)
     }
   })
 
@@ -65,18 +77,19 @@ for (const [entryName, entry] of ENTRIES) {
 test.serial('rejected sizes and types allocate nothing', (t) => {
   const before = ownArena.stats()
   const defaultBefore = stats()
-  for (const [, entry] of ENTRIES) {
-    for (const [, value] of [...BAD_NUMBERS, ...BAD_TYPES]) t.throws(() => entry(value))
+  for (const [entryName, entry] of ENTRIES) {
+    for (const [, value] of [...badNumbersOf(entryName), ...BAD_TYPES]) t.throws(() => void entry(value))
   }
   t.is(ownArena.stats().allocationsTotal, before.allocationsTotal)
   t.is(ownArena.stats().liveAllocations, before.liveAllocations)
   t.is(stats().allocationsTotal, defaultBefore.allocationsTotal)
 })
 
-test('a safe integer size larger than the arena is a RangeError, not an allocation attempt', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
-  t.throws(() => arena.alloc(16 * MiB + 1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
-  // length within the arena size, byte size beyond it
+test('a safe integer size above the cap (maxBytes) is a RangeError naming maxBytes, not an allocation attempt', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  const error = t.throws(() => arena.alloc(16 * MiB + 1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  t.regex(error?.message ?? '', /maxBytes/)
+  // length within the cap, byte size beyond it
   t.throws(() => arena.array('float64', 4 * MiB), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => arena.view('int32', 8 * MiB), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
   t.is(arena.stats().allocationsTotal, 0)
@@ -143,38 +156,94 @@ function assertInvalidConfig(t: import('ava').ExecutionContext, options: object,
 
 test('Arena rejects a bad alignment (0, 3, 65, 2**31, 32, 8192, 1.5, -64)', (t) => {
   for (const alignment of [0, 3, 65, 2 ** 31, 32, 8192, 1.5, -64, Number.NaN]) {
-    assertInvalidConfig(t, { arenaSize: 16 * MiB, alignment }, 'alignment')
+    assertInvalidConfig(t, { maxBytes: 16 * MiB, alignment }, 'alignment')
+    assertInvalidConfig(t, { alignment }, 'alignment')
   }
 })
 
-test('Arena rejects a bad arenaSize (0, 1.5, -1, NaN, Infinity, 2**60)', (t) => {
-  for (const arenaSize of [0, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60]) {
-    assertInvalidConfig(t, { arenaSize }, 'arenaSize')
+test('Arena rejects a bad maxBytes (0, 4095, 1.5, -1, NaN, Infinity, 2**60) with ERR_INVALID_CONFIG naming maxBytes', (t) => {
+  for (const maxBytes of [0, 1, 4095, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60]) {
+    assertInvalidConfig(t, { maxBytes }, 'maxBytes')
+    const error = t.throws(() => Arena.shared(`validation-bad-cap-${maxBytes}`, { maxBytes }), { instanceOf: AllocatorError })
+    t.is(error?.code, 'ERR_INVALID_CONFIG', `Arena.shared maxBytes ${maxBytes}`)
   }
+})
+
+test('maxBytes below 4096 is ERR_INVALID_CONFIG; 4096 (one page) is the smallest cap', (t) => {
+  for (const maxBytes of [1, 64, 4095]) {
+    const error = t.throws(() => new Arena({ maxBytes }), { instanceOf: AllocatorError, code: 'ERR_INVALID_CONFIG' })
+    t.regex(error?.message ?? '', /maxBytes/)
+  }
+  const arena = new Arena({ maxBytes: 4096 })
+  t.is(arena.maxBytes, 4096)
+  t.is(arena.stats().maxBytes, 4096)
+  const page = arena.alloc(4096)
+  t.is(page.byteLength, 4096)
+  t.throws(() => arena.alloc(64), { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' })
+  arena.free(page)
+})
+
+test('the removed arenaSize option throws TypeError ERR_INVALID_ARG_VALUE telling to use maxBytes, whatever its value', (t) => {
+  for (const arenaSize of [16 * MiB, 0, undefined, '16777216', null]) {
+    for (const make of [
+      () => new Arena({ arenaSize } as never),
+      () => new Arena({ arenaSize, maxBytes: 16 * MiB } as never),
+      () => Arena.shared('validation-arena-size', { arenaSize } as never),
+    ]) {
+      const error = t.throws(make, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' }, `arenaSize ${String(arenaSize)}`)
+      t.regex(error?.message ?? '', /arenaSize/)
+      t.regex(error?.message ?? '', /maxBytes/)
+    }
+  }
+  // Nothing was registered under the shared name by the rejected calls.
+  t.is(Arena.shared('validation-arena-size', { maxBytes: 8 * MiB }).maxBytes, 8 * MiB)
 })
 
 test('Arena rejects bad cache sizes', (t) => {
-  assertInvalidConfig(t, { arenaSize: 16 * MiB, refillTargetBytes: 0 }, 'refillTargetBytes')
-  assertInvalidConfig(t, { arenaSize: 16 * MiB, refillTargetBytes: 1.5 }, 'refillTargetBytes')
-  assertInvalidConfig(t, { arenaSize: 16 * MiB, localCacheTargetBytes: -5 }, 'localCacheTargetBytes')
+  assertInvalidConfig(t, { maxBytes: 16 * MiB, refillTargetBytes: 0 }, 'refillTargetBytes')
+  assertInvalidConfig(t, { maxBytes: 16 * MiB, refillTargetBytes: 1.5 }, 'refillTargetBytes')
+  assertInvalidConfig(t, { maxBytes: 16 * MiB, localCacheTargetBytes: -5 }, 'localCacheTargetBytes')
+})
+
+test('byte targets above the cap are not errors', (t) => {
+  const arena = new Arena({ maxBytes: 64 * 1024, refillTargetBytes: MiB, localCacheTargetBytes: 4 * MiB })
+  const views = Array.from({ length: 10 }, () => arena.view('uint8', 100))
+  t.is(arena.stats().liveAllocations, 10)
+  for (const v of views) arena.free(v)
+  t.is(arena.stats().liveBytes, 0)
 })
 
 test('Arena rejects options of the wrong type with TypeError ERR_INVALID_ARG_TYPE', (t) => {
   for (const options of [null, 5, 'big', true]) {
     t.throws(() => new Arena(options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
   }
-  for (const options of [{ arenaSize: '16777216' }, { alignment: 64n }, { refillTargetBytes: null }, { localCacheTargetBytes: {} }]) {
+  for (const options of [{ maxBytes: '16777216' }, { maxBytes: 16n }, { alignment: 64n }, { refillTargetBytes: null }, { localCacheTargetBytes: {} }]) {
     t.throws(() => new Arena(options as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, JSON.stringify(options, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)))
   }
 })
 
 test('Arena accepts every power-of-two alignment from 64 to 4096 and aligns views to it', (t) => {
   for (let alignment = 64; alignment <= 4096; alignment *= 2) {
-    const arena = new Arena({ arenaSize: 16 * MiB, alignment })
+    const arena = new Arena({ maxBytes: 16 * MiB, alignment })
     t.is(arena.alignment, alignment)
-    t.is(arena.arenaSize, 16 * MiB)
+    t.is(arena.maxBytes, 16 * MiB)
     const views = [arena.view('uint8', 1), arena.view('float64', 100), arena.view('uint8', 5000)]
     for (const v of views) t.is(v.byteOffset % alignment, 0, `alignment ${alignment}`)
     for (const v of views) arena.free(v)
   }
+})
+
+test('arena.maxBytes is the cap rounded up to whole pages, the same value stats and out-of-memory errors report', (t) => {
+  for (const maxBytes of [4097, 10 * MiB + 1]) {
+    const arena = new Arena({ maxBytes })
+    t.is(arena.maxBytes, Math.ceil(maxBytes / 4096) * 4096, `maxBytes ${maxBytes}`)
+    t.is(arena.stats().maxBytes, arena.maxBytes ?? -1)
+  }
+  // 4097 rounds up to two pages: two 4 KiB buffers fit, a third is refused at that cap.
+  const arena = new Arena({ maxBytes: 4097 })
+  const blocks: ArrayBuffer[] = [arena.alloc(4096), arena.alloc(4096)]
+  const error = t.throws(() => arena.alloc(4096), { instanceOf: AllocatorError })
+  t.is(error?.code, 'ERR_OUT_OF_MEMORY')
+  t.is(error?.maxBytes, 8192)
+  for (const b of blocks) arena.free(b)
 })

@@ -18,7 +18,7 @@ test('the view cache computes the same size class as the core for every request 
 })
 
 test('a freed view block is reused by the next view of its class without losing double-free detection', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const a = arena.view('float32', 16)
   const offset = a.byteOffset
   arena.free(a)
@@ -33,7 +33,7 @@ test('a freed view block is reused by the next view of its class without losing 
 })
 
 test('{ zero: true } zeroes a reused view block', (t) => {
-  const arena = new Arena({ arenaSize: 16 * MiB })
+  const arena = new Arena({ maxBytes: 16 * MiB })
   const a = arena.view('uint8', 1000)
   a.fill(255)
   arena.free(a)
@@ -44,7 +44,7 @@ test('{ zero: true } zeroes a reused view block', (t) => {
 })
 
 test('memory held for reuse by freed views is given back when another class runs out', (t) => {
-  const arena = new Arena({ arenaSize: 8 * MiB })
+  const arena = new Arena({ maxBytes: 8 * MiB })
   const views = []
   for (;;) {
     try {

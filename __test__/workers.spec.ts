@@ -98,7 +98,8 @@ test.serial('a worker allocating from the default arena shows up in the main thr
   t.is(during.liveBytes, before.liveBytes + WORKLOAD_BYTES)
   t.is(ready.liveBytes, during.liveBytes, 'the worker sees the same arena')
   t.is(during.threadCaches, before.threadCaches + 1)
-  t.is(during.arenaSize, defaultArena.arenaSize)
+  t.is(during.maxBytes, 0, 'the default arena has no cap')
+  t.is(defaultArena.maxBytes, undefined)
   await spawned.command('free')
   t.is(snapshot().liveBytes, before.liveBytes)
   await spawned.worker.terminate()
@@ -150,7 +151,7 @@ test.serial('a terminated worker with live buffers, arrays and views returns the
   for (let i = 0; i < COUNT; i++) {
     held.push(defaultArena.alloc(1000), defaultArena.view('float32', 250), defaultArena.array('uint8', 5000))
   }
-  t.is(snapshot().arenaCarved, after.arenaCarved)
+  t.is(snapshot().carvedBytes, after.carvedBytes)
   for (const item of held) defaultArena.free(item)
 })
 

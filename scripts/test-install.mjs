@@ -75,7 +75,7 @@ const app = project('app', [rootPack.file, platformPack.file])
 const smoke = `
 const { Worker } = require('node:worker_threads')
 const ta = require('tensor-arena')
-const a = new ta.Arena({ arenaSize: 64 << 20 })
+const a = new ta.Arena({ maxBytes: 64 << 20 })
 const buf = a.alloc(1000); new Uint8Array(buf).fill(7); a.free(buf)
 if (buf.byteLength !== 0) throw new Error('not detached')
 const arr = a.array('float32', 256); arr.fill(1); a.free(arr)

@@ -178,8 +178,7 @@ pub(crate) fn arena_trim(id: u32) -> std::result::Result<f64, Error<&'static str
 #[napi]
 pub(crate) fn arena_info(id: u32) -> std::result::Result<Vec<f64>, Error<&'static str>> {
     let a = allocator(id)?;
-    let config = a.config();
-    Ok(vec![config.max_bytes.unwrap_or(0) as f64, config.alignment as f64, tensor_arena_core::CHUNK_SIZE as f64])
+    Ok(vec![a.max_bytes().unwrap_or(0) as f64, a.config().alignment as f64, tensor_arena_core::CHUNK_SIZE as f64])
 }
 
 /// This thread's cache for arena `id`.

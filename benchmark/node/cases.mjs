@@ -54,6 +54,8 @@ export const VARIANTS = [
 export const VARIANT_BY_ID = new Map(VARIANTS.map((v) => [v.id, v]))
 
 const BYTES = { uint8: 1, float32: 4 }
+/** Bytes of the @thi.ng/malloc pool (it needs a fixed size; the arenas grow). */
+const JS_POOL_BYTES = 1 << 30
 
 function touchLoop(v, touch, length) {
   if (!touch) return ''
@@ -72,8 +74,8 @@ export function makeEnv(Arena, arena, gcArena) {
   return {
     arena,
     gcArena,
-    viewGcArena: new Arena({ arenaSize: arena.arenaSize }),
-    MP: memPool(arena.arenaSize),
+    viewGcArena: new Arena({ maxBytes: arena.maxBytes }),
+    MP: memPool(JS_POOL_BYTES),
     TP: typedarrayPool,
     ZERO: Object.freeze({ zero: true }),
     immediate,

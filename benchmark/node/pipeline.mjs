@@ -23,7 +23,7 @@ export const PIPELINE_VARIANTS = [
 ]
 const WINDOW = 16
 const CREDIT = 4
-const ARENA = { arenaName: 'bench', arenaOptions: { arenaSize: 512 * 1024 * 1024 } }
+const ARENA = { arenaName: 'bench', arenaOptions: { maxBytes: 512 * 1024 * 1024 } }
 
 async function startPair(variant, bytes) {
   const { port1, port2 } = new MessageChannel()

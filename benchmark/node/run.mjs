@@ -101,7 +101,7 @@ const info = machine()
 const started = Date.now()
 console.log(`tensor-arena Node benchmark (${options.full ? 'full' : 'quick'}): ${info.cpu}, ${info.cores} cores, ${info.os}, Node ${info.node}; load ${info.load}`)
 
-const arena = new Arena() // the default options: a 1 GiB arena
+const arena = new Arena() // the default options: no cap, the arena grows
 const raw = await runSuites({ Arena, arena, repeats: options.repeats, maxTime: options.maxTime, minSamples: options.minSamples })
 const summary = summarize(raw)
 const rss = options.rss ? { ...measureRss({ runs: options.rssRuns, ops: options.rssOps }), runs: options.rssRuns } : undefined

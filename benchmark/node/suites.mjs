@@ -58,7 +58,7 @@ async function runSuite(name, cases, options) {
  * `oom[scenario][size][variant]` lists after how many operations).
  */
 export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, sizes = SIZES, log = console.log }) {
-  const gcArena = new Arena({ arenaSize: arena.arenaSize })
+  const gcArena = new Arena({ maxBytes: arena.maxBytes })
   const sizesOut = {}
   const embed = {}
   const oom = {}

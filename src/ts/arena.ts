@@ -356,7 +356,14 @@ export class Arena {
       if (offset < 0) throw this.failure(offset, bytes)
       generation = scratchCache[0]
     }
-    const view = windows.view<TypedArrayOf<D> & Tagged>(Ctor, offset, length, bytes)
+    let view: TypedArrayOf<D> & Tagged
+    try {
+      view = windows.view<TypedArrayOf<D> & Tagged>(Ctor, offset, length, bytes)
+    } catch (error) {
+      // No window (the runtime refused one): the block goes back, nothing leaks.
+      native.viewFree(id, offset, generation)
+      throw error
+    }
     // A recycled block was not zeroed natively.
     if (recycled && zero === 1) new Uint8Array(view.buffer, view.byteOffset, bytes).fill(0)
     view[STATE] = generation
@@ -485,9 +492,13 @@ export class Arena {
     const id = this.id
     if (h.kind === 'view') {
       const windows = this.windowsOf(id)
+      const Ctor = DTYPES[h.dtype as DType]
+      // The window first (the block is allocated while in flight): if the runtime refuses
+      // it, the hand-off stays in flight, unclaimed.
+      windows.prepare(h.offset, h.byteLength)
       const result = native.receiveView(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
       if (result < 0) throw this.failure(result, h.byteLength)
-      const view = windows.view<ArrayBufferView & Tagged>(DTYPES[h.dtype as DType], h.offset, h.length, h.byteLength)
+      const view = windows.view<ArrayBufferView & Tagged>(Ctor, h.offset, h.length, h.byteLength)
       view[STATE] = scratch()[0]
       rememberView(view, id, h.offset)
       return view as unknown as T

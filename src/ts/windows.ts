@@ -54,6 +54,16 @@ export class Windows {
     return new Ctor(this.blockWindow(offset, bytes), 0, length) as unknown as T
   }
 
+  /** Opens (or finds) the window a view of `bytes` at arena `offset` would use. */
+  prepare(offset: number, bytes: number): void {
+    const chunk = Math.floor(offset / this.chunkSize)
+    if (offset - chunk * this.chunkSize + bytes <= this.chunkSize) {
+      if (this.chunks[chunk] === undefined) this.openChunk(chunk)
+    } else {
+      this.blockWindow(offset, bytes)
+    }
+  }
+
   /** The arena offset of a view over one of these windows, or -1 for anything else. */
   offsetOf(view: ArrayBufferView): number {
     const tag = (view.buffer as TaggedWindow)[WINDOW]

@@ -32,6 +32,9 @@ pub const CROSS_CLASS_BYTES: usize = 256 << 20;
 /// `cross_class_reuse`: block size of the first phase (64 KiB).
 pub const CROSS_CLASS_FIRST: usize = 64 << 10;
 
+/// `heap_churn/N`: request sizes of the live heap's blocks (picked pseudo-randomly).
+pub const HEAP_CHURN_SIZES: [usize; 8] = [64, 96, 256, 1_024, 4_096, 6_144, 16_384, 65_536];
+
 /// What a workload does (its shape; the iteration count lives in [`Workload`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -56,6 +59,14 @@ pub enum Kind {
     CrossClassReuse {
         /// Request size of the second phase.
         second: usize,
+    },
+    /// Build a live heap of `heap` bytes of [`HEAP_CHURN_SIZES`] blocks (untimed), then
+    /// repeatedly free a pseudo-random live block and allocate one of a pseudo-random size in
+    /// its place: the same operations on a heap inside one 4 MiB chunk and on one spread
+    /// over many chunks.
+    HeapChurn {
+        /// Live bytes of the heap.
+        heap: usize,
     },
 }
 
@@ -203,6 +214,9 @@ pub fn all(divisor: u64) -> Vec<Workload> {
         Unit::Ns,
         "alloc+free pair",
     ));
+    for (name, heap) in [("heap_churn/1m", 1 << 20), ("heap_churn/256m", 256 << 20)] {
+        v.push(w(name.into(), Kind::HeapChurn { heap }, 2_000_000, 0, Unit::Ns, "free+alloc pair"));
+    }
     v.push(w(
         "cross_class_reuse/1.5m".into(),
         Kind::CrossClassReuse { second: 3 << 19 },
@@ -240,6 +254,26 @@ pub fn run<S: Subject>(workload: &Workload) -> Result<Duration, BenchError> {
                 cross_class_cycle(&mut ctx, &mut slots, second)?;
             }
             Ok(start.elapsed())
+        }
+        Kind::HeapChurn { heap } => {
+            let run = Arc::new(S::new_run()?);
+            let mut ctx = S::thread_ctx(&run);
+            let mut rng = Lcg(0x5EED_C0DE);
+            let mut live = Vec::new();
+            let mut bytes = 0;
+            while bytes < heap {
+                let size = rng.size();
+                live.push((ctx.alloc(size)?, size));
+                bytes += size;
+            }
+            let start = Instant::now();
+            let result = heap_churn(&mut ctx, &mut live, &mut rng, iterations);
+            let elapsed = start.elapsed();
+            for (ptr, size) in live.drain(..) {
+                // SAFETY: `live` holds live blocks of `ctx` with their request sizes.
+                unsafe { ctx.free(ptr, size)? };
+            }
+            result.map(|()| elapsed)
         }
         Kind::ConcurrentLarge4x => {
             let per_thread = iterations / CONCURRENT_LARGE_THREADS;
@@ -350,6 +384,38 @@ fn tensor_sizes<T: ThreadCtx>(ctx: &mut T, iterations: usize) -> Result<(), Benc
             // SAFETY: `ptr` was just allocated by `ctx` with `size`.
             unsafe { ctx.free(ptr, size)? };
         }
+    }
+    Ok(())
+}
+
+/// A tiny deterministic generator (64-bit LCG, high bits) for `heap_churn`.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as usize
+    }
+
+    fn size(&mut self) -> usize {
+        HEAP_CHURN_SIZES[self.next() % HEAP_CHURN_SIZES.len()]
+    }
+}
+
+#[inline(always)]
+fn heap_churn<T: ThreadCtx>(
+    ctx: &mut T,
+    live: &mut [(NonNull<u8>, usize)],
+    rng: &mut Lcg,
+    iterations: usize,
+) -> Result<(), BenchError> {
+    for _ in 0..iterations {
+        let slot = rng.next() % live.len();
+        let (ptr, size) = live[slot];
+        // SAFETY: `live` holds live blocks of `ctx` with their request sizes.
+        unsafe { ctx.free(ptr, size)? };
+        let size = rng.size();
+        live[slot] = (black_box(ctx.alloc(size)?), size);
     }
     Ok(())
 }

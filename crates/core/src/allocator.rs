@@ -130,6 +130,12 @@ impl Allocator {
         &self.inner.config
     }
 
+    /// The cap on carved bytes (`max_bytes` rounded up to whole pages), if any.
+    #[must_use]
+    pub fn max_bytes(&self) -> Option<usize> {
+        self.inner.arena.cap()
+    }
+
     /// Process-unique id.
     #[must_use]
     pub fn id(&self) -> u64 {

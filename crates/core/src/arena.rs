@@ -136,6 +136,8 @@ impl Arena {
     pub(crate) fn addr_of_entry(&self, entry: usize) -> usize {
         if self.first.holds_entry(entry) {
             self.first.addr_of_entry(entry)
+        } else if entry == 0 || self.count.load(Ordering::Relaxed) == 1 {
+            0
         } else {
             self.entry_rest(entry).map_or(0, |(addr, _)| addr)
         }

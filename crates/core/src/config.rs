@@ -258,6 +258,27 @@ mod tests {
     }
 
     #[test]
+    fn readme_size_class_table_matches_the_default_geometry() {
+        let readme = include_str!("../../../README.md");
+        let geo = ClassGeometry::table(&AllocatorConfig::default(), 4096);
+        let rows: Vec<Vec<&str>> = readme
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains("| `B"))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), NUM_CLASSES, "one README row per class");
+        for (g, row) in geo.iter().zip(&rows) {
+            let num = |cell: &str| cell.replace(',', "").parse::<usize>().unwrap_or(usize::MAX);
+            assert_eq!(num(row[5]), g.stride, "block of {row:?}");
+            assert_eq!(row[6], format!("{} B", crate::meta::BLOCK_METADATA_BYTES), "metadata of {row:?}");
+            let expected_slab = format!("{} ({} KiB)", g.capacity, g.slab_bytes / 1024);
+            assert_eq!(row[7], expected_slab, "slab of {row:?}");
+            assert_eq!(row[8], if g.in_chunk { "yes" } else { "no" }, "chunk column of {row:?}");
+            assert_eq!((num(row[9]), num(row[10])), (g.refill as usize, g.limit as usize), "counts of {row:?}");
+        }
+    }
+
+    #[test]
     fn slabs_lose_little_to_page_rounding() {
         for g in ClassGeometry::table(&AllocatorConfig::default(), 4096) {
             let used = g.capacity as usize * g.stride;
