@@ -87,8 +87,8 @@ fn check_handle(arena: &ThreadArena, [token, offset, byte_length, kind]: [usize;
         // Unknown token: received already, or never issued; `receive` tells which.
         return Ok(token);
     };
-    let matches = arena.allocator.ptr_at(offset) == Some(record.allocation.ptr)
-        && label(byte_length, kind) == Some(record.label);
+    let matches =
+        arena.allocator.ptr_at(offset) == Some(record.allocation.ptr) && label(byte_length, kind) == Some(record.label);
     if matches { Ok(token) } else { Err(Code::InvalidHandle) }
 }
 

@@ -214,7 +214,7 @@ impl Arena {
         in_chunk: bool,
         skipped: &mut dyn FnMut(usize, usize),
     ) -> Result<usize, CarveError> {
-        debug_assert!(len % self.granule == 0 && (!in_chunk || len <= CHUNK_SIZE));
+        debug_assert!(len.is_multiple_of(self.granule) && (!in_chunk || len <= CHUNK_SIZE));
         loop {
             let region = self.region(top.region).ok_or(CarveError::Full)?;
             let start = if in_chunk && top.offset % CHUNK_SIZE + len > CHUNK_SIZE {
@@ -236,6 +236,11 @@ impl Arena {
             }
             self.grow(top, region, len, skipped)?;
         }
+    }
+
+    /// The address where carving continues (in the newest region).
+    pub(crate) fn top_addr(&self, top: &Top) -> Option<usize> {
+        self.region(top.region).map(|region| region.base() + top.offset)
     }
 
     /// Extends the carve at the top: if carving stopped exactly at `end`, carves the next

@@ -374,10 +374,14 @@ impl ClassPool {
         let (mut free, mut active, mut empty) = (0, 0, 0);
         for (id, s) in self.slabs.iter().enumerate().filter(|(_, s)| s.active) {
             active += 1;
-            let (region, off) = arena.locate(s.start).ok_or(format!("class {}: slab {id} outside the arena", self.class))?;
+            let (region, off) =
+                arena.locate(s.start).ok_or(format!("class {}: slab {id} outside the arena", self.class))?;
             check_slab(region, off, id, s, self.class, stride)?;
             if s.is_empty != (s.fresh > 0 && s.list_len == s.fresh) {
-                return Err(format!("class {}: slab {id} is_empty {} with {}/{}", self.class, s.is_empty, s.list_len, s.fresh));
+                return Err(format!(
+                    "class {}: slab {id} is_empty {} with {}/{}",
+                    self.class, s.is_empty, s.list_len, s.fresh
+                ));
             }
             empty += usize::from(s.is_empty);
             free += s.list_len as usize + capacity - s.fresh as usize;
@@ -418,7 +422,12 @@ fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, strid
         entry = meta.link();
     }
     if seen.len() != s.list_len as usize || s.list_len > s.fresh {
-        return Err(format!("class {class}: slab {id} lists {} blocks, records {}/{}", seen.len(), s.list_len, s.fresh));
+        return Err(format!(
+            "class {class}: slab {id} lists {} blocks, records {}/{}",
+            seen.len(),
+            s.list_len,
+            s.fresh
+        ));
     }
     Ok(())
 }

@@ -192,7 +192,11 @@ impl Inner {
         let (requested, owner) = meta.requested_and_owner();
         match expect {
             Expect::Size(size) if size != requested as usize => {
-                return Err(self.reject(FreeError::SizeMismatch { addr, provided: size, recorded: requested as usize }));
+                return Err(self.reject(FreeError::SizeMismatch {
+                    addr,
+                    provided: size,
+                    recorded: requested as usize,
+                }));
             }
             Expect::Generation(g) if g != meta.generation() => {
                 return Err(self.reject(FreeError::DoubleFree { addr }));
@@ -206,7 +210,13 @@ impl Inner {
     /// Anything but a live small block: a large allocation, or a rejection.
     #[cold]
     #[inline(never)]
-    fn release_other(&self, addr: usize, meta: &BlockMeta, tag: u32, expect: Expect) -> Result<Released<'_>, FreeError> {
+    fn release_other(
+        &self,
+        addr: usize,
+        meta: &BlockMeta,
+        tag: u32,
+        expect: Expect,
+    ) -> Result<Released<'_>, FreeError> {
         if tag == meta::tag(LIVE, LARGE_CLASS) {
             return self.free_large(addr, meta, expect).map(|()| Released::Large);
         }

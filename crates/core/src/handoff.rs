@@ -240,7 +240,8 @@ mod tests {
     use crate::config::AllocatorConfig;
 
     fn setup() -> (Allocator, ThreadCache, ThreadCache) {
-        let allocator = Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
+        let allocator =
+            Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
         (allocator, ThreadCache::new(), ThreadCache::new())
     }
 

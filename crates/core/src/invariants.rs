@@ -122,7 +122,11 @@ impl ThreadCache {
     /// A description of the first invariant found broken.
     pub fn check_invariants(&self) -> Result<(), String> {
         let Some(allocator) = &self.bound else {
-            return if self.lists.iter().all(|l| l.len == 0) { Ok(()) } else { Err("unbound cache holds blocks".into()) };
+            return if self.lists.iter().all(|l| l.len == 0) {
+                Ok(())
+            } else {
+                Err("unbound cache holds blocks".into())
+            };
         };
         let inner = &*allocator.inner;
         let mut seen = std::collections::HashSet::new();
@@ -137,7 +141,11 @@ impl ThreadCache {
                     return Err(format!("cache {}: class {c} links {entry:#x}, not a table entry", self.id));
                 };
                 if m.tag() != meta::tag(FREE, c as u8) || !seen.insert(addr) || count >= list.len {
-                    return Err(format!("cache {}: class {c} links {addr:#x} (tag {:#x}, twice, or too many)", self.id, m.tag()));
+                    return Err(format!(
+                        "cache {}: class {c} links {addr:#x} (tag {:#x}, twice, or too many)",
+                        self.id,
+                        m.tag()
+                    ));
                 }
                 count += 1;
                 entry = m.link();

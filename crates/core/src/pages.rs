@@ -2,6 +2,7 @@
 //! large path, the large allocation registry, and giving pages back to the OS. All of it
 //! sits behind one lock, taken only on slow paths (after a class lock, never before one).
 
+use crate::Allocation;
 use crate::allocator::Inner;
 use crate::arena::{CarveError, Top};
 use crate::central::{FreedSlab, generation_seed};
@@ -10,8 +11,8 @@ use crate::free::Expect;
 use crate::large::{LargeRecord, LargeRegistry};
 use crate::meta::{self, BlockMeta, FREE, LARGE_CLASS, LIVE};
 use crate::os;
+use crate::region::CHUNK_SIZE;
 use crate::span_heap::SpanHeap;
-use crate::Allocation;
 
 #[derive(Default)]
 pub(crate) struct Pages {
@@ -60,10 +61,35 @@ impl Inner {
             let Pages { top, spans, .. } = &mut *pages;
             match self.arena.carve(top, len, in_chunk, &mut |start, len| spans.give_clean(start, len, now)) {
                 Ok(start) => return (pages, Ok(start)),
-                Err(CarveError::Full) if pages.purging > 0 => self.purged.wait(&mut pages),
+                Err(CarveError::Full) => {
+                    if let Some(start) = self.take_across_top(&mut pages, len, in_chunk) {
+                        return (pages, Ok(start));
+                    }
+                    if pages.purging == 0 {
+                        return (pages, Err(CarveError::Full));
+                    }
+                    self.purged.wait(&mut pages);
+                }
                 Err(e) => return (pages, Err(e)),
             }
         }
+    }
+
+    /// At the end of the arena: a free span that ends exactly where carving stopped, plus
+    /// the uncarved rest after it, make `len` contiguous bytes even when neither does alone.
+    fn take_across_top(&self, pages: &mut Pages, len: usize, in_chunk: bool) -> Option<usize> {
+        let Pages { top, spans, .. } = pages;
+        let end = self.arena.top_addr(top)?;
+        let (start, free) = spans.span_ending_at(end)?;
+        let crosses = start % CHUNK_SIZE + len > CHUNK_SIZE;
+        if free >= len || (in_chunk && crosses) || !spans.take_at(start, free) {
+            return None;
+        }
+        if self.arena.extend(top, end, len - free) {
+            return Some(start);
+        }
+        spans.give(start, free, self.clock.coarse());
+        None
     }
 
     /// Returns slab spans to the span heap, then releases pages above the retained amount.

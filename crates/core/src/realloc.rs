@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use crate::allocator::Allocator;
 use crate::error::{AllocError, FreeError};
-use crate::meta::{self, LARGE_CLASS, LIVE};
+use crate::meta::{self, FREE, IN_FLIGHT, LARGE_CLASS, LIVE};
 use crate::size_class::SizeClass;
 use crate::thread_cache::{ThreadCache, bump};
 
@@ -67,11 +67,15 @@ impl Allocator {
             return Err(ReallocError::Alloc(AllocError::InvalidSize { requested: 0 }));
         }
         let addr = ptr.as_ptr() as usize;
-        let meta = (addr & inner.align_mask == 0)
-            .then(|| inner.arena.meta(addr))
-            .flatten()
-            .filter(|m| meta::state_of(m.tag()) == LIVE)
-            .ok_or_else(|| ReallocError::Free(inner.reject(FreeError::ForeignPointer { addr })))?;
+        let meta = (addr & inner.align_mask == 0).then(|| inner.arena.meta(addr)).flatten();
+        let meta = match meta.map(|m| (m, meta::state_of(m.tag()))) {
+            Some((m, LIVE)) => m,
+            // As a free would say: freed or handed off, else not a block.
+            Some((_, FREE | IN_FLIGHT)) => {
+                return Err(ReallocError::Free(inner.reject(FreeError::DoubleFree { addr })));
+            }
+            _ => return Err(ReallocError::Free(inner.reject(FreeError::ForeignPointer { addr }))),
+        };
         let class = meta::class_of(meta.tag());
         let old_size = if class == LARGE_CLASS {
             if SizeClass::from_request(new_size).is_none() && inner.resize_large_in_place(addr, new_size) {

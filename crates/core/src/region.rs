@@ -157,7 +157,7 @@ impl Region {
     /// The metadata of the granule starting at `addr` (64-aligned, inside the region).
     #[inline(always)]
     pub(crate) fn meta_at(&self, addr: usize) -> &BlockMeta {
-        debug_assert!(addr % GRANULE == 0 && addr.wrapping_sub(self.base) < self.len);
+        debug_assert!(addr.is_multiple_of(GRANULE) && addr.wrapping_sub(self.base) < self.len);
         // SAFETY: `addr` is a granule of this region, so `(addr - base) / 64` indexes the
         // block table, mapped readable and writable for the region's whole life; with
         // `base` 64-aligned, `meta_bias + addr / 4 == meta + (addr - base) / 64 * 16`.
@@ -170,7 +170,7 @@ impl Region {
     #[inline(always)]
     pub(crate) fn entry(&self, entry: usize) -> Option<(usize, &BlockMeta)> {
         let index = entry.wrapping_sub(self.meta_start);
-        if index >= self.meta_len || index % size_of::<BlockMeta>() != 0 {
+        if index >= self.meta_len || !index.is_multiple_of(size_of::<BlockMeta>()) {
             return None;
         }
         // SAFETY: `entry` is an entry of the block table (checked just above), mapped

@@ -99,9 +99,10 @@ impl SpanHeap {
         }
         self.flush_recent();
         let (start, at) = if in_chunk {
-            self.by_size.range((len, 0)..).take(IN_CHUNK_CANDIDATES).find_map(|&(span_len, start)| {
-                placement(start, span_len, len).map(|at| (start, at))
-            })?
+            self.by_size
+                .range((len, 0)..)
+                .take(IN_CHUNK_CANDIDATES)
+                .find_map(|&(span_len, start)| placement(start, span_len, len).map(|at| (start, at)))?
         } else {
             let &(_, start) = self.by_size.range((len, 0)..).next()?;
             (start, start)
@@ -116,6 +117,13 @@ impl SpanHeap {
             self.insert(at + len, FreeSpan { len: rest, dirty: span.dirty.min(rest), freed_at: span.freed_at });
         }
         Some(at)
+    }
+
+    /// The free span that ends exactly at `end`: its start and length.
+    pub(crate) fn span_ending_at(&mut self, end: usize) -> Option<(usize, usize)> {
+        self.flush_recent();
+        let (&start, span) = self.by_start.range(..end).next_back()?;
+        (start + span.len == end).then_some((start, span.len))
     }
 
     /// Takes `[start, start + len)` if it is free (all of it inside one free span).

@@ -25,7 +25,10 @@ impl Allocator {
         {
             let pages = inner.pages.lock();
             for start in pages.large.starts() {
-                let owned = inner.arena.meta(start).is_some_and(|m| m.tag() == meta::tag(LIVE, LARGE_CLASS) && m.owner() == cache.id);
+                let owned = inner
+                    .arena
+                    .meta(start)
+                    .is_some_and(|m| m.tag() == meta::tag(LIVE, LARGE_CLASS) && m.owner() == cache.id);
                 if owned {
                     large.push((start, pages.large.get(start).map_or(0, |r| r.requested)));
                 }
@@ -54,7 +57,8 @@ mod tests {
 
     #[test]
     fn free_all_owned_by_frees_only_that_caches_live_blocks() {
-        let allocator = Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
+        let allocator =
+            Allocator::new(AllocatorConfig { max_bytes: Some(64 << 20), ..AllocatorConfig::default() }).unwrap();
         let (mut mine, mut other) = (ThreadCache::new(), ThreadCache::new());
         let mut kept = Vec::new();
         for size in [1, 64, 5000, 70_000, 3 << 20, 20 << 20] {

@@ -111,7 +111,8 @@ impl ThreadCache {
     /// Occupancy of this cache.
     #[must_use]
     pub fn stats(&self) -> ThreadCacheStats {
-        let mut stats = ThreadCacheStats { id: self.id(), bound: u64::from(self.bound.is_some()), ..Default::default() };
+        let mut stats =
+            ThreadCacheStats { id: self.id(), bound: u64::from(self.bound.is_some()), ..Default::default() };
         for (c, count) in self.shared.counts.iter().enumerate() {
             let blocks = u64::from(count.load(Ordering::Relaxed));
             stats.class_blocks[c] = blocks;

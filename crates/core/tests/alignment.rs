@@ -6,7 +6,7 @@
 mod common;
 
 use common::{KIB, MIB};
-use tensor_arena_core::{HEADER_SIZE, ThreadCache};
+use tensor_arena_core::{SizeClass, ThreadCache};
 
 const ALIGNMENTS: [usize; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
 
@@ -37,7 +37,7 @@ const SIZES: [usize; 20] = [
 fn user_pointers_are_aligned_for_every_alignment_small_and_large() {
     for alignment in ALIGNMENTS {
         let a = common::allocator_with(|c| {
-            c.arena_size = 256 * MIB;
+            c.max_bytes = Some(256 * MIB);
             c.alignment = alignment;
         });
         let mut cache = ThreadCache::new();
@@ -60,6 +60,7 @@ fn user_pointers_are_aligned_for_every_alignment_small_and_large() {
         drop(cache);
         let stats = a.stats();
         assert_eq!((stats.live_allocations, stats.live_bytes), (0, 0));
+        a.check_invariants().unwrap();
     }
 }
 
@@ -67,7 +68,7 @@ fn user_pointers_are_aligned_for_every_alignment_small_and_large() {
 fn reused_blocks_stay_aligned() {
     for alignment in ALIGNMENTS {
         let a = common::allocator_with(|c| {
-            c.arena_size = 64 * MIB;
+            c.max_bytes = Some(64 * MIB);
             c.alignment = alignment;
         });
         let mut cache = ThreadCache::new();
@@ -92,6 +93,8 @@ fn reused_blocks_stay_aligned() {
             // SAFETY: `p` is live and freed once.
             unsafe { common::free(&a, &mut cache, p) };
         }
+        cache.check_invariants().unwrap();
+        a.check_invariants().unwrap();
     }
 }
 
@@ -100,7 +103,7 @@ fn custom_alignment_block_is_freed_and_reused_at_the_same_pointer() {
     // Reference (1 MiB, 128, 640, 640): a 65-byte allocation frees fine and the next
     // one on the same thread gets the identical (and here 128-aligned) pointer.
     let a = common::allocator_with(|c| {
-        c.arena_size = 4 * MIB;
+        c.max_bytes = Some(4 * MIB);
         c.alignment = 128;
         c.refill_target_bytes = 640;
         c.local_cache_target_bytes = 640;
@@ -114,20 +117,37 @@ fn custom_alignment_block_is_freed_and_reused_at_the_same_pointer() {
 }
 
 #[test]
-fn the_header_sits_just_before_an_aligned_pointer_and_blocks_do_not_overlap() {
+fn blocks_are_their_stride_apart_with_no_header_and_do_not_overlap() {
+    // No in-band header: a block is its class payload rounded up to the alignment, and
+    // the blocks of a slab are adjacent (block i at slab_start + i * stride).
     for alignment in [64, 4096] {
         let a = common::allocator_with(|c| {
-            c.arena_size = 64 * MIB;
+            c.max_bytes = Some(64 * MIB);
             c.alignment = alignment;
         });
+        let class = SizeClass::from_request(100).unwrap();
+        let stride = a.block_size(class.index());
+        assert_eq!(stride, class.payload_size().next_multiple_of(alignment));
+        assert_eq!(a.usable_size(100), stride);
         let mut cache = ThreadCache::new();
         let ptrs: Vec<usize> = (0..64).map(|_| common::alloc(&a, &mut cache, 100).as_ptr() as usize).collect();
         let mut sorted = ptrs.clone();
         sorted.sort_unstable();
         for w in sorted.windows(2) {
-            assert!(w[1] - w[0] >= 100 + HEADER_SIZE);
+            assert!(w[1] - w[0] >= stride, "{:#x} and {:#x} closer than a {stride}-byte block", w[0], w[1]);
             assert_eq!((w[1] - w[0]) % alignment, 0);
         }
-        assert!(ptrs.iter().all(|&p| a.contains((p - HEADER_SIZE) as *const u8)));
+        // Adjacent within a slab: only a change of slab may leave a gap.
+        let gaps = sorted.windows(2).filter(|w| w[1] - w[0] != stride).count() as u64;
+        let slabs = a.stats().classes[class.index()].slabs;
+        assert!(gaps < slabs, "alignment {alignment}: {gaps} gaps between blocks of {slabs} slabs");
+        assert!(ptrs.iter().all(|&p| a.contains(p as *const u8) && a.contains((p + stride - 1) as *const u8)));
+        for p in ptrs {
+            // SAFETY: live; freed once.
+            unsafe { common::free(&a, &mut cache, common::at(p)) };
+        }
+        drop(cache);
+        assert_eq!(a.stats().live_allocations, 0);
+        a.check_invariants().unwrap();
     }
 }

@@ -1,5 +1,5 @@
 //! Configuration validation through the public API: every field's range, the field
-//! named in the error, error codes and messages, arena rounding, and the boundary
+//! named in the error, error codes and messages, cap and region rounding, and the boundary
 //! values that must be accepted.
 
 #![cfg(test)]
@@ -7,7 +7,9 @@
 mod common;
 
 use common::{KIB, MIB};
-use tensor_arena_core::{Allocator, AllocatorConfig, InitError, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT};
+use tensor_arena_core::{
+    Allocator, AllocatorConfig, CHUNK_SIZE, InitError, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT, ThreadCache,
+};
 
 fn rejected_field(adjust: impl FnOnce(&mut AllocatorConfig)) -> &'static str {
     let mut config = AllocatorConfig::default();
@@ -28,7 +30,8 @@ fn rejected_field(adjust: impl FnOnce(&mut AllocatorConfig)) -> &'static str {
 fn default_config_is_valid_and_matches_the_documented_values() {
     let config = AllocatorConfig::default();
     assert_eq!(config.validate(), Ok(()));
-    assert_eq!(config.arena_size, 1 << 30);
+    assert_eq!(config.max_bytes, None);
+    assert_eq!(config.region_bytes, 0);
     assert_eq!(config.alignment, 64);
     assert_eq!(config.refill_target_bytes, 32 * KIB);
     assert_eq!(config.local_cache_target_bytes, 64 * KIB);
@@ -39,10 +42,24 @@ fn default_config_is_valid_and_matches_the_documented_values() {
 }
 
 #[test]
-fn zero_or_oversized_arena_is_rejected() {
-    assert_eq!(rejected_field(|c| c.arena_size = 0), "arena_size");
-    assert_eq!(rejected_field(|c| c.arena_size = MAX_ARENA_SIZE + 1), "arena_size");
-    assert_eq!(rejected_field(|c| c.arena_size = usize::MAX), "arena_size");
+fn a_cap_below_one_page_or_above_64_tib_is_rejected() {
+    for cap in [0, 1, 4095, MAX_ARENA_SIZE + 1, usize::MAX] {
+        assert_eq!(rejected_field(|c| c.max_bytes = Some(cap)), "max_bytes", "max_bytes {cap}");
+    }
+    for cap in [4096, MAX_ARENA_SIZE] {
+        let config = AllocatorConfig { max_bytes: Some(cap), ..AllocatorConfig::default() };
+        assert_eq!(config.validate(), Ok(()), "max_bytes {cap}");
+    }
+}
+
+#[test]
+fn an_oversized_first_region_is_rejected() {
+    assert_eq!(rejected_field(|c| c.region_bytes = MAX_ARENA_SIZE + 1), "region_bytes");
+    assert_eq!(rejected_field(|c| c.region_bytes = usize::MAX), "region_bytes");
+    for region in [0, 1, MAX_ARENA_SIZE] {
+        let config = AllocatorConfig { region_bytes: region, ..AllocatorConfig::default() };
+        assert_eq!(config.validate(), Ok(()), "region_bytes {region}");
+    }
 }
 
 #[test]
@@ -57,7 +74,7 @@ fn every_power_of_two_alignment_from_64_to_4096_is_accepted() {
     for shift in 6..=12 {
         let alignment = 1usize << shift;
         let a = common::allocator_with(|c| {
-            c.arena_size = 16 * MIB;
+            c.max_bytes = Some(16 * MIB);
             c.alignment = alignment;
         });
         assert_eq!(a.config().alignment, alignment);
@@ -65,23 +82,54 @@ fn every_power_of_two_alignment_from_64_to_4096_is_accepted() {
 }
 
 #[test]
-fn batch_and_slab_targets_must_be_between_1_and_the_arena_size() {
-    assert_eq!(rejected_field(|c| c.refill_target_bytes = 0), "refill_target_bytes");
-    assert_eq!(rejected_field(|c| c.refill_target_bytes = c.arena_size + 1), "refill_target_bytes");
-    assert_eq!(rejected_field(|c| c.local_cache_target_bytes = 0), "local_cache_target_bytes");
-    assert_eq!(rejected_field(|c| c.local_cache_target_bytes = c.arena_size + 1), "local_cache_target_bytes");
-    assert_eq!(rejected_field(|c| c.slab_target_bytes = 0), "slab_target_bytes");
-    assert_eq!(rejected_field(|c| c.slab_target_bytes = c.arena_size + 1), "slab_target_bytes");
+fn batch_and_slab_targets_must_be_between_1_and_64_tib() {
+    for bad in [0, MAX_ARENA_SIZE + 1, usize::MAX] {
+        assert_eq!(rejected_field(|c| c.refill_target_bytes = bad), "refill_target_bytes", "{bad}");
+        assert_eq!(rejected_field(|c| c.local_cache_target_bytes = bad), "local_cache_target_bytes", "{bad}");
+        assert_eq!(rejected_field(|c| c.slab_target_bytes = bad), "slab_target_bytes", "{bad}");
+    }
+}
+
+#[test]
+fn targets_above_the_cap_are_accepted_and_the_allocator_works() {
+    // No longer an error: block counts are clamped to what fits under the cap.
+    for target in [MIB + 1, 64 * MIB, MAX_ARENA_SIZE] {
+        let a = common::allocator_with(|c| {
+            c.max_bytes = Some(MIB);
+            c.refill_target_bytes = target;
+            c.local_cache_target_bytes = target;
+            c.slab_target_bytes = target;
+        });
+        let mut cache = ThreadCache::new();
+        for size in [1, 4096, 100 * KIB] {
+            let p = common::alloc(&a, &mut cache, size);
+            // SAFETY: `p` is a live block of `size` bytes; freed once.
+            unsafe {
+                common::fill(p, size, 0x5A);
+                assert!(common::check(p, size, 0x5A));
+                common::free(&a, &mut cache, p);
+            }
+        }
+        assert!(a.stats().carved_bytes <= MIB as u64, "target {target}: carved past the cap");
+        cache.check_invariants().unwrap();
+        a.check_invariants().unwrap();
+    }
 }
 
 #[test]
 fn the_first_bad_field_is_the_one_named() {
     let field = rejected_field(|c| {
-        c.arena_size = 0;
+        c.max_bytes = Some(0);
+        c.region_bytes = usize::MAX;
         c.alignment = 3;
         c.refill_target_bytes = 0;
     });
-    assert_eq!(field, "arena_size");
+    assert_eq!(field, "max_bytes");
+    let field = rejected_field(|c| {
+        c.region_bytes = usize::MAX;
+        c.alignment = 3;
+    });
+    assert_eq!(field, "region_bytes");
     let field = rejected_field(|c| {
         c.alignment = 3;
         c.slab_target_bytes = 0;
@@ -92,7 +140,7 @@ fn the_first_bad_field_is_the_one_named() {
 #[test]
 fn boundary_values_are_accepted() {
     let tiny = AllocatorConfig {
-        arena_size: 1,
+        max_bytes: Some(4096),
         refill_target_bytes: 1,
         local_cache_target_bytes: 1,
         slab_target_bytes: 1,
@@ -100,16 +148,24 @@ fn boundary_values_are_accepted() {
         ..AllocatorConfig::default()
     };
     assert_eq!(tiny.validate(), Ok(()));
-    let targets_equal_arena = AllocatorConfig {
-        arena_size: MIB,
+    let targets_equal_cap = AllocatorConfig {
+        max_bytes: Some(MIB),
         refill_target_bytes: MIB,
         local_cache_target_bytes: MIB,
         slab_target_bytes: MIB,
         ..AllocatorConfig::default()
     };
-    assert_eq!(targets_equal_arena.validate(), Ok(()));
+    assert_eq!(targets_equal_cap.validate(), Ok(()));
+    let largest_targets = AllocatorConfig {
+        refill_target_bytes: MAX_ARENA_SIZE,
+        local_cache_target_bytes: MAX_ARENA_SIZE,
+        slab_target_bytes: MAX_ARENA_SIZE,
+        ..AllocatorConfig::default()
+    };
+    assert_eq!(largest_targets.validate(), Ok(()));
     let largest = AllocatorConfig {
-        arena_size: MAX_ARENA_SIZE,
+        max_bytes: Some(MAX_ARENA_SIZE),
+        region_bytes: MAX_ARENA_SIZE,
         alignment: MAX_ALIGNMENT,
         retain_bytes: usize::MAX,
         ..AllocatorConfig::default()
@@ -118,34 +174,62 @@ fn boundary_values_are_accepted() {
 }
 
 #[test]
-fn arena_size_is_rounded_up_to_whole_pages() {
+fn the_cap_is_rounded_up_to_whole_pages() {
     let a = common::allocator_with(|c| {
-        c.arena_size = 1;
+        c.max_bytes = Some(4096);
         c.refill_target_bytes = 1;
         c.local_cache_target_bytes = 1;
         c.slab_target_bytes = 1;
     });
-    assert!(a.arena_size() >= 4096 && a.arena_size().is_power_of_two(), "{}", a.arena_size());
-    assert_eq!(a.stats().arena_size, a.arena_size() as u64);
+    let stats = a.stats();
+    assert!(stats.max_bytes >= 4096 && stats.max_bytes.is_power_of_two(), "{}", stats.max_bytes);
+    // A capped arena is one region of exactly the cap.
+    assert_eq!((stats.reserved_bytes, stats.regions, stats.carved_bytes), (stats.max_bytes, 1, 0));
+    assert_eq!(stats.remaining_bytes, stats.max_bytes);
     let a = common::allocator(3 * MIB + 1);
-    assert_eq!(a.arena_size() % 4096, 0);
-    assert!(a.arena_size() > 3 * MIB && a.arena_size() <= 3 * MIB + 64 * KIB);
-    assert_eq!(a.arena_base().as_ptr() as usize % 4096, 0);
+    let stats = a.stats();
+    assert_eq!(stats.max_bytes % 4096, 0);
+    assert!(stats.max_bytes > 3 * MIB as u64 && stats.max_bytes <= (3 * MIB + 64 * KIB) as u64, "{}", stats.max_bytes);
+    assert_eq!(stats.reserved_bytes, stats.max_bytes);
+    // Regions start on a chunk boundary.
+    let base = a.ptr_at(0).unwrap();
+    assert_eq!(base.as_ptr() as usize % CHUNK_SIZE, 0);
+    assert!(a.ptr_at(stats.max_bytes as usize - 1).is_some());
+    assert_eq!(a.ptr_at(stats.max_bytes as usize), None);
+}
+
+#[test]
+fn an_uncapped_first_region_is_rounded_up_to_whole_chunks() {
+    let a = common::allocator_with(|c| c.region_bytes = 3 * MIB + 1);
+    let stats = a.stats();
+    assert_eq!((stats.max_bytes, stats.regions), (0, 1));
+    assert_eq!(stats.reserved_bytes, CHUNK_SIZE as u64);
+    assert_eq!(stats.remaining_bytes, CHUNK_SIZE as u64);
+    let a = common::allocator_with(|c| c.region_bytes = 3 * CHUNK_SIZE);
+    assert_eq!(a.stats().reserved_bytes, 3 * CHUNK_SIZE as u64);
+    // Left to the allocator: what the machine can commit, within 1 GiB ..= 64 GiB (less
+    // only if the OS refuses that much address space). Address space only.
+    let a = common::allocator_with(|_| {});
+    let stats = a.stats();
+    assert_eq!((stats.max_bytes, stats.regions, stats.carved_bytes), (0, 1, 0));
+    assert!(stats.reserved_bytes >= 256 * MIB as u64 && stats.reserved_bytes <= 64 << 30, "{}", stats.reserved_bytes);
 }
 
 #[test]
 fn a_tiny_arena_still_serves_a_one_byte_request() {
     let a = common::allocator_with(|c| {
-        c.arena_size = 1;
+        c.max_bytes = Some(4096);
         c.refill_target_bytes = 1;
         c.local_cache_target_bytes = 1;
         c.slab_target_bytes = 1;
     });
-    let mut cache = tensor_arena_core::ThreadCache::new();
+    let mut cache = ThreadCache::new();
     let p = common::alloc(&a, &mut cache, 1);
     assert!(a.contains(p.as_ptr()));
     // SAFETY: `p` was just allocated and is not used elsewhere.
     unsafe { common::free(&a, &mut cache, p) };
+    cache.check_invariants().unwrap();
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -167,14 +251,26 @@ fn init_errors_have_stable_codes_and_name_the_field() {
 fn an_allocator_reports_its_config_and_unique_id() {
     let a = common::allocator(16 * MIB);
     let b = common::allocator(16 * MIB);
-    assert_eq!(a.config().arena_size, 16 * MIB);
+    assert_eq!(a.config().max_bytes, Some(16 * MIB));
     assert_ne!(a.id(), b.id());
     assert_eq!(a.clone().id(), a.id());
-    assert_eq!(a.arena_size(), 16 * MIB);
-    let base = a.arena_base().as_ptr();
+    assert_eq!(a.stats().max_bytes, 16 * MIB as u64);
+    let base = a.ptr_at(0).unwrap().as_ptr();
     assert!(a.contains(base));
     assert!(a.contains(base.wrapping_add(16 * MIB - 1)));
     assert!(!a.contains(base.wrapping_add(16 * MIB)));
     assert!(!a.contains(base.wrapping_sub(1)));
     assert!(!b.contains(base));
+    assert_eq!(a.offset_of(base), Some(0));
+    assert_eq!(a.offset_of(base.wrapping_add(16 * MIB - 1)), Some(16 * MIB - 1));
+    assert_eq!((a.offset_of(base.wrapping_add(16 * MIB)), b.offset_of(base)), (None, None));
+    // Chunks exist once committed (carving commits them).
+    assert_eq!(a.chunk_at(0), None);
+    let mut cache = ThreadCache::new();
+    let p = common::alloc(&a, &mut cache, 100);
+    let offset = a.offset_of(p.as_ptr()).unwrap();
+    assert_eq!(a.ptr_at(offset), Some(p));
+    let (chunk, len) = a.chunk_at(offset).unwrap();
+    assert_eq!(len, CHUNK_SIZE);
+    assert_eq!(chunk.as_ptr() as usize, base as usize + offset / CHUNK_SIZE * CHUNK_SIZE);
 }

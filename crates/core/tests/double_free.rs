@@ -79,6 +79,7 @@ fn second_free_after_the_block_was_drained_to_central_is_a_double_free() {
     }
     assert_eq!(a.stats().inbox_blocks, 0, "a rejected free must not reach an inbox");
     assert_distinct_handouts(&a, &mut cache, 5000, 100, &[]);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -101,6 +102,7 @@ fn second_free_after_a_remote_free_through_the_inbox_is_a_double_free() {
     // never yields it twice.
     a.drain_thread_cache(&mut owner);
     assert_distinct_handouts(&a, &mut owner, 64, 3000, &[]);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -131,6 +133,7 @@ fn second_free_of_a_large_block_is_a_double_free() {
     }
     let stats = a.stats();
     assert_eq!((stats.large_live_allocations, stats.frees_total), (0, 1));
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -141,7 +144,7 @@ fn never_issued_neighbours_of_a_live_block_are_rejected_and_never_issued_twice()
     let stride = a.block_size(0) as isize;
     assert!(cache.stats().blocks > 0, "the cache holds the rest of the refill");
     // Blocks on both sides: some sit in the cache (initialised, free), some were never
-    // touched (zero memory), some lie past the slab.
+    // initialised (no metadata entry yet), some lie past the slab.
     for k in (-600..=600).filter(|&k| k != 0) {
         let forged = common::offset(p, k * stride);
         if !a.contains(forged.as_ptr()) {
@@ -149,8 +152,10 @@ fn never_issued_neighbours_of_a_live_block_are_rejected_and_never_issued_twice()
         }
         // SAFETY: the forged pointer is in the arena; the free must reject it.
         let result = unsafe { a.deallocate_with_cache(&mut cache, forged) };
+        // A never-issued block has no metadata of a hand-out: `ForeignPointer` (no block
+        // starts there yet) or `DoubleFree` (a free block in the cache or the slab).
         assert!(
-            matches!(result, Err(FreeError::DoubleFree { .. } | FreeError::CorruptHeader { .. })),
+            matches!(result, Err(FreeError::DoubleFree { .. } | FreeError::ForeignPointer { .. })),
             "forged free of block {k} strides away: {result:?}"
         );
     }
@@ -159,6 +164,8 @@ fn never_issued_neighbours_of_a_live_block_are_rejected_and_never_issued_twice()
     // The real pointer still frees.
     // SAFETY: `p` is live.
     unsafe { common::free(&a, &mut cache, p) };
+    cache.check_invariants().unwrap();
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -175,7 +182,7 @@ fn never_issued_block_in_another_cache_is_rejected() {
         // SAFETY: the forged pointer is in the arena; the free must reject it.
         let result = unsafe { a.deallocate_with_cache(&mut other, forged) };
         assert!(
-            matches!(result, Err(FreeError::DoubleFree { .. } | FreeError::CorruptHeader { .. })),
+            matches!(result, Err(FreeError::DoubleFree { .. } | FreeError::ForeignPointer { .. })),
             "{k}: {result:?}"
         );
     }
@@ -183,6 +190,7 @@ fn never_issued_block_in_another_cache_is_rejected() {
     assert_distinct_handouts(&a, &mut cache, 1000, 500, &[p]);
     // SAFETY: `p` is live.
     unsafe { common::free(&a, &mut cache, p) };
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -267,6 +275,7 @@ fn stale_generation_of_a_large_block_is_rejected_after_a_small_block_took_its_ad
     assert_eq!(a.stats().live_allocations, 1);
     // SAFETY: the new block is live; freed once.
     unsafe { a.deallocate_tracked(&mut cache, new.ptr, new.generation).unwrap() };
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -297,4 +306,8 @@ fn many_double_frees_never_make_a_block_be_handed_out_twice() {
         assert_distinct_handouts(&a, first, size, 1200, &[]);
     }
     assert_eq!(a.stats().rejected_frees_total, 4 * 300);
+    for cache in &caches {
+        cache.check_invariants().unwrap();
+    }
+    a.check_invariants().unwrap();
 }

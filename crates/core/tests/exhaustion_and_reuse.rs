@@ -12,7 +12,7 @@ use tensor_arena_core::{AllocError, Allocator, MAX_SMALL_SIZE, ThreadCache};
 
 fn tiny_arena() -> Allocator {
     common::allocator_with(|c| {
-        c.arena_size = 4096;
+        c.max_bytes = Some(4096);
         c.refill_target_bytes = 4096;
         c.local_cache_target_bytes = 4096;
         c.slab_target_bytes = 4096;
@@ -48,10 +48,19 @@ fn a_full_arena_reports_out_of_memory_with_nothing_remaining() {
     let a = tiny_arena();
     let mut cache = ThreadCache::new();
     let ptrs = fill_up(&a, &mut cache, 1);
-    assert_eq!(ptrs.len(), 4096 / a.block_size(0));
-    assert_eq!(a.allocate_with_cache(&mut cache, 1), Err(AllocError::OutOfMemory { requested: 1, remaining: 0 }));
-    assert_eq!(a.allocate_with_cache(&mut cache, 1000), Err(AllocError::OutOfMemory { requested: 1000, remaining: 0 }));
-    assert_eq!(a.stats().arena_remaining, 0);
+    let cap = a.stats().max_bytes as usize;
+    assert_eq!(cap, 4096);
+    // No header: the blocks fill the whole cap.
+    assert_eq!(ptrs.len(), cap / a.block_size(0));
+    assert_eq!(a.allocate_with_cache(&mut cache, 1), Err(AllocError::OutOfMemory { requested: 1, remaining: 0, cap }));
+    assert_eq!(
+        a.allocate_with_cache(&mut cache, 1000),
+        Err(AllocError::OutOfMemory { requested: 1000, remaining: 0, cap })
+    );
+    let stats = a.stats();
+    assert_eq!((stats.remaining_bytes, stats.carved_bytes), (0, cap as u64));
+    assert_eq!(AllocError::OutOfMemory { requested: 1, remaining: 0, cap }.code(), "ERR_OUT_OF_MEMORY");
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -70,6 +79,8 @@ fn a_block_freed_after_exhaustion_is_reused_and_the_others_stay_valid() {
         unsafe { a.deallocate_with_size(&mut cache, p, 64).unwrap() };
     }
     assert_eq!(a.stats().live_allocations, 0);
+    cache.check_invariants().unwrap();
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -78,13 +89,22 @@ fn a_large_request_in_a_small_arena_is_out_of_memory_with_what_remains() {
     let mut cache = ThreadCache::new();
     assert_eq!(
         a.allocate_with_cache(&mut cache, MAX_SMALL_SIZE + 1),
-        Err(AllocError::OutOfMemory { requested: MAX_SMALL_SIZE + 1, remaining: 4096 })
+        Err(AllocError::OutOfMemory { requested: MAX_SMALL_SIZE + 1, remaining: 4096, cap: 4096 })
     );
     let a = common::allocator(16 * MIB);
     assert_eq!(
-        a.allocate_with_cache(&mut cache, 16 * MIB),
-        Err(AllocError::OutOfMemory { requested: 16 * MIB, remaining: 16 * MIB })
+        a.allocate_with_cache(&mut cache, 16 * MIB + 1),
+        Err(AllocError::OutOfMemory { requested: 16 * MIB + 1, remaining: 16 * MIB, cap: 16 * MIB })
     );
+    // Without a header the largest class's block is exactly 16 MiB: it fills the cap.
+    let p = common::alloc(&a, &mut cache, 16 * MIB);
+    assert_eq!(
+        a.allocate_with_cache(&mut cache, 1),
+        Err(AllocError::OutOfMemory { requested: 1, remaining: 0, cap: 16 * MIB })
+    );
+    // SAFETY: `p` is live; freed once.
+    unsafe { common::free(&a, &mut cache, p) };
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -106,6 +126,7 @@ fn memory_freed_by_one_class_serves_another_class() {
     assert!(third.len() * a.usable_size(64) >= first_bytes / 100 * 95);
     free_all(&a, &mut cache, third);
     assert_eq!(a.stats().live_bytes, 0);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -122,7 +143,7 @@ fn memory_freed_by_small_classes_serves_one_large_block() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(a.stats().arena_remaining < 2 * MIB as u64);
+    assert!(a.stats().remaining_bytes < 2 * MIB as u64);
     free_all(&a, &mut cache, ptrs);
     let size = 60 * MIB;
     let p = common::alloc(&a, &mut cache, size);
@@ -132,6 +153,7 @@ fn memory_freed_by_small_classes_serves_one_large_block() {
         assert!(common::check(p, size, 9));
         common::free(&a, &mut cache, p);
     }
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -144,6 +166,7 @@ fn memory_freed_by_large_blocks_serves_small_classes() {
     let small = fill_up(&a, &mut cache, 100_000);
     assert!(small.len() * a.usable_size(100_000) >= 60 * MIB);
     free_all(&a, &mut cache, small);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -159,4 +182,5 @@ fn exhaustion_by_large_blocks_recovers_after_a_free() {
     assert!(a.allocate_with_cache(&mut cache, 17 * MIB).is_err());
     free_all(&a, &mut cache, ptrs);
     assert_eq!(a.stats().large_live_allocations, 0);
+    a.check_invariants().unwrap();
 }

@@ -2,7 +2,8 @@
 //! allocator: 8 threads build Vecs, Strings, HashMaps and BTreeMaps and pass boxes to
 //! each other through channels (so they are freed by another thread); the results are
 //! checked, and `global_stats()` must show the arena served the allocations and saw
-//! remote frees.
+//! remote frees. A `Vec<u8>` grown by pushes to 512 MiB shows that `realloc` resizes in
+//! place: the process's peak RSS never holds the old and the new buffer at once.
 
 #![cfg(test)]
 
@@ -176,4 +177,70 @@ fn threads_that_come_and_go_leave_no_cached_blocks() {
     // caches than the 32 threads that came and went.
     let stats = global_stats().unwrap();
     assert!(stats.thread_caches < 16, "{} caches still bound", stats.thread_caches);
+}
+
+/// A `/proc/self/status` field (`VmRSS`, `VmHWM`) in bytes; `None` where there is none.
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The byte at index `i` of the grown vector.
+const fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn a_vec_grown_by_pushes_to_512_mib_never_holds_its_old_and_new_buffers_at_once() {
+    const TARGET: usize = 512 << 20;
+    let _serial = serial();
+    // Linux >= 4.0: writing 5 resets the peak (VmHWM) to the current RSS.
+    let reset = cfg!(target_os = "linux") && std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let rss_before = status_bytes("VmRSS");
+    let peak_before = status_bytes("VmHWM");
+    let before = global_stats().unwrap();
+    let mut v: Vec<u8> = Vec::new();
+    let mut moves_above_64_mib = 0;
+    let mut last = v.as_ptr();
+    for i in 0..TARGET {
+        v.push(pattern(i));
+        if v.as_ptr() != last {
+            // Large blocks (above 16 MiB) grow into the free pages after them.
+            moves_above_64_mib += usize::from(v.capacity() > 64 << 20);
+            last = v.as_ptr();
+        }
+    }
+    let peak = status_bytes("VmHWM");
+    assert_eq!(v.len(), TARGET);
+    let during = global_stats().unwrap();
+    assert_eq!(during.large_live_allocations, before.large_live_allocations + 1, "the arena holds the vector");
+    assert!(during.large_live_bytes >= before.large_live_bytes + TARGET as u64);
+    // The contents survived every resize (compared a period of the pattern at a time).
+    let period: Vec<u8> = (0..251 * 4096).map(pattern).collect();
+    for (k, chunk) in v.chunks(period.len()).enumerate() {
+        assert!(chunk == &period[..chunk.len()], "bytes lost in chunk {k} of the grown vector");
+    }
+    drop(v);
+    let after = global_stats().unwrap();
+    assert_eq!(after.large_live_allocations, before.large_live_allocations);
+    assert_eq!(after.rejected_frees_total, before.rejected_frees_total, "no invalid free");
+    let (Some(rss_before), Some(peak_before), Some(peak)) = (rss_before, peak_before, peak) else {
+        println!("note: no /proc/self/status (not Linux): peak RSS not checked");
+        return;
+    };
+    let bound = rss_before + TARGET as u64 / 10 * 11;
+    if !reset && peak_before > bound {
+        println!("note: the peak RSS could not be reset and was {peak_before} bytes already: not checked");
+        return;
+    }
+    assert!(
+        peak <= bound,
+        "peak RSS {} MiB while growing a 512 MiB vector (RSS before {} MiB, bound {} MiB; {moves_above_64_mib} \
+         moves above 64 MiB)",
+        peak >> 20,
+        rss_before >> 20,
+        bound >> 20
+    );
 }

@@ -1,5 +1,5 @@
 //! The process-global convenience API (`allocate`, `deallocate`, `deallocate_with_size`,
-//! `global_stats`) and the `TensorArenaGlobalAlloc` adapter called directly. Every test
+//! `reallocate`, `global_stats`) and the `TensorArenaGlobalAlloc` adapter called directly. Every test
 //! holds `SERIAL` and makes its global calls on threads it spawns and joins, so when a
 //! test starts no thread cache of the global allocator is alive.
 
@@ -14,7 +14,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use common::MIB;
 use tensor_arena_core::{
-    AllocError, FreeError, TensorArenaGlobalAlloc, allocate, deallocate, deallocate_with_size, global_stats,
+    AllocError, FreeError, ReallocError, SizeClass, TensorArenaGlobalAlloc, allocate, deallocate, deallocate_with_size,
+    global_stats, reallocate,
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -76,15 +77,17 @@ fn foreign_and_forged_pointers_are_rejected_by_the_global_api() {
         let heap = NonNull::from(&*boxed).cast::<u8>();
         // A class no other test of this file uses: its neighbours are never live.
         let p = allocate(1500).unwrap();
-        let stride = 1536 + 64;
+        let stride = stats().classes[SizeClass::from_request(1500).unwrap().index()].block as isize;
+        assert_eq!(stride, 1536, "no header: the block is the class payload");
         // SAFETY: every free below but the last must be rejected.
         unsafe {
             assert!(matches!(deallocate(heap), Err(FreeError::ForeignPointer { .. })));
             assert!(matches!(deallocate(common::offset(p, 1)), Err(FreeError::ForeignPointer { .. })));
             for forged in [common::offset(p, stride), common::offset(p, -stride)] {
+                // Never issued: no block starts there yet, or a free block of the cache.
                 assert!(matches!(
                     deallocate(forged),
-                    Err(FreeError::DoubleFree { .. } | FreeError::CorruptHeader { .. })
+                    Err(FreeError::ForeignPointer { .. } | FreeError::DoubleFree { .. })
                 ));
             }
             deallocate(p).unwrap();
@@ -275,7 +278,7 @@ fn the_adapter_serves_small_alignments_from_the_arena_and_the_rest_from_the_syst
             heap.dealloc(p, aligned);
         }
         assert_eq!(stats().allocations_total, after.allocations_total);
-        // Zeroed allocation and realloc (default methods) work on arena blocks.
+        // Zeroed allocation (default method) and realloc work on arena blocks.
         // SAFETY: non-zero layouts; the grown block is freed once with its new layout.
         unsafe {
             let layout = Layout::from_size_align(1000, 8).unwrap();
@@ -286,6 +289,82 @@ fn the_adapter_serves_small_alignments_from_the_arena_and_the_rest_from_the_syst
             assert!(std::slice::from_raw_parts(q, 1000).iter().all(|&b| b == 3));
             heap.dealloc(q, Layout::from_size_align(50_000, 8).unwrap());
         }
+        assert_eq!(stats().live_allocations, before.live_allocations);
+    });
+}
+
+#[test]
+fn the_adapter_reallocates_in_place_within_a_class_and_system_blocks_through_the_system() {
+    let _serial = serial();
+    on_new_thread(|| {
+        let heap = TensorArenaGlobalAlloc::new();
+        let before = stats();
+        // SAFETY: non-zero layouts; every block is freed once with its current layout.
+        unsafe {
+            // 2100 and 2500 bytes share the 2560-byte class: the block stays put.
+            let layout = Layout::from_size_align(2100, 16).unwrap();
+            let p = heap.alloc(layout);
+            p.write_bytes(0x42, 2100);
+            let q = heap.realloc(p, layout, 2500);
+            assert_eq!(q, p, "same class: resized in place");
+            assert!(std::slice::from_raw_parts(q, 2100).iter().all(|&b| b == 0x42));
+            assert_eq!(stats().live_bytes, before.live_bytes + 2500);
+            // Shrinking to another class moves and keeps the prefix.
+            let r = heap.realloc(q, Layout::from_size_align(2500, 16).unwrap(), 100);
+            assert_ne!(r, q);
+            assert!(std::slice::from_raw_parts(r, 100).iter().all(|&b| b == 0x42));
+            heap.dealloc(r, Layout::from_size_align(100, 16).unwrap());
+            // A block of the system allocator (alignment above 64) is resized by the system.
+            let aligned = Layout::from_size_align(256, 128).unwrap();
+            let s = heap.alloc(aligned);
+            s.write_bytes(9, 256);
+            let t = heap.realloc(s, aligned, 4096);
+            assert!(!t.is_null() && (t as usize).is_multiple_of(128));
+            assert!(std::slice::from_raw_parts(t, 256).iter().all(|&b| b == 9));
+            heap.dealloc(t, Layout::from_size_align(4096, 128).unwrap());
+        }
+        let after = stats();
+        assert_eq!((after.live_allocations, after.live_bytes), (before.live_allocations, before.live_bytes));
+        // One hand-out for the first block, one for the move; the system block is not ours.
+        assert_eq!(after.allocations_total, before.allocations_total + 2);
+    });
+}
+
+#[test]
+fn global_reallocate_resizes_in_place_or_moves_and_rejects_what_is_not_live() {
+    let _serial = serial();
+    on_new_thread(|| {
+        let before = stats();
+        let p = allocate(2200).unwrap();
+        // SAFETY: `p` is live until reallocated; each pointer is used only while live and
+        // freed once; the rejected calls below must change nothing.
+        unsafe {
+            p.as_ptr().write_bytes(0x17, 2200);
+            let q = reallocate(p, 2560).unwrap();
+            assert_eq!(q, p, "same class: in place");
+            assert_eq!(stats().live_bytes, before.live_bytes + 2560);
+            let r = reallocate(q, 9000).unwrap();
+            assert_ne!(r, q, "another class: moved");
+            assert!(std::slice::from_raw_parts(r.as_ptr(), 2200).iter().all(|&b| b == 0x17));
+            assert_eq!(
+                (stats().live_allocations, stats().live_bytes),
+                (before.live_allocations + 1, before.live_bytes + 9000)
+            );
+            // The old block was freed by the move.
+            assert_eq!(deallocate(q), Err(FreeError::DoubleFree { addr: q.as_ptr() as usize }));
+            assert!(matches!(reallocate(q, 100), Err(ReallocError::Free(_))));
+            assert_eq!(reallocate(r, 0), Err(ReallocError::Alloc(AllocError::InvalidSize { requested: 0 })));
+            let boxed = Box::new(0u64);
+            let heap = NonNull::from(&*boxed).cast::<u8>();
+            assert!(matches!(reallocate(heap, 100), Err(ReallocError::Free(FreeError::ForeignPointer { .. }))));
+            assert!(matches!(reallocate(common::offset(r, 64), 100), Err(ReallocError::Free(_))));
+            assert!(std::slice::from_raw_parts(r.as_ptr(), 2200).iter().all(|&b| b == 0x17));
+            assert_eq!(stats().live_bytes, before.live_bytes + 9000);
+            deallocate_with_size(r, 9000).unwrap();
+        }
+        let after = stats();
+        assert_eq!((after.live_allocations, after.live_bytes), (before.live_allocations, before.live_bytes));
+        assert_eq!(after.rejected_frees_total, before.rejected_frees_total + 4);
     });
 }
 

@@ -39,7 +39,8 @@ fn a_large_request_is_live_in_stats_until_freed() {
     let stats = a.stats();
     assert_eq!((stats.large_live_allocations, stats.large_live_bytes, stats.live_bytes), (0, 0, 0));
     assert_eq!((stats.allocations_total, stats.frees_total), (2, 2));
-    assert_eq!(stats.free_span_bytes, stats.arena_carved, "both spans are free again");
+    assert_eq!(stats.free_span_bytes, stats.carved_bytes, "both spans are free again");
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -47,15 +48,24 @@ fn an_arena_of_exactly_one_large_block_serves_it_again_after_a_free() {
     let size = MAX_SMALL_SIZE + 1;
     let probe = common::allocator(64 * MIB);
     let a = common::allocator_with(|c| {
-        c.arena_size = probe.usable_size(size);
+        c.max_bytes = Some(probe.usable_size(size));
         c.retain_bytes = 0;
     });
     let mut cache = ThreadCache::new();
+    assert_eq!(a.stats().max_bytes, probe.usable_size(size) as u64);
     let p = common::alloc(&a, &mut cache, size);
-    assert!(matches!(a.allocate_with_cache(&mut cache, size), Err(AllocError::OutOfMemory { .. })));
+    let cap = probe.usable_size(size);
+    assert_eq!(
+        a.allocate_with_cache(&mut cache, size),
+        Err(AllocError::OutOfMemory { requested: size, remaining: 0, cap })
+    );
     // SAFETY: `p` is live; freed once.
     unsafe { common::free(&a, &mut cache, p) };
-    assert_eq!(common::alloc(&a, &mut cache, size), p);
+    let again = common::alloc(&a, &mut cache, size);
+    assert_eq!(again, p);
+    // SAFETY: live; freed once.
+    unsafe { common::free(&a, &mut cache, again) };
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -64,7 +74,7 @@ fn a_freed_span_serves_smaller_large_requests_at_the_same_pointer() {
     let a = common::allocator(64 * MIB);
     let mut cache = ThreadCache::new();
     let first = common::alloc(&a, &mut cache, 20_000_000);
-    let carved = a.stats().arena_carved;
+    let carved = a.stats().carved_bytes;
     for size in [17_000_000, 19_000_000, 20_000_000, MAX_SMALL_SIZE + 1] {
         // SAFETY: the previous block is live; freed once.
         unsafe { common::free(&a, &mut cache, first) };
@@ -73,9 +83,10 @@ fn a_freed_span_serves_smaller_large_requests_at_the_same_pointer() {
         // SAFETY: `again` is a live block of `size` bytes.
         unsafe { common::fill(again, size, 1) };
     }
-    assert_eq!(a.stats().arena_carved, carved, "reuse does not carve");
+    assert_eq!(a.stats().carved_bytes, carved, "reuse does not carve");
     // SAFETY: `first` is live.
     unsafe { common::free(&a, &mut cache, first) };
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -100,25 +111,34 @@ fn the_smallest_free_span_that_fits_is_used() {
         unsafe { common::free(&a, &mut cache, p) };
     }
     assert_eq!(a.stats().large_live_allocations, 0);
+    a.check_invariants().unwrap();
 }
 
 #[test]
 fn repeated_large_churn_does_not_grow_the_arena() {
     // Freed spans merge, so once two spans were carved any later request of at most
-    // 20 MiB fits in free space: the arena never grows beyond two of the largest spans.
-    let a = common::allocator(64 * MIB);
-    let mut cache = ThreadCache::new();
-    let mut rng = common::Rng::new(3);
-    let bound = 2 * a.usable_size(20 * MIB) as u64;
-    for _ in 0..200 {
-        let size = rng.range(MAX_SMALL_SIZE + 1, 20 * MIB);
-        let p = common::alloc(&a, &mut cache, size);
-        // SAFETY: `p` is live; freed once.
-        unsafe { common::free(&a, &mut cache, p) };
-        assert!(a.stats().arena_carved <= bound);
+    // 20 MiB fits in free space: the arena never grows beyond two of the largest spans,
+    // capped or not (uncapped, it never adds a region either).
+    for capped in [true, false] {
+        let a = common::allocator_with(|c| {
+            c.max_bytes = capped.then_some(64 * MIB);
+            c.region_bytes = 64 * MIB;
+        });
+        let mut cache = ThreadCache::new();
+        let mut rng = common::Rng::new(3);
+        let bound = 2 * a.usable_size(20 * MIB) as u64;
+        for _ in 0..200 {
+            let size = rng.range(MAX_SMALL_SIZE + 1, 20 * MIB);
+            let p = common::alloc(&a, &mut cache, size);
+            // SAFETY: `p` is live; freed once.
+            unsafe { common::free(&a, &mut cache, p) };
+            assert!(a.stats().carved_bytes <= bound, "capped {capped}");
+        }
+        let stats = a.stats();
+        assert_eq!(stats.free_span_bytes, stats.carved_bytes);
+        assert_eq!((stats.regions, stats.reserved_bytes), (1, 64 * MIB as u64), "capped {capped}");
+        a.check_invariants().unwrap();
     }
-    let stats = a.stats();
-    assert_eq!(stats.free_span_bytes, stats.arena_carved);
 }
 
 fn assert_request_leaves_the_arena_unchanged(a: &tensor_arena_core::Allocator, size: usize) -> AllocError {
@@ -126,8 +146,8 @@ fn assert_request_leaves_the_arena_unchanged(a: &tensor_arena_core::Allocator, s
     let before = a.stats();
     let err = a.allocate_with_cache(&mut cache, size).unwrap_err();
     let after = a.stats();
-    assert_eq!(after.arena_carved, before.arena_carved, "size {size}");
-    assert_eq!(after.arena_remaining, before.arena_remaining, "size {size}");
+    assert_eq!(after.carved_bytes, before.carved_bytes, "size {size}");
+    assert_eq!(after.remaining_bytes, before.remaining_bytes, "size {size}");
     assert_eq!(after.free_span_bytes, before.free_span_bytes, "size {size}");
     assert_eq!(after.large_live_allocations, before.large_live_allocations);
     assert_eq!(after.allocations_total, before.allocations_total);
@@ -142,9 +162,10 @@ fn oversized_requests_fail_without_reserving_anything() {
     for size in [65 * MIB, 64 * MIB, 1 << 40, isize::MAX as usize, 25 * MIB] {
         let err = assert_request_leaves_the_arena_unchanged(&a, size);
         match err {
-            AllocError::OutOfMemory { requested, remaining } => {
+            AllocError::OutOfMemory { requested, remaining, cap } => {
                 assert_eq!(requested, size);
-                assert_eq!(remaining as u64, a.stats().arena_remaining);
+                assert_eq!(remaining as u64, a.stats().remaining_bytes);
+                assert_eq!(cap, 64 * MIB);
             }
             other => panic!("size {size}: {other:?}"),
         }
@@ -160,6 +181,7 @@ fn oversized_requests_fail_without_reserving_anything() {
         common::free(&a, &mut cache, rest);
         common::free(&a, &mut cache, live);
     }
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -198,6 +220,7 @@ fn a_large_block_frees_without_a_cache_and_through_any_cache() {
     }
     let stats = a.stats();
     assert_eq!((stats.large_live_allocations, stats.inbox_blocks, stats.remote_frees_total), (0, 0, 0));
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -244,6 +267,7 @@ fn concurrent_large_allocations_never_overlap() {
     let stats = a.stats();
     assert_eq!((stats.large_live_allocations, stats.live_bytes), (0, 0));
     assert_eq!(stats.allocations_total, stats.frees_total);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -284,8 +308,9 @@ fn concurrent_large_churn_never_runs_out_while_the_memory_is_free() {
             failures.is_empty(),
             "round {rounds}: spurious OutOfMemory with at most {} bytes live in a {} byte arena ({} carved): {failures:?}",
             2 * a.usable_size(size),
-            a.arena_size(),
-            a.stats().arena_carved
+            a.stats().max_bytes,
+            a.stats().carved_bytes
         );
+        a.check_invariants().unwrap();
     }
 }

@@ -132,7 +132,11 @@ impl Model {
         assert_eq!(start % self.a.config().alignment, 0, "op {op}: misaligned {ptr:p}");
         assert!(self.a.contains(ptr.as_ptr()) && self.a.contains((end - 1) as *const u8), "op {op}: outside");
         if let Some((&prev, block)) = self.live.range(..=start).next_back() {
-            assert!(prev + block.size <= start, "op {op}: {size} bytes at {ptr:p} overlap {} bytes at {prev:#x}", block.size);
+            assert!(
+                prev + block.size <= start,
+                "op {op}: {size} bytes at {ptr:p} overlap {} bytes at {prev:#x}",
+                block.size
+            );
         }
         if let Some((&next, block)) = self.live.range(start..).next() {
             assert!(end <= next, "op {op}: {size} bytes at {ptr:p} overlap {} bytes at {:p}", block.size, block.ptr);
@@ -186,7 +190,10 @@ impl Model {
             Ok(ptr) => ptr,
             Err(e) => {
                 // Out of memory: the block is untouched.
-                assert!(matches!(e, tensor_arena_core::ReallocError::Alloc(AllocError::OutOfMemory { .. })), "op {op}: {e}");
+                assert!(
+                    matches!(e, tensor_arena_core::ReallocError::Alloc(AllocError::OutOfMemory { .. })),
+                    "op {op}: {e}"
+                );
                 self.live.insert(key, block);
                 return;
             }
@@ -360,7 +367,10 @@ fn run_model(mut model: Model, ops: u64) -> tensor_arena_core::AllocatorStats {
 }
 
 fn config(adjust: impl FnOnce(&mut AllocatorConfig)) -> AllocatorConfig {
-    let mut c = AllocatorConfig { max_bytes: Some(256 * MIB), ..AllocatorConfig::default() };
+    // Idle release by time would make a run depend on how fast it goes (a debug run takes
+    // minutes); trims and the retain cap still return memory, deterministically.
+    let mut c =
+        AllocatorConfig { max_bytes: Some(256 * MIB), idle_release_ms: 3_600_000, ..AllocatorConfig::default() };
     adjust(&mut c);
     c
 }

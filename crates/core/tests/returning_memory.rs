@@ -19,36 +19,47 @@ fn free_all(a: &tensor_arena_core::Allocator, cache: &mut ThreadCache, ptrs: Vec
 
 #[test]
 fn trim_returns_free_memory_to_the_os_and_stats_show_it() {
-    let a = common::allocator(64 * MIB);
-    let mut cache = ThreadCache::new();
-    let mut rng = common::Rng::new(12);
-    let ptrs: Vec<_> = (0..1500).map(|_| common::alloc(&a, &mut cache, rng.range(1, 32 * KIB))).collect();
-    let large = common::alloc(&a, &mut cache, 18 * MIB);
-    ptrs.iter().for_each(|&p| {
-        // SAFETY: writing into a live block of at least one byte.
-        unsafe { p.as_ptr().write(1) }
-    });
-    free_all(&a, &mut cache, ptrs);
-    // SAFETY: `large` is live; freed once.
-    unsafe { common::free(&a, &mut cache, large) };
-    let before = a.stats();
-    assert!(before.retained_bytes > 0 || before.slabs > 0);
-    let released = a.trim();
-    let after = a.stats();
-    assert!(released > 0);
-    assert_eq!(after.released_bytes_total, before.released_bytes_total + released as u64);
-    assert_eq!(after.retained_bytes, 0);
-    assert_eq!(after.slabs, 0, "every fully free slab goes back");
-    assert_eq!(after.free_span_bytes, after.arena_carved);
-    assert_eq!(after.arena_remaining, after.arena_size);
-    assert_eq!(a.trim(), 0, "nothing left to release");
-    // Released memory is usable again.
-    let p = common::alloc(&a, &mut cache, 40 * MIB);
-    // SAFETY: `p` is a live block of 40 MiB; freed once.
-    unsafe {
-        common::fill(p, 40 * MIB, 0xEE);
-        assert!(common::check(p, 40 * MIB, 0xEE));
-        common::free(&a, &mut cache, p);
+    for capped in [true, false] {
+        let a = common::allocator_with(|c| {
+            c.max_bytes = capped.then_some(64 * MIB);
+            c.region_bytes = 64 * MIB;
+        });
+        let mut cache = ThreadCache::new();
+        let mut rng = common::Rng::new(12);
+        let ptrs: Vec<_> = (0..1500).map(|_| common::alloc(&a, &mut cache, rng.range(1, 32 * KIB))).collect();
+        let large = common::alloc(&a, &mut cache, 18 * MIB);
+        ptrs.iter().for_each(|&p| {
+            // SAFETY: writing into a live block of at least one byte.
+            unsafe { p.as_ptr().write(1) }
+        });
+        free_all(&a, &mut cache, ptrs);
+        // SAFETY: `large` is live; freed once.
+        unsafe { common::free(&a, &mut cache, large) };
+        let before = a.stats();
+        assert!(before.retained_bytes > 0 || before.slabs > 0);
+        let released = a.trim();
+        let after = a.stats();
+        assert!(released > 0);
+        assert_eq!(after.released_bytes_total, before.released_bytes_total + released as u64);
+        assert_eq!(after.retained_bytes, 0);
+        assert_eq!(after.slabs, 0, "every fully free slab goes back");
+        assert_eq!(after.free_span_bytes, after.carved_bytes);
+        // Everything is available again: the whole cap, or (uncapped, one region) the
+        // whole region.
+        assert_eq!(after.regions, 1);
+        let whole = if capped { after.max_bytes } else { after.reserved_bytes };
+        assert_eq!(after.remaining_bytes, whole, "capped {capped}");
+        assert_eq!(a.trim(), 0, "nothing left to release");
+        a.check_invariants().unwrap();
+        // Released memory is usable again.
+        let p = common::alloc(&a, &mut cache, 40 * MIB);
+        // SAFETY: `p` is a live block of 40 MiB; freed once.
+        unsafe {
+            common::fill(p, 40 * MIB, 0xEE);
+            assert!(common::check(p, 40 * MIB, 0xEE));
+            common::free(&a, &mut cache, p);
+        }
+        a.check_invariants().unwrap();
     }
 }
 
@@ -84,12 +95,14 @@ fn trim_leaves_live_blocks_and_cached_blocks_intact() {
         // SAFETY: live; freed once.
         unsafe { common::free(&a, &mut cache, p) };
     }
+    cache.check_invariants().unwrap();
+    a.check_invariants().unwrap();
 }
 
 #[test]
 fn with_nothing_retained_a_freed_large_block_is_released_at_once() {
     let a = common::allocator_with(|c| {
-        c.arena_size = 64 * MIB;
+        c.max_bytes = Some(64 * MIB);
         c.retain_bytes = 0;
     });
     let mut cache = ThreadCache::new();
@@ -102,13 +115,14 @@ fn with_nothing_retained_a_freed_large_block_is_released_at_once() {
     let stats = a.stats();
     assert!(stats.released_bytes_total >= 20 * MIB as u64);
     assert_eq!(stats.retained_bytes, 0);
+    a.check_invariants().unwrap();
 }
 
 #[test]
 fn idle_free_spans_are_released_by_maintenance_without_trim() {
     // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
     let a = common::allocator_with(|c| {
-        c.arena_size = 256 * MIB;
+        c.max_bytes = Some(256 * MIB);
         c.idle_release_ms = 0;
     });
     let mut cache = ThreadCache::new();
@@ -138,13 +152,14 @@ fn idle_free_spans_are_released_by_maintenance_without_trim() {
         after.released_bytes_total,
         after.retained_bytes
     );
+    a.check_invariants().unwrap();
 }
 
 #[test]
 fn an_idle_class_gives_back_its_spare_slab_without_trim() {
     // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
     let a = common::allocator_with(|c| {
-        c.arena_size = 256 * MIB;
+        c.max_bytes = Some(256 * MIB);
         c.idle_release_ms = 0;
     });
     let mut cache = ThreadCache::new();
@@ -159,6 +174,7 @@ fn an_idle_class_gives_back_its_spare_slab_without_trim() {
         a.drain_thread_cache(&mut cache);
     }
     assert_eq!(a.stats().classes[class].slabs, 0, "the idle class kept its slab");
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -167,7 +183,7 @@ fn an_idle_class_whose_blocks_were_freed_remotely_gives_back_its_slabs_without_t
     // class's remote-free inbox: the slabs are fully free all the same.
     // Idle at the next maintenance pass (the default waits idle_release_ms = 1 s).
     let a = common::allocator_with(|c| {
-        c.arena_size = 256 * MIB;
+        c.max_bytes = Some(256 * MIB);
         c.idle_release_ms = 0;
     });
     let mut owner = ThreadCache::new();
@@ -193,6 +209,7 @@ fn an_idle_class_whose_blocks_were_freed_remotely_gives_back_its_slabs_without_t
         "{} bytes of fully free slabs are held for ever by an idle class",
         stats.classes[class].slabs * a.block_size(class) as u64
     );
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -213,4 +230,5 @@ fn recently_freed_spans_are_kept_for_reuse_until_they_have_been_idle_for_idle_re
     let stats = a.stats();
     assert_eq!(stats.released_bytes_total, 0, "a span freed moments ago was released");
     assert!(stats.retained_bytes >= 19 * MIB as u64);
+    a.check_invariants().unwrap();
 }

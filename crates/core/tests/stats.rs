@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use common::{KIB, MIB};
 use tensor_arena_core::{
-    Allocator, AllocatorStats, ClassStats, NUM_CLASSES, StatField, StatKind, ThreadCache, ThreadCacheStats,
+    Allocator, AllocatorStats, BLOCK_METADATA_BYTES, ClassStats, NUM_CLASSES, StatField, StatKind, ThreadCache,
+    ThreadCacheStats,
 };
 
 fn check_field_list(fields: &[StatField], values: &[(&'static str, u64)]) {
@@ -39,8 +40,19 @@ fn field_lists_match_field_values() {
     let value = |name: &str| values.iter().find(|(n, _)| *n == name).map(|&(_, v)| v);
     assert_eq!(value("live_bytes"), Some(100));
     assert_eq!(value("live_allocations"), Some(1));
-    assert_eq!(value("arena_size"), Some(stats.arena_size));
+    assert_eq!(value("max_bytes"), Some(16 * MIB as u64));
+    assert_eq!(value("reserved_bytes"), Some(stats.reserved_bytes));
+    assert_eq!(value("regions"), Some(1));
+    assert_eq!(value("carved_bytes"), Some(stats.carved_bytes));
+    assert_eq!(value("remaining_bytes"), Some(stats.remaining_bytes));
+    assert_eq!(value("metadata_bytes"), Some(stats.metadata_bytes));
     assert_eq!(value("thread_caches"), Some(1));
+    // The v1 arena fields are gone.
+    for gone in ["arena_size", "arena_carved", "arena_remaining"] {
+        assert_eq!(value(gone), None, "{gone}");
+    }
+    let class_values = stats.classes[0].field_values();
+    assert!(class_values.contains(&("metadata_per_block", BLOCK_METADATA_BYTES as u64)));
 }
 
 #[test]
@@ -66,14 +78,31 @@ fn check_sums(a: &Allocator, stats: &AllocatorStats) {
     for (i, class) in stats.classes.iter().enumerate() {
         assert_eq!(class.block, a.block_size(i) as u64);
         assert_eq!(class.payload, tensor_arena_core::CLASS_SIZES[i] as u64);
+        assert_eq!(class.metadata_per_block, BLOCK_METADATA_BYTES as u64);
         assert_eq!(class.central_bytes, class.central_blocks * class.block);
         assert_eq!(class.cached_bytes, class.cached_blocks * class.block);
     }
     assert!(stats.empty_slabs <= stats.slabs);
     assert!(stats.inbox_blocks <= stats.central_blocks);
-    assert_eq!(stats.arena_size, a.arena_size() as u64);
-    assert_eq!(stats.arena_remaining, stats.arena_size - stats.arena_carved + stats.free_span_bytes);
-    assert_eq!(stats.in_use_span_bytes(), stats.arena_carved - stats.free_span_bytes);
+    // Only the newest region has an uncarved rest; a capped arena is one region of the cap.
+    match a.config().max_bytes {
+        Some(cap) => {
+            // The page (the large path's rounding): the span of the smallest large request.
+            let page = a.usable_size(tensor_arena_core::MAX_SMALL_SIZE + 1) - tensor_arena_core::MAX_SMALL_SIZE;
+            assert_eq!(stats.max_bytes, cap.next_multiple_of(page) as u64);
+            assert_eq!((stats.reserved_bytes, stats.regions), (stats.max_bytes, 1));
+            assert_eq!(stats.remaining_bytes, stats.max_bytes - stats.carved_bytes + stats.free_span_bytes);
+        }
+        None => assert_eq!(stats.max_bytes, 0),
+    }
+    assert!(stats.regions >= 1 && stats.carved_bytes <= stats.reserved_bytes);
+    assert_eq!(stats.remaining_bytes, stats.reserved_bytes - stats.carved_bytes + stats.free_span_bytes);
+    assert_eq!(stats.in_use_span_bytes(), stats.carved_bytes - stats.free_span_bytes);
+    // 16 bytes per 64-byte granule (and a slab-map word per page) of committed memory:
+    // carved memory is committed, and nothing beyond the reservation is.
+    let table = |bytes: u64| bytes / 64 * BLOCK_METADATA_BYTES as u64;
+    assert!(stats.metadata_bytes >= table(stats.carved_bytes), "{} metadata bytes", stats.metadata_bytes);
+    assert!(stats.metadata_bytes <= table(stats.reserved_bytes) + stats.reserved_bytes / 4096 * 4);
     assert!(stats.retained_bytes <= stats.free_span_bytes);
     assert!(stats.large_live_allocations <= stats.live_allocations);
     assert!(stats.large_live_bytes <= stats.live_bytes);
@@ -82,7 +111,18 @@ fn check_sums(a: &Allocator, stats: &AllocatorStats) {
 
 #[test]
 fn totals_are_sums_of_class_fields_and_live_counts_follow_requests() {
-    let a = common::allocator(128 * MIB);
+    totals_and_live_counts(&common::allocator(128 * MIB));
+}
+
+#[test]
+fn totals_are_sums_of_class_fields_and_live_counts_follow_requests_in_an_arena_that_grows() {
+    let a = common::allocator_with(|c| c.region_bytes = 16 * MIB);
+    totals_and_live_counts(&a);
+    let stats = a.stats();
+    assert!(stats.regions >= 3, "{} regions", stats.regions);
+}
+
+fn totals_and_live_counts(a: &Allocator) {
     let mut caches = [ThreadCache::new(), ThreadCache::new()];
     let mut rng = common::Rng::new(21);
     let mut live: Vec<(std::ptr::NonNull<u8>, usize)> = Vec::new();
@@ -94,11 +134,11 @@ fn totals_are_sums_of_class_fields_and_live_counts_follow_requests() {
             unsafe { a.deallocate_with_size(&mut caches[c], p, size).unwrap() };
         } else {
             let size = if rng.chance(5) { rng.range(16 * MIB + 1, 18 * MIB) } else { rng.range(1, 200 * KIB) };
-            live.push((common::alloc(&a, &mut caches[c], size), size));
+            live.push((common::alloc(a, &mut caches[c], size), size));
         }
         if step % 100 == 0 {
             let stats = a.stats();
-            check_sums(&a, &stats);
+            check_sums(a, &stats);
             assert_eq!(stats.live_allocations, live.len() as u64);
             assert_eq!(stats.live_bytes, live.iter().map(|&(_, s)| s as u64).sum::<u64>());
             let cached: u64 = caches.iter().map(|c| c.stats().blocks).sum();
@@ -110,9 +150,13 @@ fn totals_are_sums_of_class_fields_and_live_counts_follow_requests() {
         unsafe { a.deallocate_with_size(&mut caches[0], p, size).unwrap() };
     }
     let stats = a.stats();
-    check_sums(&a, &stats);
+    check_sums(a, &stats);
     assert_eq!((stats.live_allocations, stats.live_bytes), (0, 0));
     assert!(stats.remote_frees_total > 0);
+    for cache in &caches {
+        cache.check_invariants().unwrap();
+    }
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -142,7 +186,9 @@ fn everything_freed_and_drained_leaves_nothing_live_or_cached() {
     a.trim();
     let stats = a.stats();
     assert_eq!((stats.slabs, stats.empty_slabs, stats.central_blocks, stats.inbox_blocks), (0, 0, 0, 0));
-    assert_eq!(stats.free_span_bytes, stats.arena_carved);
+    assert_eq!(stats.free_span_bytes, stats.carved_bytes);
+    check_sums(&a, &stats);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -158,7 +204,7 @@ fn counters_never_go_down() {
             unsafe { common::free(&a, &mut cache, p) };
         }
         // SAFETY: a misaligned pointer is rejected without being read.
-        let rejected = unsafe { a.deallocate_with_cache(&mut cache, common::offset(a.arena_base(), 1)) };
+        let rejected = unsafe { a.deallocate_with_cache(&mut cache, common::offset(a.ptr_at(0).unwrap(), 1)) };
         assert!(rejected.is_err());
         if round % 3 == 0 {
             a.trim();
@@ -176,6 +222,7 @@ fn counters_never_go_down() {
         assert_eq!(now.rejected_frees_total, round + 1);
         last = now;
     }
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -203,4 +250,6 @@ fn large_blocks_are_counted_by_requested_bytes() {
     assert_eq!(stats.free_span_bytes, free_before - a.usable_size(s1) as u64);
     // SAFETY: live; freed once.
     unsafe { common::free(&a, &mut cache, p) };
+    check_sums(&a, &a.stats());
+    a.check_invariants().unwrap();
 }

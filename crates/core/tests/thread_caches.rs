@@ -1,13 +1,14 @@
 //! Thread caches: batch sizes derived from the configuration, draining, dropping,
 //! rebinding to another allocator (no panic: it drains to the first), remote frees that
-//! are visible at once, and caches that move between threads.
+//! are visible at once, caches that move between threads, and hand-offs (a received
+//! block belongs to the receiving cache; a block in flight belongs to no cache).
 
 #![cfg(test)]
 
 mod common;
 
 use common::{KIB, MIB};
-use tensor_arena_core::{Allocator, AllocatorConfig, CLASS_SIZES, ThreadCache};
+use tensor_arena_core::{Allocator, AllocatorConfig, CLASS_SIZES, FreeError, HandoffError, SizeClass, ThreadCache};
 
 /// (refill, limit, drain) of class `c`, from the documented rules.
 fn batch_counts(a: &Allocator, c: usize) -> (u64, u64, u64) {
@@ -68,11 +69,15 @@ fn check_class_model(config: AllocatorConfig, c: usize) {
 
 #[test]
 fn refill_limit_and_drain_follow_the_configuration() {
-    let base = AllocatorConfig { arena_size: 512 * MIB, ..AllocatorConfig::default() };
+    let base = AllocatorConfig { max_bytes: Some(512 * MIB), ..AllocatorConfig::default() };
+    // Reference: (.., 256, 384) gave the 64-byte class (then a 128-byte block with its
+    // header) refill 2, limit 3, drain 1. The same counts now take targets of two and
+    // three of its (64-byte, header-free) blocks.
+    let block = Allocator::new(base).unwrap().block_size(0);
+    assert_eq!(block, 64);
     let configs = [
         base,
-        // Reference: (.., 256, 384) gives the 64-byte class refill 2, limit 3, drain 1.
-        AllocatorConfig { refill_target_bytes: 256, local_cache_target_bytes: 384, ..base },
+        AllocatorConfig { refill_target_bytes: 2 * block, local_cache_target_bytes: 3 * block, ..base },
         AllocatorConfig { refill_target_bytes: 1, local_cache_target_bytes: 1, ..base },
         // A local target below the refill: the limit is raised to one refill.
         AllocatorConfig { refill_target_bytes: 64 * KIB, local_cache_target_bytes: 16 * KIB, ..base },
@@ -235,9 +240,10 @@ fn a_cross_thread_free_makes_the_block_available_to_its_owner() {
     // Reference: an arena of one block; one remote free is enough for reuse.
     let size = MIB;
     let probe = common::allocator(64 * MIB);
-    let one_slab = probe.usable_size(size) + 4096;
+    // A slab of one block is exactly the block (no header, no alignment lead).
+    let one_slab = probe.usable_size(size);
     let a = common::allocator_with(|c| {
-        c.arena_size = one_slab;
+        c.max_bytes = Some(one_slab);
         c.refill_target_bytes = 1;
         c.local_cache_target_bytes = 1;
         c.slab_target_bytes = 1;
@@ -255,6 +261,7 @@ fn a_cross_thread_free_makes_the_block_available_to_its_owner() {
     });
     assert_eq!(a.stats().inbox_blocks, 1);
     assert_eq!(common::alloc(&a, &mut owner, size), p);
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -301,7 +308,7 @@ fn same_class_churn_stays_in_the_cache() {
     let a = common::allocator(64 * MIB);
     let mut cache = ThreadCache::new();
     let ptrs: Vec<_> = (0..8).map(|_| common::alloc(&a, &mut cache, 6144)).collect();
-    let c = tensor_arena_core::SizeClass::from_request(6144).unwrap().index();
+    let c = SizeClass::from_request(6144).unwrap().index();
     let central = a.stats().classes[c].central_blocks;
     for p in ptrs {
         // SAFETY: live; freed once.
@@ -311,4 +318,88 @@ fn same_class_churn_stays_in_the_cache() {
     let stats = a.stats();
     assert_eq!(stats.classes[c].cached_blocks, cache.stats().class_blocks[c]);
     assert_eq!(stats.classes[c].central_blocks, central, "nothing went to the central pool");
+    cache.check_invariants().unwrap();
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_received_block_belongs_to_the_receiving_cache() {
+    let a = common::allocator(64 * MIB);
+    let mut sender = ThreadCache::new();
+    let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
+    // SAFETY: a live block of 5000 bytes.
+    unsafe { common::fill(sent.ptr, 5000, 0x21) };
+    // SAFETY: the sender gives the block up.
+    let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 99) }.unwrap();
+    assert_ne!(generation, sent.generation);
+    let stats = a.stats();
+    assert_eq!((stats.in_flight_count, stats.in_flight_bytes, stats.live_allocations), (1, 5000, 1));
+    let c = SizeClass::from_request(5000).unwrap().index();
+    let sent_addr = sent.ptr.as_ptr() as usize;
+    let received = std::thread::scope(|s| {
+        let a = &a;
+        s.spawn(move || {
+            let mut receiver = ThreadCache::new();
+            let got = a.receive(token, &receiver).unwrap();
+            assert_eq!((got.allocation.ptr, got.allocation.generation), (common::at(sent_addr), generation));
+            assert_eq!((got.requested, got.label), (5000, 99));
+            assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
+            // SAFETY: the receiver holds the block now; checked, then freed once.
+            unsafe {
+                assert!(common::check(got.allocation.ptr, 5000, 0x21));
+                a.deallocate_tracked(&mut receiver, got.allocation.ptr, got.allocation.generation).unwrap();
+            }
+            // A local free of the receiver: kept in its cache, not sent to an inbox.
+            assert_eq!(receiver.stats().class_blocks[c], 1);
+            receiver.check_invariants().unwrap();
+            receiver
+        })
+        .join()
+        .unwrap()
+    });
+    let stats = a.stats();
+    assert_eq!((stats.live_allocations, stats.in_flight_count, stats.in_flight_bytes), (0, 0, 0));
+    assert_eq!((stats.remote_frees_total, stats.inbox_blocks), (0, 0));
+    // The sender's stale handle frees nothing.
+    // SAFETY: the block is free; the free must be rejected.
+    let stale = unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) };
+    assert_eq!(stale, Err(FreeError::DoubleFree { addr: sent.ptr.as_ptr() as usize }));
+    drop(received);
+    sender.check_invariants().unwrap();
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_block_in_flight_is_freed_only_by_reclaiming_its_token() {
+    let a = common::allocator(64 * MIB);
+    let mut sender = ThreadCache::new();
+    let mut other = ThreadCache::new();
+    for size in [100, 20 * MIB] {
+        let sent = a.allocate_tracked(&mut sender, size).unwrap();
+        // SAFETY: the sender gives the block up.
+        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 0) }.unwrap();
+        let addr = sent.ptr.as_ptr() as usize;
+        // SAFETY: every free below must be rejected: the block is held by nobody.
+        unsafe {
+            assert_eq!(a.deallocate_with_cache(&mut sender, sent.ptr), Err(FreeError::DoubleFree { addr }));
+            assert_eq!(a.deallocate_with_cache(&mut other, sent.ptr), Err(FreeError::DoubleFree { addr }));
+            assert_eq!(a.deallocate_tracked(&mut sender, sent.ptr, generation), Err(FreeError::DoubleFree { addr }));
+            assert_eq!(a.deallocate_uncached(sent.ptr, None), Err(FreeError::DoubleFree { addr }));
+            assert!(a.reallocate(&mut sender, sent.ptr, size + 1).is_err());
+        }
+        let stats = a.stats();
+        assert_eq!((stats.live_allocations, stats.in_flight_count, stats.in_flight_bytes), (1, 1, size as u64));
+        assert_eq!(a.in_flight(token).map(|r| r.requested), Some(size));
+        a.check_invariants().unwrap();
+        assert_eq!(a.reclaim(token), Ok(size));
+        assert_eq!(a.reclaim(token), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.receive(token, &other).map(|r| r.requested), Err(HandoffError::AlreadyReceived));
+        let stats = a.stats();
+        assert_eq!((stats.live_allocations, stats.in_flight_count, stats.in_flight_bytes), (0, 0, 0));
+        // SAFETY: the block was reclaimed (freed); a free must be rejected.
+        let again = unsafe { a.deallocate_with_cache(&mut sender, sent.ptr) };
+        assert_eq!(again, Err(FreeError::DoubleFree { addr }));
+    }
+    assert_eq!(a.stats().rejected_frees_total, 2 * 6);
+    a.check_invariants().unwrap();
 }

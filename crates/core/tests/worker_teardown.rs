@@ -1,5 +1,6 @@
 //! `free_all_owned_by`: when a worker goes away with live allocations, every block its
-//! cache handed out (small and large) is freed, and nothing else.
+//! cache handed out (small and large) is freed, and nothing else: not the blocks it
+//! handed off (in flight, or received by another cache, which owns them from then on).
 
 #![cfg(test)]
 
@@ -8,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::MIB;
-use tensor_arena_core::{FreeError, ThreadCache};
+use tensor_arena_core::{FreeError, HandoffError, ThreadCache};
 
 #[test]
 fn a_dead_workers_live_blocks_are_all_freed_and_only_those() {
@@ -33,8 +34,10 @@ fn a_dead_workers_live_blocks_are_all_freed_and_only_those() {
     }
     let expected_blocks = sizes.len() - (0..300).step_by(7).count();
     let before = a.stats();
+    a.check_invariants().unwrap();
     // SAFETY: nothing uses the worker's blocks any more.
     let (blocks, bytes) = unsafe { a.free_all_owned_by(&worker) };
+    a.check_invariants().unwrap();
     assert_eq!((blocks, bytes), (expected_blocks, expected_bytes));
     let after = a.stats();
     assert_eq!(after.live_allocations, before.live_allocations - blocks as u64);
@@ -43,7 +46,7 @@ fn a_dead_workers_live_blocks_are_all_freed_and_only_those() {
     for &p in &worker_blocks {
         // SAFETY: every worker block is freed now; a free must be rejected.
         let result = unsafe { a.deallocate_with_cache(&mut survivor, p) };
-        assert!(matches!(result, Err(FreeError::DoubleFree { .. } | FreeError::CorruptHeader { .. })), "{result:?}");
+        assert_eq!(result, Err(FreeError::DoubleFree { addr: p.as_ptr() as usize }));
     }
     // SAFETY: calling it again finds nothing.
     assert_eq!(unsafe { a.free_all_owned_by(&worker) }, (0, 0));
@@ -57,6 +60,7 @@ fn a_dead_workers_live_blocks_are_all_freed_and_only_those() {
     drop((worker, survivor));
     let stats = a.stats();
     assert_eq!((stats.live_allocations, stats.live_bytes, stats.thread_cache_blocks), (0, 0, 0));
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -68,14 +72,16 @@ fn blocks_freed_for_a_dead_worker_are_reused_without_duplicates() {
     // SAFETY: nothing uses the worker's blocks any more.
     assert_eq!(unsafe { a.free_all_owned_by(&worker) }.0, 1000);
     drop(worker);
-    let carved = a.stats().arena_carved;
+    let carved = a.stats().carved_bytes;
     let mut fresh = ThreadCache::new();
     let again: Vec<_> = (0..1000).map(|_| common::alloc(&a, &mut fresh, 100).as_ptr() as usize).collect();
     let distinct: HashSet<usize> = again.iter().copied().collect();
     assert_eq!(distinct.len(), 1000);
-    assert_eq!(a.stats().arena_carved, carved, "the freed blocks were reused");
+    assert_eq!(a.stats().carved_bytes, carved, "the freed blocks were reused");
     let reused = again.iter().filter(|p| worker_addrs.contains(p)).count();
     assert!(reused > 900, "only {reused} of the worker's blocks were reused");
+    fresh.check_invariants().unwrap();
+    a.check_invariants().unwrap();
 }
 
 #[test]
@@ -99,4 +105,51 @@ fn a_worker_thread_that_dies_with_live_blocks_can_be_cleaned_up_from_another_thr
     drop(worker);
     let stats = a.stats();
     assert_eq!((stats.live_allocations, stats.live_bytes, stats.thread_caches), (0, 0, 0));
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_dead_worker_leaves_its_hand_offs_alone_and_a_receivers_teardown_frees_what_it_received() {
+    let a = common::allocator(128 * MIB);
+    let mut worker = ThreadCache::new();
+    let receiver = ThreadCache::new();
+    let sizes = [100, 5000, 3 * MIB, 17 * MIB];
+    let mut tokens = Vec::new();
+    for &size in &sizes {
+        // One block the worker keeps, one it hands off.
+        common::alloc(&a, &mut worker, size);
+        let sent = a.allocate_tracked(&mut worker, size).unwrap();
+        // SAFETY: the worker gives the block up.
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, size as u64) }.unwrap();
+        tokens.push((token, size));
+    }
+    // Half of the hand-offs are received before the worker dies, half stay in flight.
+    let (received, in_flight) = tokens.split_at(2);
+    for &(token, size) in received {
+        assert_eq!(a.receive(token, &receiver).map(|r| r.requested), Ok(size));
+    }
+    let in_flight_bytes: usize = in_flight.iter().map(|&(_, s)| s).sum();
+    a.check_invariants().unwrap();
+    // SAFETY: the worker is gone; nobody uses its blocks.
+    let (blocks, bytes) = unsafe { a.free_all_owned_by(&worker) };
+    assert_eq!((blocks, bytes), (sizes.len(), sizes.iter().sum()), "only the blocks it kept");
+    drop(worker);
+    a.check_invariants().unwrap();
+    let stats = a.stats();
+    assert_eq!((stats.in_flight_count, stats.in_flight_bytes), (2, in_flight_bytes as u64));
+    assert_eq!(stats.live_allocations, 4);
+    // The blocks in flight can still be received (by the survivor) or reclaimed.
+    let (token, size) = in_flight[0];
+    assert_eq!(a.receive(token, &receiver).map(|r| r.requested), Ok(size));
+    let (token, size) = in_flight[1];
+    assert_eq!(a.reclaim(token), Ok(size));
+    assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
+    // The receiver's teardown frees the three blocks it received.
+    // SAFETY: the receiver is going away; nobody uses its blocks.
+    let (blocks, bytes) = unsafe { a.free_all_owned_by(&receiver) };
+    assert_eq!((blocks, bytes), (3, 100 + 5000 + 3 * MIB));
+    drop(receiver);
+    let stats = a.stats();
+    assert_eq!((stats.live_allocations, stats.live_bytes, stats.in_flight_count), (0, 0, 0));
+    a.check_invariants().unwrap();
 }
