@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use crate::allocator::{Allocation, Allocator};
 use crate::error::AllocError;
 use crate::meta::{self, BlockMeta, LIVE};
-use crate::size_class::SizeClass;
+use crate::size_class::index_for_request;
 use crate::thread_cache::{ThreadCache, bump};
 
 impl Allocator {
@@ -39,18 +39,16 @@ impl Allocator {
     /// As [`Allocator::allocate_with_cache`].
     #[inline]
     pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
-        let Some(class) = SizeClass::from_request(size) else {
+        let Some(c) = index_for_request(size) else {
             return self.allocate_large(cache, size);
         };
         if cache.bound_id != self.inner.id {
             self.bind(cache);
         }
-        let c = class.index();
-        let (addr, meta) = match cache.lists[c].pop(&self.inner.arena) {
+        let (addr, meta) = match cache.pop(c, &self.inner.arena) {
             Some(block) => block,
             None => self.refill(cache, c, size)?,
         };
-        cache.publish_count(c);
         let Some(ptr) = NonNull::new(addr as *mut u8) else {
             // Unreachable: arena memory is never at address 0.
             return Err(AllocError::InvalidSize { requested: size });
@@ -78,8 +76,8 @@ impl Allocator {
             // the central pool (and their empty slabs in the span heap) now.
             taken = inner.take_blocks(c, want, now);
         }
-        cache.lists[c] = taken.map_err(|errno| AllocError::SystemOutOfMemory { requested: size, errno })?;
-        cache.lists[c].pop(&inner.arena).ok_or_else(|| inner.out_of_memory(size))
+        cache.set_list(c, taken.map_err(|errno| AllocError::SystemOutOfMemory { requested: size, errno })?);
+        cache.pop(c, &inner.arena).ok_or_else(|| inner.out_of_memory(size))
     }
 
     #[cold]
@@ -96,7 +94,7 @@ impl Allocator {
     /// On out-of-memory: drains `cache` (bound to this allocator) and reclaims the slabs
     /// that became empty. Returns whether the cache held anything.
     pub(crate) fn give_back_cached(&self, cache: &mut ThreadCache) -> bool {
-        if cache.bound_id != self.inner.id || cache.lists.iter().all(|l| l.len == 0) {
+        if cache.bound_id != self.inner.id || cache.is_empty() {
             return false;
         }
         self.drain_all(cache);

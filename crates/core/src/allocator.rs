@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::arena::Arena;
-use crate::central::{Chain, ClassPool};
+use crate::central::ClassPool;
 use crate::config::{AllocatorConfig, ClassGeometry, MAX_ALIGNMENT};
 use crate::error::InitError;
 use crate::inbox::Inbox;
@@ -240,10 +240,9 @@ impl Allocator {
     pub(crate) fn drain_all(&self, cache: &mut ThreadCache) {
         let now = self.inner.tick();
         for c in 0..NUM_CLASSES {
-            let chain = std::mem::replace(&mut cache.lists[c], Chain::EMPTY);
+            let chain = cache.take_list(c);
             if chain.len > 0 {
                 self.inner.return_blocks(c, chain, now);
-                cache.publish_count(c);
             }
         }
     }

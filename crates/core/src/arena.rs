@@ -134,9 +134,10 @@ impl Arena {
     /// (0 for anything else).
     #[inline(always)]
     pub(crate) fn addr_of_entry(&self, entry: usize) -> usize {
-        if self.first.holds_entry(entry) {
-            self.first.addr_of_entry(entry)
+        if let Some(addr) = self.first.addr_of_entry(entry) {
+            addr
         } else if entry == 0 || self.count.load(Ordering::Relaxed) == 1 {
+            // The end of a list (a thread cache's list emptied by a pop), or not an entry.
             0
         } else {
             self.entry_rest(entry).map_or(0, |(addr, _)| addr)

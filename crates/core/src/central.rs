@@ -42,48 +42,22 @@ struct Slab {
 
 /// A chain of free blocks linked through their out-of-band metadata entries
 /// (`head` and `BlockMeta::link` are entry addresses, 0 = end), never through user memory:
-/// a thread cache's list of a class, or a batch moving between a cache and the central
-/// pool.
-///
-/// `addr` is the head block's address (meaningless when empty): a thread cache pops a
-/// block's entry and address with two independent loads, so handing out the block waits
-/// on no arithmetic.
+/// a batch moving between a thread cache and the central pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
     pub(crate) head: usize,
-    pub(crate) addr: usize,
     pub(crate) len: u32,
 }
 
 impl Chain {
-    pub(crate) const EMPTY: Self = Self { head: 0, addr: 0, len: 0 };
+    pub(crate) const EMPTY: Self = Self { head: 0, len: 0 };
 
-    /// Pushes the free block at `addr`, whose metadata is `meta`, owned by the caller.
+    /// Pushes the free block whose metadata is `meta`, owned by the caller.
     #[inline(always)]
-    pub(crate) fn push(&mut self, addr: usize, meta: &BlockMeta) {
+    pub(crate) fn push(&mut self, meta: &BlockMeta) {
         meta.set_link(self.head);
         self.head = meta.entry();
-        self.addr = addr;
         self.len += 1;
-    }
-
-    /// Takes the head block: its address and metadata.
-    #[inline(always)]
-    pub(crate) fn pop<'a>(&mut self, arena: &'a Arena) -> Option<(usize, &'a BlockMeta)> {
-        let head = self.head;
-        if head == 0 {
-            return None;
-        }
-        // SAFETY: a chain links only entries of `arena`'s block tables (Chain invariant:
-        // every push takes a `&BlockMeta` of the table), which stay mapped as long as the
-        // arena; metadata is out of band, so no user write can change a link.
-        let meta: &'a BlockMeta = unsafe { &*(head as *const BlockMeta) };
-        let addr = self.addr;
-        let next = meta.link();
-        self.head = next;
-        self.addr = arena.addr_of_entry(next);
-        self.len -= 1;
-        Some((addr, meta))
     }
 
     /// Detaches the `n` blocks after the first one (`n < len`) as a chain of their own.
@@ -92,7 +66,7 @@ impl Chain {
             return Self::EMPTY;
         };
         let first = head_meta.link();
-        let Some((first_addr, mut last)) = arena.entry(first) else {
+        let Some((_, mut last)) = arena.entry(first) else {
             return Self::EMPTY;
         };
         let mut taken = 1;
@@ -104,7 +78,7 @@ impl Chain {
         head_meta.set_link(last.link());
         last.set_link(0);
         self.len -= taken;
-        Self { head: first, addr: first_addr, len: taken }
+        Self { head: first, len: taken }
     }
 }
 
@@ -263,17 +237,17 @@ impl ClassPool {
                 self.empty_slabs -= 1;
             }
             while chain.len < max
-                && let Some((addr, meta)) = region.entry(slab.list)
+                && let Some((_, meta)) = region.entry(slab.list)
             {
                 slab.list = meta.link();
                 slab.list_len -= 1;
-                chain.push(addr, meta);
+                chain.push(meta);
             }
             while chain.len < max && slab.fresh < capacity {
                 let off = slab_off + slab.fresh as usize * stride;
                 let meta = region.meta(off);
                 meta.initialize(class, generation_seed(region.base() + off, slab.seed));
-                chain.push(region.base() + off, meta);
+                chain.push(meta);
                 slab.fresh += 1;
             }
         }
@@ -469,7 +443,7 @@ mod tests {
         p.add_slab(&arena, starts[0], 1);
         assert_eq!(p.free_blocks(), 64);
         let chain = p.take(&arena, 3, 1);
-        assert_eq!(chain, Chain { head: arena.meta(starts[0] + 128).unwrap().entry(), addr: starts[0] + 128, len: 3 });
+        assert_eq!(chain, Chain { head: arena.meta(starts[0] + 128).unwrap().entry(), len: 3 });
         assert_eq!(p.free_blocks(), 61);
         p.check_invariants(&arena).unwrap();
         assert_eq!(p.put_chain(&arena, chain, 2), 0);
@@ -509,13 +483,13 @@ mod tests {
         for stray in [starts[1] + 64, starts[0] + 640] {
             let meta = arena.meta(stray).unwrap();
             meta.initialize(0, 0);
-            assert_eq!(p.put_chain(&arena, Chain { head: meta.entry(), addr: stray, len: 1 }, 1), 1);
+            assert_eq!(p.put_chain(&arena, Chain { head: meta.entry(), len: 1 }, 1), 1);
         }
         // An address that is no table entry.
-        assert_eq!(p.put_chain(&arena, Chain { head: taken + 8, addr: 0, len: 1 }, 1), 1);
+        assert_eq!(p.put_chain(&arena, Chain { head: taken + 8, len: 1 }, 1), 1);
         // A block marked live (handed out) is not free.
         arena.entry(taken).unwrap().1.set_tag(meta::tag(LIVE, 0));
-        assert_eq!(p.put_chain(&arena, Chain { head: taken, addr: 0, len: 1 }, 1), 1);
+        assert_eq!(p.put_chain(&arena, Chain { head: taken, len: 1 }, 1), 1);
         assert_eq!(p.free_blocks(), 63);
     }
 }

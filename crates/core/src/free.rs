@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering;
 use crate::allocator::{Allocator, Inner};
 use crate::error::FreeError;
 use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE};
-use crate::size_class::NUM_CLASSES;
 use crate::thread_cache::{ThreadCache, bump};
 
 /// What a free checks besides the block being live.
@@ -147,12 +146,9 @@ impl Allocator {
         bump(&counters.frees, 1);
         bump(&counters.freed_bytes, u64::from(requested));
         if owner == cache.id {
-            let list = &mut cache.lists[class];
-            list.push(ptr.as_ptr() as usize, meta);
-            if list.len > inner.geo[class].limit {
+            if cache.push(class, meta) > inner.geo[class].limit {
                 self.drain_excess(cache, class);
             }
-            cache.publish_count(class);
         } else {
             bump(&counters.remote_frees, 1);
             inner.central[class].inbox.push(meta);
@@ -166,7 +162,7 @@ impl Allocator {
     #[inline(never)]
     fn drain_excess(&self, cache: &mut ThreadCache, c: usize) {
         let inner = &*self.inner;
-        let excess = cache.lists[c].split_after_head(&inner.arena, inner.geo[c].drain);
+        let excess = cache.split_after_head(c, &inner.arena, inner.geo[c].drain);
         let now = inner.tick();
         inner.return_blocks(c, excess, now);
     }
@@ -185,10 +181,11 @@ impl Inner {
         // The alignment (at least 64) was checked: `addr` starts a granule.
         let meta = region.meta_at(addr);
         let tag = meta.tag();
-        let class = meta::class_of(tag) as usize;
-        if meta::state_of(tag) != LIVE || class >= NUM_CLASSES {
-            return self.release_other(addr, meta, tag, expect);
-        }
+        let Some(class) = meta::live_small_class(tag) else {
+            // `Large` is built here, not by the cold call, so the compiler sees that the
+            // class of `Small` is always in range (no bounds check when it is used).
+            return self.release_other(addr, meta, tag, expect).map(|()| Released::Large);
+        };
         let (requested, owner) = meta.requested_and_owner();
         match expect {
             Expect::Size(size) if size != requested as usize => {
@@ -203,22 +200,17 @@ impl Inner {
             }
             _ => {}
         }
-        meta.set_tag(meta::tag(FREE, class as u8));
+        // `LIVE << 8 | class` becomes `FREE << 8 | class`.
+        meta.set_tag(tag - ((LIVE - FREE) << 8));
         Ok(Released::Small { class, requested, owner, meta })
     }
 
-    /// Anything but a live small block: a large allocation, or a rejection.
+    /// Anything but a live small block: a large allocation (`Ok`: freed), or a rejection.
     #[cold]
     #[inline(never)]
-    fn release_other(
-        &self,
-        addr: usize,
-        meta: &BlockMeta,
-        tag: u32,
-        expect: Expect,
-    ) -> Result<Released<'_>, FreeError> {
+    fn release_other(&self, addr: usize, meta: &BlockMeta, tag: u32, expect: Expect) -> Result<(), FreeError> {
         if tag == meta::tag(LIVE, LARGE_CLASS) {
-            return self.free_large(addr, meta, expect).map(|()| Released::Large);
+            return self.free_large(addr, meta, expect);
         }
         let error = match meta::state_of(tag) {
             FREE | IN_FLIGHT => FreeError::DoubleFree { addr },

@@ -122,25 +122,21 @@ impl ThreadCache {
     /// A description of the first invariant found broken.
     pub fn check_invariants(&self) -> Result<(), String> {
         let Some(allocator) = &self.bound else {
-            return if self.lists.iter().all(|l| l.len == 0) {
-                Ok(())
-            } else {
-                Err("unbound cache holds blocks".into())
-            };
+            return if self.is_empty() { Ok(()) } else { Err("unbound cache holds blocks".into()) };
         };
         let inner = &*allocator.inner;
         let mut seen = std::collections::HashSet::new();
         for c in 0..NUM_CLASSES {
-            let list = self.lists[c];
-            if list.len != self.shared.counts[c].load(Ordering::Relaxed) || list.len > inner.geo[c].limit {
-                return Err(format!("cache {}: class {c} holds {} (limit {})", self.id, list.len, inner.geo[c].limit));
+            let len = self.len(c);
+            if len > inner.geo[c].limit {
+                return Err(format!("cache {}: class {c} holds {len} (limit {})", self.id, inner.geo[c].limit));
             }
-            let (mut entry, mut count) = (list.head, 0);
+            let (mut entry, mut count) = (self.heads[c], 0);
             while entry != 0 {
                 let Some((addr, m)) = inner.arena.entry(entry) else {
                     return Err(format!("cache {}: class {c} links {entry:#x}, not a table entry", self.id));
                 };
-                if m.tag() != meta::tag(FREE, c as u8) || !seen.insert(addr) || count >= list.len {
+                if m.tag() != meta::tag(FREE, c as u8) || !seen.insert(addr) || count >= len {
                     return Err(format!(
                         "cache {}: class {c} links {addr:#x} (tag {:#x}, twice, or too many)",
                         self.id,
@@ -150,8 +146,8 @@ impl ThreadCache {
                 count += 1;
                 entry = m.link();
             }
-            if count != list.len {
-                return Err(format!("cache {}: class {c} links {count} blocks, counts {}", self.id, list.len));
+            if count != len {
+                return Err(format!("cache {}: class {c} links {count} blocks, counts {len}", self.id));
             }
         }
         Ok(())

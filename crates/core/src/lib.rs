@@ -18,9 +18,9 @@
 //! - **class**: a size class, the rounded-up size of small requests (1 B ..= 16 MiB);
 //!   see [`SizeClass`] and [`CLASS_SIZES`].
 //! - **slab**: a run of whole pages cut into blocks of one class.
-//! - **thread cache**: [`ThreadCache`], caller-owned, one per thread: a stack of free
-//!   blocks per class (in the cache's own memory), refilled from and drained to the central
-//!   pool in batches.
+//! - **thread cache**: [`ThreadCache`], caller-owned, one per thread: a list of free
+//!   blocks per class (linked through their metadata entries), refilled from and drained
+//!   to the central pool in batches.
 //! - **central pool**: per class, the slabs the class owns with their free blocks, and an
 //!   inbox for blocks freed by a thread other than their owner (a remote free).
 //! - **span heap**: free runs of pages. Fully free slabs and freed large allocations go

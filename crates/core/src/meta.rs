@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! field       LIVE / IN_FLIGHT block                FREE block
-//! tag         state | class << 8                    FREE | class << 8
+//! tag         state << 8 | class                    FREE << 8 | class
 //! generation  +1 on every hand-out (ABA checks)     kept, bumped at the next hand-out
 //! word        requested | owner << 32 (small)       next block in a free list (its
 //!             owner << 32 (large: the registry      entry's address, 0 = end): a thread
@@ -31,6 +31,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::size_class::NUM_CLASSES;
+
 /// Bytes of user memory one metadata entry covers (the smallest block and alignment).
 pub(crate) const GRANULE: usize = 64;
 /// `log2(GRANULE)`.
@@ -47,7 +49,7 @@ pub(crate) const FREE: u32 = 1;
 pub(crate) const LIVE: u32 = 2;
 /// A block handed off to another thread and not yet received: allocated, held by no one.
 pub(crate) const IN_FLIGHT: u32 = 3;
-const STATE_MASK: u32 = 0xFF;
+const STATE_SHIFT: u32 = 8;
 /// `class` of a large allocation.
 pub(crate) const LARGE_CLASS: u8 = u8::MAX;
 
@@ -62,22 +64,32 @@ pub(crate) struct BlockMeta {
 const _: () = assert!(size_of::<BlockMeta>() == 16);
 const _: () = assert!(GRANULE == 1 << GRANULE_SHIFT);
 
-/// A tag: `state | class << 8`.
+/// A tag: `state << 8 | class`.
 #[inline(always)]
 pub(crate) const fn tag(state: u32, class: u8) -> u32 {
-    state | (class as u32) << 8
+    state << STATE_SHIFT | class as u32
 }
 
 /// The state of a tag.
 #[inline(always)]
 pub(crate) const fn state_of(tag: u32) -> u32 {
-    tag & STATE_MASK
+    tag >> STATE_SHIFT
 }
 
 /// The class of a tag.
 #[inline(always)]
 pub(crate) const fn class_of(tag: u32) -> u8 {
-    (tag >> 8) as u8
+    tag as u8
+}
+
+/// The class index of a `LIVE` small block's tag, if that is what `tag` is: one
+/// subtraction and one comparison (the state is above the class).
+#[inline(always)]
+pub(crate) const fn live_small_class(tag: u32) -> Option<usize> {
+    // In 64 bits: indexing a table with the class then folds the subtraction into the
+    // address's displacement.
+    let class = (tag as usize).wrapping_sub((LIVE << STATE_SHIFT) as usize);
+    if class < NUM_CLASSES { Some(class) } else { None }
 }
 
 impl BlockMeta {
@@ -168,6 +180,8 @@ mod tests {
             for state in [NONE, FREE, LIVE, IN_FLIGHT] {
                 let t = tag(state, class);
                 assert_eq!((state_of(t), class_of(t)), (state, class));
+                let small_live = state == LIVE && usize::from(class) < NUM_CLASSES;
+                assert_eq!(live_small_class(t), small_live.then_some(usize::from(class)));
             }
         }
         assert_ne!(tag(LIVE, 3), tag(FREE, 3));

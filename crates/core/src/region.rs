@@ -52,7 +52,7 @@ pub(crate) struct Region {
     meta_start: usize,
     meta_len: usize,
     /// `base - 4 * meta_start` (wrapping): the granule of table entry `e` starts at
-    /// `addr_bias + 4 * e`.
+    /// `addr_bias + 4 * e` (a shift and an add from the entry, beside the range check).
     addr_bias: usize,
     slab_map: *const AtomicU32,
     committed: AtomicUsize,
@@ -107,7 +107,7 @@ impl Region {
             meta_bias: (side.as_ptr() as usize).wrapping_sub(base >> 2),
             meta_start: side.as_ptr() as usize,
             meta_len: len / GRANULE * size_of::<BlockMeta>(),
-            addr_bias: base.wrapping_sub((side.as_ptr() as usize) << 2),
+            addr_bias: base.wrapping_sub((side.as_ptr() as usize) << (GRANULE_SHIFT - 4)),
             // SAFETY: `meta_bytes < side_len`: the slab map follows the block table.
             slab_map: unsafe { side.as_ptr().add(meta_bytes) }.cast::<AtomicU32>(),
             committed: AtomicUsize::new(0),
@@ -179,16 +179,17 @@ impl Region {
         Some((self.base + (index << (GRANULE_SHIFT - 4)), meta))
     }
 
-    /// Whether `entry` lies in this region's block table.
+    /// The address of the granule of table entry `entry`, if it lies in this region's
+    /// block table (an entry's offset in the table is a quarter of its granule's offset).
+    /// The address is computed from the entry alone (not from the range check's
+    /// difference), so on a pop it is two ops after the head is loaded.
     #[inline(always)]
-    pub(crate) const fn holds_entry(&self, entry: usize) -> bool {
-        entry.wrapping_sub(self.meta_start) < self.meta_len
-    }
-
-    /// The address of the granule of table entry `entry` (an entry of this region).
-    #[inline(always)]
-    pub(crate) const fn addr_of_entry(&self, entry: usize) -> usize {
-        self.addr_bias.wrapping_add(entry << (GRANULE_SHIFT - 4))
+    pub(crate) const fn addr_of_entry(&self, entry: usize) -> Option<usize> {
+        if entry.wrapping_sub(self.meta_start) < self.meta_len {
+            Some(self.addr_bias.wrapping_add(entry << (GRANULE_SHIFT - 4)))
+        } else {
+            None
+        }
     }
 
     /// Slab-map entry of the 4 KiB unit at region offset `off` (`off < len`).

@@ -131,20 +131,10 @@ impl SizeClass {
     #[inline]
     #[must_use]
     pub const fn from_request(size: usize) -> Option<Self> {
-        if size == 0 || size > MAX_SMALL_SIZE {
-            return None;
+        match index_for_request(size) {
+            Some(index) => Self::from_index(index),
+            None => None,
         }
-        let index = if size <= TABLE_LIMIT {
-            SMALL_LOOKUP[(size - 1) >> 6] as usize
-        } else {
-            // size - 1 lies in [2^e, 2^(e+1)); its two bits below the top pick one of
-            // the four classes of that power of two.
-            let n = size - 1;
-            let e = (usize::BITS - 1 - n.leading_zeros()) as usize;
-            let quarter = (n >> (e - 2)) & 3;
-            FIRST_GEOMETRIC + (e - 12) * 4 + quarter
-        };
-        Self::from_index(index)
     }
 
     /// The class with dense index `index`.
@@ -166,6 +156,27 @@ impl SizeClass {
     #[must_use]
     pub const fn payload_size(self) -> usize {
         CLASS_SIZES[self as usize]
+    }
+}
+
+/// The index of the class serving a request of `size` bytes (as
+/// [`SizeClass::from_request`]), computed without going through the enum: the allocation
+/// fast path indexes its tables with it directly, so no table load stands between the
+/// request and the class (`SizeClass::ALL[index]` would be one more dependent load).
+#[inline(always)]
+pub(crate) const fn index_for_request(size: usize) -> Option<usize> {
+    if size == 0 || size > MAX_SMALL_SIZE {
+        return None;
+    }
+    if size <= TABLE_LIMIT {
+        Some(SMALL_LOOKUP[(size - 1) >> 6] as usize)
+    } else {
+        // size - 1 lies in [2^e, 2^(e+1)); its two bits below the top pick one of
+        // the four classes of that power of two.
+        let n = size - 1;
+        let e = (usize::BITS - 1 - n.leading_zeros()) as usize;
+        let quarter = (n >> (e - 2)) & 3;
+        Some(FIRST_GEOMETRIC + (e - 12) * 4 + quarter)
     }
 }
 
@@ -235,6 +246,13 @@ mod tests {
         assert_eq!(SizeClass::from_request(3 << 19).unwrap().payload_size(), 3 << 19);
         assert_eq!(SizeClass::from_request(6144).unwrap().payload_size(), 6144);
         assert_eq!(SizeClass::from_request(70_000).unwrap().payload_size(), 81_920);
+    }
+
+    #[test]
+    fn request_indices_match_the_classes() {
+        for size in (0..=20_000).chain((4097..=MAX_SMALL_SIZE + 1).step_by(4093)).chain([MAX_SMALL_SIZE, usize::MAX]) {
+            assert_eq!(index_for_request(size), SizeClass::from_request(size).map(SizeClass::index), "{size}");
+        }
     }
 
     #[test]

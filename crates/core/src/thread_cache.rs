@@ -1,13 +1,14 @@
 //! Thread caches: caller-owned, one per thread, holding free blocks per class.
 //!
 //! A cache keeps, per class, a list of free blocks linked through their out-of-band
-//! metadata (never through the blocks: a user's bytes are only theirs). The owning thread
-//! pops and pushes with no atomics beyond plain relaxed stores of its counts, which other
-//! threads read only for stats.
+//! metadata (never through the blocks: a user's bytes are only theirs): `heads[c]` is the
+//! entry of the first block, and the list's length is `shared.counts[c]` itself (the one
+//! copy: the owning thread updates it with a relaxed load + store, other threads read it
+//! only for stats). A pop or push touches the head, one count and the block's entry.
 //!
 //! Invariants, per class `c` of a bound cache:
-//! - `lists[c]` links `len(c)` distinct free blocks of class `c` of the bound allocator
-//!   (tag `FREE`), owned by this cache, and `shared.counts[c] == len(c)`
+//! - `heads[c]` links `shared.counts[c]` distinct free blocks of class `c` of the bound
+//!   allocator (tag `FREE`), owned by this cache
 //! - after any free `len(c) <= limit(c)` (the excess is drained to the central pool)
 //! - an unbound cache holds no blocks; binding to another allocator first drains every
 //!   block back to the old one, and dropping a cache drains it (nothing is stranded)
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::allocator::Allocator;
+use crate::arena::Arena;
 use crate::central::Chain;
+use crate::meta::BlockMeta;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::ThreadCacheStats;
 
@@ -54,6 +57,7 @@ impl Counters {
 
 /// The part of a cache other threads may read (for stats).
 pub(crate) struct CacheShared {
+    /// Length of each class's list (written by the owning thread only).
     pub(crate) counts: [AtomicU32; NUM_CLASSES],
     pub(crate) counters: Counters,
 }
@@ -67,7 +71,8 @@ pub struct ThreadCache {
     pub(crate) bound_id: u64,
     pub(crate) bound: Option<Allocator>,
     pub(crate) shared: Arc<CacheShared>,
-    pub(crate) lists: [Chain; NUM_CLASSES],
+    /// Per class, the entry of the first block of the list (0: empty).
+    pub(crate) heads: [usize; NUM_CLASSES],
 }
 
 // SAFETY: the cached blocks are arena memory owned by this cache alone, with no thread
@@ -92,7 +97,7 @@ impl ThreadCache {
                 counts: std::array::from_fn(|_| AtomicU32::new(0)),
                 counters: Counters::default(),
             }),
-            lists: [Chain::EMPTY; NUM_CLASSES],
+            heads: [0; NUM_CLASSES],
         }
     }
 
@@ -124,10 +129,69 @@ impl ThreadCache {
         stats
     }
 
-    /// Publishes class `c`'s count for stats readers.
+    /// Blocks in class `c`'s list.
     #[inline(always)]
-    pub(crate) fn publish_count(&self, c: usize) {
-        self.shared.counts[c].store(self.lists[c].len, Ordering::Relaxed);
+    pub(crate) fn len(&self, c: usize) -> u32 {
+        self.shared.counts[c].load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn set_len(&self, c: usize, len: u32) {
+        self.shared.counts[c].store(len, Ordering::Relaxed);
+    }
+
+    /// Whether every list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heads.iter().all(|&head| head == 0)
+    }
+
+    /// Takes the first block of class `c`'s list: its address and metadata.
+    #[inline(always)]
+    pub(crate) fn pop<'a>(&mut self, c: usize, arena: &'a Arena) -> Option<(usize, &'a BlockMeta)> {
+        let head = self.heads[c];
+        if head == 0 {
+            return None;
+        }
+        // SAFETY: a cache list links only entries of `arena`'s block tables (every push
+        // takes a `&BlockMeta` of a table), which stay mapped as long as the arena;
+        // metadata is out of band, so no user write can change a link.
+        let meta: &'a BlockMeta = unsafe { &*(head as *const BlockMeta) };
+        self.heads[c] = meta.link();
+        self.set_len(c, self.len(c).wrapping_sub(1));
+        Some((arena.addr_of_entry(head), meta))
+    }
+
+    /// Puts the free block whose metadata is `meta` (owned by the caller) at the head of
+    /// class `c`'s list; returns the new length.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, c: usize, meta: &BlockMeta) -> u32 {
+        meta.set_link(self.heads[c]);
+        self.heads[c] = meta.entry();
+        let len = self.len(c).wrapping_add(1);
+        self.set_len(c, len);
+        len
+    }
+
+    /// Detaches class `c`'s whole list.
+    pub(crate) fn take_list(&mut self, c: usize) -> Chain {
+        let chain = Chain { head: std::mem::replace(&mut self.heads[c], 0), len: self.len(c) };
+        self.set_len(c, 0);
+        chain
+    }
+
+    /// Makes `chain` class `c`'s list (which must be empty).
+    pub(crate) fn set_list(&mut self, c: usize, chain: Chain) {
+        debug_assert!(self.heads[c] == 0);
+        self.heads[c] = chain.head;
+        self.set_len(c, chain.len);
+    }
+
+    /// Detaches the `n` blocks after the first one of class `c`'s list (`n < len`).
+    pub(crate) fn split_after_head(&mut self, c: usize, arena: &Arena, n: u32) -> Chain {
+        let mut list = Chain { head: self.heads[c], len: self.len(c) };
+        let taken = list.split_after_head(arena, n);
+        self.set_len(c, list.len);
+        taken
     }
 }
 
