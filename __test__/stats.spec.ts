@@ -48,16 +48,27 @@ test('stats() has every field as a non-negative safe integer, and one entry per 
     t.is(c.payload, SIZE_CLASS_BYTES[i])
     // No in-band header: a block is its payload rounded up to the alignment (64 here).
     t.is(c.block, Math.ceil(c.payload / 64) * 64, `class ${i}`)
-    t.is(c.metadataPerBlock, 16, `class ${i}`)
+    t.is(c.metadataPerBlock, metadataPerBlock(c.block), `class ${i}`)
   })
 })
 
-test('a class block is its payload rounded up to the alignment, with 16 bytes of metadata out of band', (t) => {
+/**
+ * Bytes of out-of-band block table per block: 16 bytes per granule of the class's table,
+ * the largest power of two not above the block (64 B ..= 4 KiB).
+ */
+function metadataPerBlock(block: number): number {
+  const granule = 2 ** Math.floor(Math.log2(Math.min(block, 4096)))
+  return Math.ceil((block * 16) / granule)
+}
+
+test('a class block is its payload rounded up to the alignment, with 16 to 31 bytes of metadata out of band below 4 KiB and 16 per 4 KiB above', (t) => {
   for (const alignment of [64, 256, 4096]) {
     const arena = new Arena({ maxBytes: 16 * MiB, alignment })
     arena.stats().classes.forEach((c, i) => {
       t.is(c.block, Math.ceil(c.payload / alignment) * alignment, `alignment ${alignment}, class ${i}`)
-      t.is(c.metadataPerBlock, 16)
+      t.is(c.metadataPerBlock, metadataPerBlock(c.block), `alignment ${alignment}, class ${i}`)
+      if (c.block < 4096) t.true(c.metadataPerBlock >= 16 && c.metadataPerBlock < 32)
+      else t.is(c.metadataPerBlock, c.block / 256)
     })
   }
 })

@@ -25,9 +25,9 @@ test('views of one chunk share one 4 MiB window, created once and kept after eve
 })
 
 test('views in different chunks have different windows; each window starts on a chunk boundary', (t) => {
-  const arena = new Arena({ maxBytes: 16 * MiB })
-  // A 3 MiB slab never crosses a chunk boundary and two do not fit in one chunk.
-  const views = Array.from({ length: 4 }, () => arena.view('uint8', 3 * MiB))
+  const arena = new Arena({ maxBytes: 32 * MiB })
+  // 1 MiB slabs never cross a chunk boundary: four fill a chunk, sixteen fill four.
+  const views = Array.from({ length: 16 }, () => arena.view('uint8', MiB))
   const buffers = new Set(views.map((v) => v.buffer))
   t.is(buffers.size, 4, 'one window per chunk')
   const bases = views.map((v) => windowBaseOf(v.buffer))
@@ -38,10 +38,13 @@ test('views in different chunks have different windows; each window starts on a 
     t.true(v.byteOffset + v.byteLength <= CHUNK)
   }
   t.is(new Set(bases).size, 4)
-  // A small view made now lands in one of those chunks and shares its window.
+  // Small views of one slab share the window of the chunk that holds it.
   const small = arena.view('uint8', 64)
-  t.true(buffers.has(small.buffer), 'a small view shares the window of its chunk')
-  for (const v of [...views, small]) arena.free(v)
+  const next = arena.view('float32', 16)
+  t.is(small.buffer.byteLength, CHUNK)
+  t.is(windowBaseOf(small.buffer)! % CHUNK, 0)
+  t.is(next.buffer, small.buffer, 'a small view shares the window of its chunk')
+  for (const v of [...views, small, next]) arena.free(v)
   t.is(arena.stats().liveAllocations, 0)
 })
 

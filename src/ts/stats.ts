@@ -7,7 +7,7 @@ export interface ClassStats {
   readonly payload: number
   /** Bytes one block occupies in user memory (the payload rounded up to the alignment). Gauge. */
   readonly block: number
-  /** Bytes of out-of-band metadata per block (its block-table entry). Gauge. */
+  /** Bytes of out-of-band metadata per block: the block-table entries its bytes span (16 bytes per granule of the class's table). Gauge. */
   readonly metadataPerBlock: number
   /** Slabs the class owns. Gauge. */
   readonly slabs: number
@@ -33,7 +33,7 @@ export interface ArenaStats {
   readonly carvedBytes: number
   /** Bytes that can still be carved or reused without growing: free spans plus the uncarved rest of the newest region (with a cap: everything left under it). Gauge. */
   readonly remainingBytes: number
-  /** Bytes of out-of-band metadata (block table and slab map) covering the committed memory. Gauge. */
+  /** Bytes of out-of-band metadata in use: the block-table entries of every slab and large allocation, and the slab map of the committed memory. Gauge. */
   readonly metadataBytes: number
   /** Bytes in free spans, available to any class or the large path. Gauge. */
   readonly freeSpanBytes: number

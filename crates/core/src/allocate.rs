@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 
 use crate::allocator::{Allocation, Allocator};
 use crate::error::AllocError;
-use crate::meta::{self, BlockMeta, LIVE};
+use crate::meta::{BlockMeta, STATE_STEP};
 use crate::size_class::index_for_request;
 use crate::thread_cache::{ThreadCache, bump};
 
@@ -45,7 +45,7 @@ impl Allocator {
         if cache.bound_id != self.inner.id {
             self.bind(cache);
         }
-        let (addr, meta) = match cache.pop(c, &self.inner.arena) {
+        let (addr, meta) = match cache.pop(c, &self.inner.arena, &self.inner.tables[c]) {
             Some(block) => block,
             None => self.refill(cache, c, size)?,
         };
@@ -56,7 +56,8 @@ impl Allocator {
         let generation = meta.generation().wrapping_add(1);
         meta.set_generation(generation);
         meta.set_live_word(size as u32, cache.id);
-        meta.set_tag(meta::tag(LIVE, c as u8));
+        // A cached block's tag is `FREE` of class `c` at its offset: one step up is `LIVE`.
+        meta.set_tag(meta.tag() + STATE_STEP);
         let counters = &cache.shared.counters;
         bump(&counters.allocations, 1);
         bump(&counters.allocated_bytes, size as u64);
@@ -77,7 +78,7 @@ impl Allocator {
             taken = inner.take_blocks(c, want, now);
         }
         cache.set_list(c, taken.map_err(|errno| AllocError::SystemOutOfMemory { requested: size, errno })?);
-        cache.pop(c, &inner.arena).ok_or_else(|| inner.out_of_memory(size))
+        cache.pop(c, &inner.arena, &inner.tables[c]).ok_or_else(|| inner.out_of_memory(size))
     }
 
     #[cold]

@@ -17,6 +17,7 @@ use crate::meta;
 use crate::os;
 use crate::pages::Pages;
 use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::table::ClassTable;
 use crate::thread_cache::{CacheShared, Counters, ThreadCache, bump};
 
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) align_mask: usize,
     pub(crate) arena: Arena,
     pub(crate) geo: [ClassGeometry; NUM_CLASSES],
+    /// Per class, where the fast paths find its metadata in the first region.
+    pub(crate) tables: [ClassTable; NUM_CLASSES],
     pub(crate) central: Box<[CentralClass]>,
     /// Empty slabs over all classes (kept by the class-lock holders): the miss path
     /// reclaims only when there is something to reclaim.
@@ -100,6 +103,7 @@ impl Allocator {
         let id = NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed);
         let secret = random_secret(id);
         let geo = ClassGeometry::table(&config, granule);
+        let tables = geo.map(|g| arena.first().class_table(g.shift));
         let central = (0..NUM_CLASSES)
             .map(|c| CentralClass { pool: Mutex::new(ClassPool::new(c as u8, geo[c])), inbox: Inbox::new() })
             .collect();
@@ -111,6 +115,7 @@ impl Allocator {
                 align_mask: config.alignment - 1,
                 arena,
                 geo,
+                tables,
                 central,
                 reclaimable: AtomicUsize::new(0),
                 pages: Mutex::new(Pages::default()),
@@ -194,12 +199,11 @@ impl Allocator {
     #[must_use]
     pub fn block_len(&self, ptr: *const u8) -> Option<usize> {
         let addr = ptr as usize;
-        let meta = self.inner.arena.meta(addr).filter(|_| addr & self.inner.align_mask == 0)?;
-        let tag = meta.tag();
-        if !matches!(meta::state_of(tag), meta::LIVE | meta::IN_FLIGHT) {
+        let (class, meta) = self.inner.block_at(addr)?;
+        if !matches!(meta::state_of(meta.tag()), meta::LIVE | meta::IN_FLIGHT) {
             return None;
         }
-        match self.inner.geo.get(usize::from(meta::class_of(tag))) {
+        match self.inner.geo.get(usize::from(class)) {
             Some(geo) => Some(geo.stride),
             None => self.inner.pages.lock().large.get(addr).map(|record| record.span_len),
         }

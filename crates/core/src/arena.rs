@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{AllocatorConfig, round_up};
 use crate::error::InitError;
-use crate::meta::{BlockMeta, GRANULE};
+use crate::meta::BlockMeta;
 use crate::os;
 use crate::region::{CHUNK_SIZE, Region};
 
@@ -89,6 +89,11 @@ impl Arena {
         })
     }
 
+    /// The first region (the only one of a capped arena).
+    pub(crate) const fn first(&self) -> &Region {
+        &self.first
+    }
+
     pub(crate) const fn granule(&self) -> usize {
         self.granule
     }
@@ -114,40 +119,45 @@ impl Arena {
         self.regions().skip(1).find_map(|r| r.offset_of(addr).map(|off| (r, off)))
     }
 
-    /// The metadata of the granule holding `addr`, if it is arena memory.
+    /// The entry of `addr`'s granule in the table of `shift`, if `addr` is arena memory.
     #[inline(always)]
-    pub(crate) fn meta(&self, addr: usize) -> Option<&BlockMeta> {
-        self.locate(addr).map(|(region, _)| region.meta_at(addr & !(GRANULE - 1)))
+    pub(crate) fn meta_of(&self, addr: usize, shift: u32) -> Option<&BlockMeta> {
+        self.locate(addr).map(|(region, _)| region.meta_at(addr, shift))
     }
 
-    /// The block of a block-table entry (what free lists link): its address and metadata.
+    /// The entry `entry` of a table of `shift` and its granule's address.
     #[inline(always)]
-    pub(crate) fn entry(&self, entry: usize) -> Option<(usize, &BlockMeta)> {
-        match self.first.entry(entry) {
+    pub(crate) fn entry(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
+        match self.first.entry(entry, shift) {
             Some(found) => Some(found),
-            None if self.count.load(Ordering::Relaxed) == 1 => None,
-            None => self.entry_rest(entry),
+            None if entry == 0 || self.count.load(Ordering::Relaxed) == 1 => None,
+            None => self.entry_rest(entry, shift),
         }
     }
 
-    /// The address of the granule of `entry`, an entry of one of the regions' tables
-    /// (0 for anything else).
+    /// The address of the block whose entry (in a table of `shift`) is `entry` and whose
+    /// tag is `tag` (its granule, plus the block's offset the tag records); 0 for an
+    /// address that is no entry.
     #[inline(always)]
-    pub(crate) fn addr_of_entry(&self, entry: usize) -> usize {
-        if let Some(addr) = self.first.addr_of_entry(entry) {
-            addr
+    pub(crate) fn block_addr(&self, entry: usize, shift: u32, tag: u32) -> usize {
+        let table = self.first.table(shift);
+        let granule = if table.holds(entry) {
+            table.granule_of(entry)
         } else if entry == 0 || self.count.load(Ordering::Relaxed) == 1 {
-            // The end of a list (a thread cache's list emptied by a pop), or not an entry.
-            0
+            return 0;
         } else {
-            self.entry_rest(entry).map_or(0, |(addr, _)| addr)
-        }
+            match self.entry_rest(entry, shift) {
+                Some((granule, _)) => granule,
+                None => return 0,
+            }
+        };
+        granule + ((crate::meta::tag_sub(tag) as usize) << crate::table::MIN_SHIFT)
     }
 
     #[cold]
     #[inline(never)]
-    fn entry_rest(&self, entry: usize) -> Option<(usize, &BlockMeta)> {
-        self.regions().skip(1).find_map(|r| r.entry(entry))
+    fn entry_rest(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
+        self.regions().skip(1).find_map(|r| r.entry(entry, shift))
     }
 
     /// Every published region, oldest first.
@@ -180,9 +190,9 @@ impl Arena {
         self.region(top.region).map_or(0, |r| r.len() - top.offset)
     }
 
-    /// Committed bytes of the side tables.
-    pub(crate) fn metadata_bytes(&self) -> usize {
-        self.regions().map(Region::metadata_bytes).sum()
+    /// Bytes of slab map covering the committed memory.
+    pub(crate) fn slab_map_bytes(&self) -> usize {
+        self.regions().map(Region::slab_map_bytes).sum()
     }
 
     /// The address of arena offset `voff`, if it is inside a region.

@@ -24,6 +24,7 @@ use crate::inbox::Inbox;
 use crate::meta::{self, BlockMeta, FREE, LIVE};
 #[cfg(any(test, feature = "invariants"))]
 use crate::region::Region;
+use crate::table::MIN_SHIFT;
 
 struct Slab {
     start: usize,
@@ -60,18 +61,19 @@ impl Chain {
         self.len += 1;
     }
 
-    /// Detaches the `n` blocks after the first one (`n < len`) as a chain of their own.
-    pub(crate) fn split_after_head(&mut self, arena: &Arena, n: u32) -> Self {
-        let Some((_, head_meta)) = arena.entry(self.head) else {
+    /// Detaches the `n` blocks after the first one (`n < len`) as a chain of their own
+    /// (entries of the table of `shift`).
+    pub(crate) fn split_after_head(&mut self, arena: &Arena, n: u32, shift: u32) -> Self {
+        let Some((_, head_meta)) = arena.entry(self.head, shift) else {
             return Self::EMPTY;
         };
         let first = head_meta.link();
-        let Some((_, mut last)) = arena.entry(first) else {
+        let Some((_, mut last)) = arena.entry(first, shift) else {
             return Self::EMPTY;
         };
         let mut taken = 1;
         while taken < n {
-            let Some((_, next)) = arena.entry(last.link()) else { break };
+            let Some((_, next)) = arena.entry(last.link(), shift) else { break };
             last = next;
             taken += 1;
         }
@@ -157,10 +159,11 @@ impl ClassPool {
         let (mut entry, mut blocks, mut rejected) = (head, 0, 0);
         while entry != 0 {
             blocks += 1;
-            let Some((addr, meta)) = arena.entry(entry) else {
+            let Some((granule, meta)) = arena.entry(entry, self.geo.shift) else {
                 // Not a table entry: the chain cannot be followed further.
                 return (blocks, rejected + 1);
             };
+            let addr = granule + ((meta::tag_sub(meta.tag()) as usize) << MIN_SHIFT);
             entry = meta.link();
             if !self.put(arena, addr, meta, now) {
                 rejected += 1;
@@ -175,7 +178,8 @@ impl ClassPool {
         let Some((region, off)) = arena.locate(addr) else {
             return false;
         };
-        let Some(id) = region.slab_at(off).checked_sub(1) else {
+        let (class, id) = region.slab_at(off);
+        let Some(id) = id.checked_sub(1).filter(|_| class == self.class) else {
             return false;
         };
         let stride = self.geo.stride;
@@ -186,7 +190,7 @@ impl ClassPool {
         if !slab.active
             || rel % stride != 0
             || rel / stride >= slab.fresh as usize
-            || meta.tag() != meta::tag(FREE, self.class)
+            || meta.tag() != meta::tag(FREE, self.class, meta::sub_of(addr, self.geo.shift))
         {
             return false;
         }
@@ -216,7 +220,7 @@ impl ClassPool {
     pub(crate) fn take(&mut self, arena: &Arena, max: u32, now: u64) -> Chain {
         let mut chain = Chain::EMPTY;
         self.last_used = now;
-        let (class, stride, capacity) = (self.class, self.geo.stride, self.geo.capacity);
+        let (class, stride, capacity, shift) = (self.class, self.geo.stride, self.geo.capacity, self.geo.shift);
         while chain.len < max {
             let Some(&id) = self.available.last() else {
                 break;
@@ -237,16 +241,16 @@ impl ClassPool {
                 self.empty_slabs -= 1;
             }
             while chain.len < max
-                && let Some((_, meta)) = region.entry(slab.list)
+                && let Some((_, meta)) = region.entry(slab.list, shift)
             {
                 slab.list = meta.link();
                 slab.list_len -= 1;
                 chain.push(meta);
             }
             while chain.len < max && slab.fresh < capacity {
-                let off = slab_off + slab.fresh as usize * stride;
-                let meta = region.meta(off);
-                meta.initialize(class, generation_seed(region.base() + off, slab.seed));
+                let addr = region.base() + slab_off + slab.fresh as usize * stride;
+                let meta = region.meta_at(addr, shift);
+                meta.initialize(class, meta::sub_of(addr, shift), generation_seed(addr, slab.seed));
                 chain.push(meta);
                 slab.fresh += 1;
             }
@@ -278,7 +282,7 @@ impl ClassPool {
             (self.slabs.len() - 1) as u32
         };
         if let Some((region, off)) = arena.locate(start) {
-            region.map_slab(off, self.geo.slab_bytes, id + 1);
+            region.map_slab(off, self.geo.slab_bytes, self.class, id + 1);
         }
         self.available.push(id);
         self.free_blocks += self.geo.capacity as usize;
@@ -322,13 +326,14 @@ impl ClassPool {
 
     /// Appends every live block (tag `LIVE`) whose owner is the cache `owner`.
     pub(crate) fn live_owned_by(&self, arena: &Arena, owner: u32, out: &mut Vec<usize>) {
-        let live = meta::tag(LIVE, self.class);
+        let shift = self.geo.shift;
         for slab in self.slabs.iter().filter(|s| s.active) {
-            let Some((region, off)) = arena.locate(slab.start) else { continue };
+            let Some((region, _)) = arena.locate(slab.start) else { continue };
             for i in 0..slab.fresh as usize {
-                let meta = region.meta(off + i * self.geo.stride);
-                if meta.tag() == live && meta.owner() == owner {
-                    out.push(slab.start + i * self.geo.stride);
+                let addr = slab.start + i * self.geo.stride;
+                let meta = region.meta_at(addr, shift);
+                if meta.tag() == meta::tag(LIVE, self.class, meta::sub_of(addr, shift)) && meta.owner() == owner {
+                    out.push(addr);
                 }
             }
         }
@@ -343,14 +348,13 @@ impl ClassPool {
     /// Checks the invariants above (with the class lock held and no inbox traffic).
     #[cfg(any(test, feature = "invariants"))]
     pub(crate) fn check_invariants(&self, arena: &Arena) -> Result<(), String> {
-        let stride = self.geo.stride;
         let capacity = self.geo.capacity as usize;
         let (mut free, mut active, mut empty) = (0, 0, 0);
         for (id, s) in self.slabs.iter().enumerate().filter(|(_, s)| s.active) {
             active += 1;
             let (region, off) =
                 arena.locate(s.start).ok_or(format!("class {}: slab {id} outside the arena", self.class))?;
-            check_slab(region, off, id, s, self.class, stride)?;
+            check_slab(region, off, id, s, self.class, &self.geo)?;
             if s.is_empty != (s.fresh > 0 && s.list_len == s.fresh) {
                 return Err(format!(
                     "class {}: slab {id} is_empty {} with {}/{}",
@@ -376,21 +380,23 @@ impl ClassPool {
 
 /// Checks one active slab: its map entries and its free list.
 #[cfg(any(test, feature = "invariants"))]
-fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, stride: usize) -> Result<(), String> {
-    if region.slab_at(off) != id as u32 + 1 {
+fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, geo: &ClassGeometry) -> Result<(), String> {
+    let (stride, shift) = (geo.stride, geo.shift);
+    if region.slab_at(off) != (class, id as u32 + 1) {
         return Err(format!("class {class}: slab {id} at {:#x} is not in the slab map", s.start));
     }
     let mut seen = std::collections::HashSet::new();
     let mut entry = s.list;
     while entry != 0 {
-        let Some((addr, meta)) = region.entry(entry) else {
-            return Err(format!("class {class}: slab {id} links {entry:#x}, not an entry of its region"));
+        let Some((granule, meta)) = region.entry(entry, shift) else {
+            return Err(format!("class {class}: slab {id} links {entry:#x}, not an entry of its table"));
         };
+        let addr = granule + ((meta::tag_sub(meta.tag()) as usize) << MIN_SHIFT);
         let rel = addr.wrapping_sub(s.start);
-        if rel % stride != 0 || rel / stride >= s.fresh as usize || !seen.insert(addr) {
+        if !rel.is_multiple_of(stride) || rel / stride >= s.fresh as usize || !seen.insert(addr) {
             return Err(format!("class {class}: slab {id} lists {addr:#x} (outside, off-grid, or twice)"));
         }
-        if meta.tag() != meta::tag(FREE, class) {
+        if meta.tag() != meta::tag(FREE, class, meta::sub_of(addr, shift)) {
             return Err(format!("class {class}: listed block {addr:#x} has tag {:#x}", meta.tag()));
         }
         entry = meta.link();
@@ -443,7 +449,7 @@ mod tests {
         p.add_slab(&arena, starts[0], 1);
         assert_eq!(p.free_blocks(), 64);
         let chain = p.take(&arena, 3, 1);
-        assert_eq!(chain, Chain { head: arena.meta(starts[0] + 128).unwrap().entry(), len: 3 });
+        assert_eq!(chain, Chain { head: arena.meta_of(starts[0] + 128, 6).unwrap().entry(), len: 3 });
         assert_eq!(p.free_blocks(), 61);
         p.check_invariants(&arena).unwrap();
         assert_eq!(p.put_chain(&arena, chain, 2), 0);
@@ -463,8 +469,8 @@ mod tests {
         let (mut p, arena, starts) = pool(1);
         p.add_slab(&arena, starts[0], 1);
         let chain = p.take(&arena, 2, 1);
-        let (_, first) = arena.entry(chain.head).unwrap();
-        let (_, second) = arena.entry(first.link()).unwrap();
+        let (_, first) = arena.entry(chain.head, 6).unwrap();
+        let (_, second) = arena.entry(first.link(), 6).unwrap();
         let inbox = Inbox::new();
         inbox.push(first);
         inbox.push(second);
@@ -481,14 +487,14 @@ mod tests {
         let taken = p.take(&arena, 1, 1).head;
         // A block of a span no slab owns, a never-issued block.
         for stray in [starts[1] + 64, starts[0] + 640] {
-            let meta = arena.meta(stray).unwrap();
-            meta.initialize(0, 0);
+            let meta = arena.meta_of(stray, 6).unwrap();
+            meta.initialize(0, 0, 0);
             assert_eq!(p.put_chain(&arena, Chain { head: meta.entry(), len: 1 }, 1), 1);
         }
         // An address that is no table entry.
         assert_eq!(p.put_chain(&arena, Chain { head: taken + 8, len: 1 }, 1), 1);
         // A block marked live (handed out) is not free.
-        arena.entry(taken).unwrap().1.set_tag(meta::tag(LIVE, 0));
+        arena.entry(taken, 6).unwrap().1.set_tag(meta::tag(LIVE, 0, 0));
         assert_eq!(p.put_chain(&arena, Chain { head: taken, len: 1 }, 1), 1);
         assert_eq!(p.free_blocks(), 63);
     }

@@ -114,7 +114,9 @@ impl AllocatorConfig {
 /// - block `i` of a slab starts at `slab_start + i * stride`; slabs start on page
 ///   boundaries, so every block is aligned to `alignment`
 /// - `slab_bytes % granule == 0` and `capacity * stride <= slab_bytes`, `capacity >= 1`
-/// - `in_chunk ⇔ slab_bytes <= CHUNK_SIZE`: such slabs never cross a chunk boundary
+/// - `in_chunk ⇔ slab_bytes <= MAX_IN_CHUNK_SLAB`: such slabs never cross a chunk boundary
+/// - `shift = table::shift_for(stride)`: `2^shift <= stride` (capped to 4 KiB), so the
+///   class's blocks start in distinct granules of its block table
 /// - `1 <= refill <= limit`, `1 <= drain <= limit`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ClassGeometry {
@@ -126,6 +128,16 @@ pub(crate) struct ClassGeometry {
     pub(crate) limit: u32,
     pub(crate) drain: u32,
     pub(crate) in_chunk: bool,
+    /// Granule shift of the class's block table.
+    pub(crate) shift: u32,
+}
+
+impl ClassGeometry {
+    /// Bytes of block table a block of this class takes on average in a full slab: the
+    /// 16-byte entries of the granules its bytes span (16 bytes per `2^shift` bytes).
+    pub(crate) const fn metadata_per_block(&self) -> usize {
+        (self.stride * size_of::<crate::meta::BlockMeta>()).div_ceil(1 << self.shift)
+    }
 }
 
 pub(crate) const fn round_up(value: usize, to: usize) -> usize {
@@ -138,6 +150,10 @@ fn count(bytes: usize, stride: usize) -> u32 {
 
 /// Slabs are not grown past this to cut page-rounding waste.
 const MAX_GROWN_SLAB: usize = 1 << 20;
+/// Slabs up to this size stay inside one chunk (JavaScript views their blocks through the
+/// chunk's window); larger ones (one block each, above 1 MiB) are placed anywhere, so the
+/// chunk boundaries cost them no space, and get windows of their own.
+const MAX_IN_CHUNK_SLAB: usize = CHUNK_SIZE / 4;
 
 /// Blocks per slab: enough to reach `target`, then more (within `MAX_GROWN_SLAB`) until
 /// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes; never so
@@ -172,8 +188,9 @@ impl ClassGeometry {
             let refill = count(config.refill_target_bytes, stride);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
             let drain = (refill / 2).max(1);
-            let in_chunk = slab_bytes <= CHUNK_SIZE;
-            Self { payload, stride, slab_bytes, capacity, refill, limit, drain, in_chunk }
+            let in_chunk = slab_bytes <= MAX_IN_CHUNK_SLAB;
+            let shift = crate::table::shift_for(stride);
+            Self { payload, stride, slab_bytes, capacity, refill, limit, drain, in_chunk, shift }
         })
     }
 }
@@ -225,7 +242,7 @@ mod tests {
                 assert!(g.capacity as usize * g.stride <= g.slab_bytes);
                 assert!(g.refill >= 1 && g.refill <= g.limit);
                 assert!(g.drain >= 1 && g.drain <= g.limit);
-                assert_eq!(g.in_chunk, g.slab_bytes <= CHUNK_SIZE);
+                assert_eq!(g.in_chunk, g.slab_bytes <= MAX_IN_CHUNK_SLAB);
             }
         }
     }
@@ -240,8 +257,8 @@ mod tests {
         assert_eq!((last.capacity, last.refill, last.limit, last.drain), (1, 1, 1, 1));
         assert_eq!(last.slab_bytes, 16 << 20);
         assert!(!last.in_chunk);
-        // Every class up to 4 MiB keeps its slabs inside one chunk.
-        assert!(t.iter().filter(|g| g.payload <= CHUNK_SIZE).all(|g| g.in_chunk));
+        // Every class up to 1 MiB keeps its slabs inside one chunk.
+        assert!(t.iter().filter(|g| g.payload <= MAX_IN_CHUNK_SLAB).all(|g| g.in_chunk));
     }
 
     #[test]
@@ -270,7 +287,7 @@ mod tests {
         for (g, row) in geo.iter().zip(&rows) {
             let num = |cell: &str| cell.replace(',', "").parse::<usize>().unwrap_or(usize::MAX);
             assert_eq!(num(row[5]), g.stride, "block of {row:?}");
-            assert_eq!(row[6], format!("{} B", crate::meta::BLOCK_METADATA_BYTES), "metadata of {row:?}");
+            assert_eq!(row[6], format!("{} B", g.metadata_per_block()), "metadata of {row:?}");
             let expected_slab = format!("{} ({} KiB)", g.capacity, g.slab_bytes / 1024);
             assert_eq!(row[7], expected_slab, "slab of {row:?}");
             assert_eq!(row[8], if g.in_chunk { "yes" } else { "no" }, "chunk column of {row:?}");

@@ -23,7 +23,9 @@ use std::sync::atomic::Ordering;
 
 use crate::allocator::{Allocator, Inner};
 use crate::error::FreeError;
-use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE};
+use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE, STATE_STEP};
+use crate::size_class::index_for_request;
+use crate::table::MAX_SHIFT;
 use crate::thread_cache::{ThreadCache, bump};
 
 /// What a free checks besides the block being live.
@@ -162,30 +164,70 @@ impl Allocator {
     #[inline(never)]
     fn drain_excess(&self, cache: &mut ThreadCache, c: usize) {
         let inner = &*self.inner;
-        let excess = cache.split_after_head(c, &inner.arena, inner.geo[c].drain);
+        let excess = cache.split_after_head(c, &inner.arena, inner.geo[c].drain, inner.geo[c].shift);
         let now = inner.tick();
         inner.return_blocks(c, excess, now);
+    }
+}
+
+impl Expect {
+    /// The request size the caller vouches for, if any.
+    #[inline(always)]
+    const fn size(self) -> Option<usize> {
+        match self {
+            Self::Size(size) => Some(size),
+            _ => None,
+        }
     }
 }
 
 impl Inner {
     /// Steps 1–3 of a free: locate, validate, mark `FREE`. A large allocation is freed
     /// entirely here.
+    ///
+    /// The block's class names its block table: a size-checked free takes it from the
+    /// size (no memory read), any other free from the slab map. The fast path covers a
+    /// small block in the first region whose entry is exactly this block, live, of that
+    /// class; everything else (later regions, large allocations, rejections) takes
+    /// `release_slow`, which asks the slab map what the pointer is.
     #[inline(always)]
     pub(crate) fn release(&self, ptr: NonNull<u8>, expect: Expect) -> Result<Released<'_>, FreeError> {
         let addr = ptr.as_ptr() as usize;
-        let located = if addr & self.align_mask == 0 { self.arena.locate(addr) } else { None };
-        let Some((region, _)) = located else {
-            return Err(self.reject(FreeError::ForeignPointer { addr }));
+        let first = self.arena.first();
+        let Some(off) = first.offset_of(addr).filter(|_| addr & self.align_mask == 0) else {
+            return self.release_slow(addr, expect);
         };
-        // The alignment (at least 64) was checked: `addr` starts a granule.
-        let meta = region.meta_at(addr);
+        let class = match expect.size() {
+            Some(size) => index_for_request(size),
+            None => match first.slab_at(off) {
+                (class, id) if id != 0 => Some(class as usize),
+                _ => None,
+            },
+        };
+        let Some((class, table)) = class.and_then(|c| Some((c, self.tables.get(c)?))) else {
+            return self.release_slow(addr, expect);
+        };
+        // SAFETY: `addr` lies in the first region (`offset_of` above), so this is its
+        // granule's entry in the first region's table of the class's shift, mapped for
+        // the arena's whole life.
+        let meta = unsafe { &*(table.entry_in_region(addr) as *const BlockMeta) };
         let tag = meta.tag();
-        let Some(class) = meta::live_small_class(tag) else {
-            // `Large` is built here, not by the cold call, so the compiler sees that the
-            // class of `Small` is always in range (no bounds check when it is used).
-            return self.release_other(addr, meta, tag, expect).map(|()| Released::Large);
-        };
+        if tag != meta::tag(LIVE, class as u8, table.sub_of(addr)) {
+            return self.release_slow(addr, expect);
+        }
+        self.release_live(addr, class, meta, tag, expect)
+    }
+
+    /// Step 2's checks and step 3 for a live small block of `class` (tag `tag`).
+    #[inline(always)]
+    fn release_live<'a>(
+        &self,
+        addr: usize,
+        class: usize,
+        meta: &'a BlockMeta,
+        tag: u32,
+        expect: Expect,
+    ) -> Result<Released<'a>, FreeError> {
         let (requested, owner) = meta.requested_and_owner();
         match expect {
             Expect::Size(size) if size != requested as usize => {
@@ -200,23 +242,53 @@ impl Inner {
             }
             _ => {}
         }
-        // `LIVE << 8 | class` becomes `FREE << 8 | class`.
-        meta.set_tag(tag - ((LIVE - FREE) << 8));
+        meta.set_tag(tag - STATE_STEP);
         Ok(Released::Small { class, requested, owner, meta })
     }
 
-    /// Anything but a live small block: a large allocation (`Ok`: freed), or a rejection.
+    /// Everything but a live small block of the first region found through its class's
+    /// table: a small block of a later region, a large allocation, a size naming another
+    /// class, or a rejection that says what the pointer is.
     #[cold]
     #[inline(never)]
-    fn release_other(&self, addr: usize, meta: &BlockMeta, tag: u32, expect: Expect) -> Result<(), FreeError> {
-        if tag == meta::tag(LIVE, LARGE_CLASS) {
-            return self.free_large(addr, meta, expect);
-        }
-        let error = match meta::state_of(tag) {
-            FREE | IN_FLIGHT => FreeError::DoubleFree { addr },
+    fn release_slow(&self, addr: usize, expect: Expect) -> Result<Released<'_>, FreeError> {
+        let error = match self.block_at(addr) {
+            Some((LARGE_CLASS, meta)) if meta::state_of(meta.tag()) == LIVE => {
+                return self.free_large(addr, meta, expect).map(|()| Released::Large);
+            }
+            Some((class, meta)) if meta::state_of(meta.tag()) == LIVE => {
+                let class = usize::from(class);
+                match expect.size() {
+                    Some(size) if index_for_request(size) != Some(class) => {
+                        FreeError::SizeMismatch { addr, provided: size, recorded: meta.requested() as usize }
+                    }
+                    _ => return self.release_live(addr, class, meta, meta.tag(), expect),
+                }
+            }
+            Some((_, meta)) if matches!(meta::state_of(meta.tag()), FREE | IN_FLIGHT) => FreeError::DoubleFree { addr },
             _ => FreeError::ForeignPointer { addr },
         };
         Err(self.reject(error))
+    }
+
+    /// What the slab map and the block tables say starts at `addr`: the class (or
+    /// `LARGE_CLASS`) and the entry of the block that starts exactly there, whatever its
+    /// state; `None` where no block of the recorded class starts.
+    pub(crate) fn block_at(&self, addr: usize) -> Option<(u8, &BlockMeta)> {
+        if addr & self.align_mask != 0 {
+            return None;
+        }
+        let (region, off) = self.arena.locate(addr)?;
+        let (class, id) = region.slab_at(off);
+        let shift = match self.geo.get(usize::from(class)) {
+            Some(geo) if id != 0 => geo.shift,
+            None if class == LARGE_CLASS => MAX_SHIFT,
+            _ => return None,
+        };
+        let meta = region.meta_at(addr, shift);
+        let tag = meta.tag();
+        let here = meta::class_of(tag) == class && meta::tag_sub(tag) == meta::sub_of(addr, shift);
+        (here && meta::state_of(tag) != 0).then_some((class, meta))
     }
 
     #[cold]

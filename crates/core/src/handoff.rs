@@ -23,7 +23,7 @@ use std::ptr::NonNull;
 use crate::allocator::{Allocation, Allocator};
 use crate::error::FreeError;
 use crate::free::Expect;
-use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LIVE};
+use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LIVE, STATE_STEP};
 use crate::thread_cache::ThreadCache;
 
 const MAC_BITS: u32 = 21;
@@ -126,10 +126,7 @@ impl Allocator {
     /// The metadata of the block at `ptr` if it is a live hand-out with `generation`.
     fn live_meta(&self, ptr: NonNull<u8>, generation: u32) -> Result<&BlockMeta, FreeError> {
         let addr = ptr.as_ptr() as usize;
-        let meta = (addr & self.inner.align_mask == 0)
-            .then(|| self.inner.arena.meta(addr))
-            .flatten()
-            .ok_or(FreeError::ForeignPointer { addr })?;
+        let (_, meta) = self.inner.block_at(addr).ok_or(FreeError::ForeignPointer { addr })?;
         match meta::state_of(meta.tag()) {
             LIVE if meta.generation() == generation => Ok(meta),
             LIVE | FREE | IN_FLIGHT => Err(FreeError::DoubleFree { addr }),
@@ -173,7 +170,7 @@ impl Allocator {
         };
         let next = generation.wrapping_add(1);
         meta.set_generation(next);
-        meta.set_tag(meta::tag(IN_FLIGHT, class));
+        meta.set_tag(meta.tag() + STATE_STEP);
         let sequence = handoffs.next_sequence;
         handoffs.next_sequence += 1;
         let token = (sequence << MAC_BITS) | self.mac(sequence);
@@ -224,12 +221,12 @@ impl Allocator {
 
     /// Makes the block of a record just taken `LIVE` again.
     fn claim(&self, record: &InFlight) -> Result<&BlockMeta, HandoffError> {
-        let meta = self.inner.arena.meta(record.addr).ok_or(HandoffError::InvalidHandle)?;
+        let (_, meta) = self.inner.block_at(record.addr).ok_or(HandoffError::InvalidHandle)?;
         let tag = meta.tag();
         if meta::state_of(tag) != IN_FLIGHT || meta.generation() != record.generation {
             return Err(HandoffError::InvalidHandle);
         }
-        meta.set_tag(meta::tag(LIVE, meta::class_of(tag)));
+        meta.set_tag(tag - STATE_STEP);
         Ok(meta)
     }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use crate::allocator::Allocator;
 use crate::meta::{self, FREE, IN_FLIGHT, LARGE_CLASS, LIVE};
 use crate::size_class::NUM_CLASSES;
+use crate::table::MAX_SHIFT;
 use crate::thread_cache::ThreadCache;
 
 impl Allocator {
@@ -40,8 +41,11 @@ impl Allocator {
                 ranges.push((start, geo.slab_bytes, "slab"));
                 listed += u64::from(list_len);
                 for i in 0..fresh as usize {
-                    let tag = arena.meta(start + i * geo.stride).map_or(0, |m| m.tag());
-                    match (meta::state_of(tag), usize::from(meta::class_of(tag)) == c) {
+                    let addr = start + i * geo.stride;
+                    let tag = arena.meta_of(addr, geo.shift).map_or(0, |m| m.tag());
+                    let ours =
+                        usize::from(meta::class_of(tag)) == c && meta::tag_sub(tag) == meta::sub_of(addr, geo.shift);
+                    match (meta::state_of(tag), ours) {
                         (FREE, true) => free += 1,
                         (LIVE | IN_FLIGHT, true) => live += 1,
                         _ => return Err(format!("class {c}: block {i} of slab {start:#x} has tag {tag:#x}")),
@@ -67,7 +71,7 @@ impl Allocator {
         pages.spans.check_invariants()?;
         let mut large_bytes = 0;
         for (start, record) in pages.large.records() {
-            let tag = arena.meta(start).map_or(0, |m| m.tag());
+            let tag = arena.meta_of(start, MAX_SHIFT).map_or(0, |m| m.tag());
             if meta::class_of(tag) != LARGE_CLASS || !matches!(meta::state_of(tag), LIVE | IN_FLIGHT) {
                 return Err(format!("large allocation {start:#x} has tag {tag:#x}"));
             }
@@ -131,12 +135,14 @@ impl ThreadCache {
             if len > inner.geo[c].limit {
                 return Err(format!("cache {}: class {c} holds {len} (limit {})", self.id, inner.geo[c].limit));
             }
-            let (mut entry, mut count) = (self.heads[c], 0);
+            let (mut entry, mut count, shift) = (self.heads[c], 0, inner.geo[c].shift);
             while entry != 0 {
-                let Some((addr, m)) = inner.arena.entry(entry) else {
+                let Some((_, m)) = inner.arena.entry(entry, shift) else {
                     return Err(format!("cache {}: class {c} links {entry:#x}, not a table entry", self.id));
                 };
-                if m.tag() != meta::tag(FREE, c as u8) || !seen.insert(addr) || count >= len {
+                let addr = inner.arena.block_addr(entry, shift, m.tag());
+                if m.tag() != meta::tag(FREE, c as u8, meta::sub_of(addr, shift)) || !seen.insert(addr) || count >= len
+                {
                     return Err(format!(
                         "cache {}: class {c} links {addr:#x} (tag {:#x}, twice, or too many)",
                         self.id,

@@ -55,6 +55,7 @@ mod size_class;
 mod snapshot;
 mod span_heap;
 mod stats;
+mod table;
 mod teardown;
 mod thread_cache;
 

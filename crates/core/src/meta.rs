@@ -1,15 +1,17 @@
-//! Block metadata, kept out of band: one 16-byte [`BlockMeta`] per 64-byte granule of a
-//! region, in a side table of its own mapping, never handed out and never exposed to
-//! JavaScript. The bytes of the data region are user bytes only: writing anything over
-//! them (a use-after-free through a stale view, an overflow) cannot change what the
-//! allocator believes.
+//! Block metadata, kept out of band: one 16-byte [`BlockMeta`] per block, in the block
+//! table of its class's granule shift (`table.rs`), in a mapping of its own that is never
+//! handed out and never exposed to JavaScript. The bytes of the data region are user bytes
+//! only: writing anything over them (a use-after-free through a stale view, an overflow)
+//! cannot change what the allocator believes.
 //!
-//! The entry of the granule where a block starts describes the block; entries of other
-//! granules are never read as a block (they hold `NONE` or a stale `FREE` tag).
+//! The entry of the granule where a block starts describes the block; its tag records the
+//! block's offset in that granule (`sub`, in 64-byte steps), so only a pointer to the
+//! block's first byte matches it. Other entries are never read as a block (they hold
+//! `NONE`, or a stale `FREE` tag).
 //!
 //! ```text
 //! field       LIVE / IN_FLIGHT block                FREE block
-//! tag         state << 8 | class                    FREE << 8 | class
+//! tag         sub << 16 | state << 8 | class        sub << 16 | FREE << 8 | class
 //! generation  +1 on every hand-out (ABA checks)     kept, bumped at the next hand-out
 //! word        requested | owner << 32 (small)       next block in a free list (its
 //!             owner << 32 (large: the registry      entry's address, 0 = end): a thread
@@ -17,8 +19,9 @@
 //! ```
 //!
 //! Invariants:
-//! - a granule's tag is `LIVE` or `IN_FLIGHT` ⇔ a block starts there and is handed out
-//!   (held by a thread, or in flight between threads)
+//! - in the table of a class's shift, a granule's tag is `LIVE` or `IN_FLIGHT` of that
+//!   class ⇔ a block of the class starts there (at `sub`) and is handed out (held by a
+//!   thread, or in flight between threads)
 //! - a block's tag is `FREE` while it sits in a thread cache, a central list or an inbox
 //!   (so freeing it is a double free)
 //! - releasing a slab or a large span leaves only `FREE` and `NONE` tags in its range, so a
@@ -31,13 +34,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::size_class::NUM_CLASSES;
+use crate::table::MIN_SHIFT;
 
-/// Bytes of user memory one metadata entry covers (the smallest block and alignment).
-pub(crate) const GRANULE: usize = 64;
-/// `log2(GRANULE)`.
-pub(crate) const GRANULE_SHIFT: u32 = 6;
-/// Bytes of out-of-band metadata per block.
+/// Bytes of one block's entry in its block table.
 pub const BLOCK_METADATA_BYTES: usize = size_of::<BlockMeta>();
 
 /// Not a block start (never initialised): the state of untouched table entries.
@@ -50,6 +49,9 @@ pub(crate) const LIVE: u32 = 2;
 /// A block handed off to another thread and not yet received: allocated, held by no one.
 pub(crate) const IN_FLIGHT: u32 = 3;
 const STATE_SHIFT: u32 = 8;
+const SUB_SHIFT: u32 = 16;
+/// One state step in a tag (`LIVE` = `FREE` + 1 step, `IN_FLIGHT` = `LIVE` + 1 step).
+pub(crate) const STATE_STEP: u32 = 1 << STATE_SHIFT;
 /// `class` of a large allocation.
 pub(crate) const LARGE_CLASS: u8 = u8::MAX;
 
@@ -62,34 +64,35 @@ pub(crate) struct BlockMeta {
 }
 
 const _: () = assert!(size_of::<BlockMeta>() == 16);
-const _: () = assert!(GRANULE == 1 << GRANULE_SHIFT);
 
-/// A tag: `state << 8 | class`.
+/// A tag: `sub << 16 | state << 8 | class`.
 #[inline(always)]
-pub(crate) const fn tag(state: u32, class: u8) -> u32 {
-    state << STATE_SHIFT | class as u32
+pub(crate) const fn tag(state: u32, class: u8, sub: u32) -> u32 {
+    sub << SUB_SHIFT | state << STATE_SHIFT | class as u32
+}
+
+/// Offset, in 64-byte steps, of `addr` in its granule of `shift`.
+#[inline(always)]
+pub(crate) const fn sub_of(addr: usize, shift: u32) -> u32 {
+    ((addr >> MIN_SHIFT) & ((1 << (shift - MIN_SHIFT)) - 1)) as u32
+}
+
+/// The block offset a tag records.
+#[inline(always)]
+pub(crate) const fn tag_sub(tag: u32) -> u32 {
+    tag >> SUB_SHIFT
 }
 
 /// The state of a tag.
 #[inline(always)]
 pub(crate) const fn state_of(tag: u32) -> u32 {
-    tag >> STATE_SHIFT
+    (tag >> STATE_SHIFT) & 0xFF
 }
 
 /// The class of a tag.
 #[inline(always)]
 pub(crate) const fn class_of(tag: u32) -> u8 {
     tag as u8
-}
-
-/// The class index of a `LIVE` small block's tag, if that is what `tag` is: one
-/// subtraction and one comparison (the state is above the class).
-#[inline(always)]
-pub(crate) const fn live_small_class(tag: u32) -> Option<usize> {
-    // In 64 bits: indexing a table with the class then folds the subtraction into the
-    // address's displacement.
-    let class = (tag as usize).wrapping_sub((LIVE << STATE_SHIFT) as usize);
-    if class < NUM_CLASSES { Some(class) } else { None }
 }
 
 impl BlockMeta {
@@ -161,12 +164,11 @@ impl BlockMeta {
     }
 
     /// Marks a block that enters the allocator's free lists for the first time in its
-    /// slab's (or span's) life.
-    pub(crate) fn initialize(&self, class: u8, generation: u32) {
-        debug_assert!(size_of::<Self>() == 16);
+    /// slab's (or span's) life; `sub` is its offset in its granule.
+    pub(crate) fn initialize(&self, class: u8, sub: u32, generation: u32) {
         self.set_generation(generation);
         self.word.store(0, Ordering::Relaxed);
-        self.set_tag(tag(FREE, class));
+        self.set_tag(tag(FREE, class, sub));
     }
 }
 
@@ -178,21 +180,23 @@ mod tests {
     fn tags_round_trip() {
         for class in [0, 7, 67, LARGE_CLASS] {
             for state in [NONE, FREE, LIVE, IN_FLIGHT] {
-                let t = tag(state, class);
-                assert_eq!((state_of(t), class_of(t)), (state, class));
-                let small_live = state == LIVE && usize::from(class) < NUM_CLASSES;
-                assert_eq!(live_small_class(t), small_live.then_some(usize::from(class)));
+                for sub in [0, 5, 63] {
+                    let t = tag(state, class, sub);
+                    assert_eq!((state_of(t), class_of(t), tag_sub(t)), (state, class, sub));
+                }
             }
         }
-        assert_ne!(tag(LIVE, 3), tag(FREE, 3));
-        assert_ne!(tag(LIVE, 3), tag(LIVE, 4));
+        assert_eq!(tag(LIVE, 3, 2), tag(FREE, 3, 2) + STATE_STEP);
+        assert_eq!(tag(IN_FLIGHT, 3, 2), tag(LIVE, 3, 2) + STATE_STEP);
+        assert_eq!(sub_of(0x1000 + 1280, 10), 4);
+        assert_eq!(sub_of(0x1000 + 1280, 6), 0);
     }
 
     #[test]
     fn live_word_and_link_share_the_word() {
         let meta = BlockMeta { tag: AtomicU32::new(0), generation: AtomicU32::new(0), word: AtomicU64::new(0) };
-        meta.initialize(5, 41);
-        assert_eq!((meta.tag(), meta.generation(), meta.link()), (tag(FREE, 5), 41, 0));
+        meta.initialize(5, 3, 41);
+        assert_eq!((meta.tag(), meta.generation(), meta.link()), (tag(FREE, 5, 3), 41, 0));
         meta.set_live_word(6000, 9);
         assert_eq!(meta.requested_and_owner(), (6000, 9));
         meta.set_owner(11);

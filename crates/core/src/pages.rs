@@ -11,8 +11,9 @@ use crate::free::Expect;
 use crate::large::{LargeRecord, LargeRegistry};
 use crate::meta::{self, BlockMeta, FREE, LARGE_CLASS, LIVE};
 use crate::os;
-use crate::region::CHUNK_SIZE;
+use crate::region::{CHUNK_SIZE, MAP_UNIT};
 use crate::span_heap::SpanHeap;
+use crate::table::MAX_SHIFT;
 
 #[derive(Default)]
 pub(crate) struct Pages {
@@ -176,14 +177,18 @@ impl Inner {
             Err(CarveError::Full) => return Err(self.out_of_memory(size)),
             Err(CarveError::Refused(errno)) => return Err(AllocError::SystemOutOfMemory { requested: size, errno }),
         };
-        let (Some(meta), Some(ptr)) = (self.arena.meta(start), std::ptr::NonNull::new(start as *mut u8)) else {
+        let (Some((region, off)), Some(ptr)) = (self.arena.locate(start), std::ptr::NonNull::new(start as *mut u8))
+        else {
             // Unreachable: carved spans are arena memory.
             return Err(self.out_of_memory(size));
         };
+        // The span's first unit tells a free without a size to look in the 4 KiB table.
+        region.map_slab(off, MAP_UNIT, LARGE_CLASS, 0);
+        let meta = region.meta_at(start, MAX_SHIFT);
         let generation = generation_seed(start, self.next_seed());
         meta.set_generation(generation);
         meta.set_live_word(0, owner);
-        meta.set_tag(meta::tag(LIVE, LARGE_CLASS));
+        meta.set_tag(meta::tag(LIVE, LARGE_CLASS, 0));
         Ok(Allocation { ptr, generation })
     }
 
@@ -212,7 +217,7 @@ impl Inner {
             }
             pages.large.remove(addr);
             pages.large_frees += 1;
-            meta.set_tag(meta::tag(FREE, LARGE_CLASS));
+            meta.set_tag(meta::tag(FREE, LARGE_CLASS, 0));
             pages.spans.give(addr, record.span_len, self.clock.coarse());
             pages.spans.dirty_bytes() > self.config.retain_bytes
         };

@@ -67,8 +67,7 @@ impl Allocator {
             return Err(ReallocError::Alloc(AllocError::InvalidSize { requested: 0 }));
         }
         let addr = ptr.as_ptr() as usize;
-        let meta = (addr & inner.align_mask == 0).then(|| inner.arena.meta(addr)).flatten();
-        let meta = match meta.map(|m| (m, meta::state_of(m.tag()))) {
+        let meta = match inner.block_at(addr).map(|(_, m)| (m, meta::state_of(m.tag()))) {
             Some((m, LIVE)) => m,
             // As a free would say: freed or handed off, else not a block.
             Some((_, FREE | IN_FLIGHT)) => {

@@ -4,7 +4,7 @@
 //! ```text
 //! data mapping   [ slack ][ chunk 0 | chunk 1 | ... | last chunk ][ guard ]
 //!                           ^ base (chunk-aligned)   base + len ^
-//! side mapping   [ block table: one BlockMeta per 64-byte granule ][ slab map: u32 per 4 KiB ]
+//! side mapping   [ block table k=6 | k=7 | ... | k=12 ][ slab map: u32 per 4 KiB ]
 //! ```
 //!
 //! The data range is reserved inaccessible and committed (made readable and writable) a
@@ -17,18 +17,24 @@
 //! The side mapping is readable and writable from the start and touched only where blocks
 //! live (untouched pages read as zeros: `NONE` tags, no slab). It is never exposed.
 //!
+//! The block tables (`table.rs`) hold one 16-byte entry per granule of their shift; the
+//! slab map names, for every 4 KiB, the class and slab that own it (`class << 24 | id`,
+//! id from 1; 0 = no slab; a large allocation's first unit is `LARGE_CLASS << 24`), so a
+//! free without a size finds its block's table from the address.
+//!
 //! Invariants:
 //! - `base % CHUNK == 0`, `len % granule == 0`, `voff % CHUNK == 0`
 //! - `committed % CHUNK == 0 || committed == len`, `committed <= len`, and it only grows
-//! - `meta` has `len / GRANULE` entries, `slab_map` has `len / MAP_UNIT` entries
+//! - table `k` has `len >> k` entries, `slab_map` has `len / MAP_UNIT` entries
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::config::round_up;
 use crate::error::InitError;
-use crate::meta::{BlockMeta, GRANULE, GRANULE_SHIFT};
+use crate::meta::BlockMeta;
 use crate::os;
+use crate::table::{ClassTable, MAX_SHIFT, MIN_SHIFT, TABLES, Table, table_bytes};
 
 /// Bytes of a chunk: the unit in which regions are committed and JavaScript windows are
 /// made. Slabs of classes whose slab fits in a chunk never cross a chunk boundary.
@@ -45,15 +51,8 @@ pub(crate) struct Region {
     data_len: usize,
     side: NonNull<u8>,
     side_len: usize,
-    /// `meta - base / 4` (wrapping): the entry of the granule at address `a` (64-aligned)
-    /// is at `meta_bias + a / 4`, one shift from the address.
-    meta_bias: usize,
-    /// Address and byte length of the block table.
-    meta_start: usize,
-    meta_len: usize,
-    /// `base - 4 * meta_start` (wrapping): the granule of table entry `e` starts at
-    /// `addr_bias + 4 * e` (a shift and an add from the entry, beside the range check).
-    addr_bias: usize,
+    /// Block tables by shift: `tables[k - MIN_SHIFT]`.
+    tables: [Table; TABLES],
     slab_map: *const AtomicU32,
     committed: AtomicUsize,
 }
@@ -73,9 +72,10 @@ impl Region {
         let data_len = len + CHUNK_SIZE;
         let data = os::reserve(data_len).map_err(|errno| InitError::MapFailed { size: data_len, errno })?;
         let page = os::page_size();
-        let meta_bytes = round_up(len / GRANULE * size_of::<BlockMeta>(), page);
+        let table_len = |k: u32| round_up(table_bytes(len, k), page);
+        let tables_bytes: usize = (MIN_SHIFT..=MAX_SHIFT).map(table_len).sum();
         let map_bytes = round_up(len / MAP_UNIT * size_of::<AtomicU32>(), page);
-        let side_len = meta_bytes + map_bytes;
+        let side_len = tables_bytes + map_bytes;
         let side = match os::reserve(side_len) {
             // SAFETY: the side mapping was just reserved, whole, for this region.
             Ok(side) => match unsafe { os::commit(side.as_ptr() as usize, side_len) } {
@@ -96,6 +96,14 @@ impl Region {
             }
         };
         let base = round_up(data.as_ptr() as usize, CHUNK_SIZE);
+        let side_start = side.as_ptr() as usize;
+        let mut at = side_start;
+        let tables = std::array::from_fn(|i| {
+            let shift = MIN_SHIFT + i as u32;
+            let table = Table::new(at, base, len, shift);
+            at += table_len(shift);
+            table
+        });
         Ok(Self {
             base,
             len,
@@ -104,12 +112,9 @@ impl Region {
             data_len,
             side,
             side_len,
-            meta_bias: (side.as_ptr() as usize).wrapping_sub(base >> 2),
-            meta_start: side.as_ptr() as usize,
-            meta_len: len / GRANULE * size_of::<BlockMeta>(),
-            addr_bias: base.wrapping_sub((side.as_ptr() as usize) << (GRANULE_SHIFT - 4)),
-            // SAFETY: `meta_bytes < side_len`: the slab map follows the block table.
-            slab_map: unsafe { side.as_ptr().add(meta_bytes) }.cast::<AtomicU32>(),
+            tables,
+            // SAFETY: `tables_bytes < side_len`: the slab map follows the tables.
+            slab_map: unsafe { side.as_ptr().add(tables_bytes) }.cast::<AtomicU32>(),
             committed: AtomicUsize::new(0),
         })
     }
@@ -135,10 +140,9 @@ impl Region {
         self.committed.load(Ordering::Acquire)
     }
 
-    /// Bytes of the side tables that cover the committed prefix.
-    pub(crate) fn metadata_bytes(&self) -> usize {
-        let committed = self.committed();
-        committed / GRANULE * size_of::<BlockMeta>() + committed / MAP_UNIT * size_of::<AtomicU32>()
+    /// Bytes of the slab map that cover the committed prefix.
+    pub(crate) fn slab_map_bytes(&self) -> usize {
+        self.committed() / MAP_UNIT * size_of::<AtomicU32>()
     }
 
     /// Offset of `addr` in this region, if it is inside.
@@ -148,48 +152,39 @@ impl Region {
         if off < self.len { Some(off) } else { None }
     }
 
-    /// The metadata of the granule at region offset `off` (`off < len`).
+    /// The table of `shift`.
     #[inline(always)]
-    pub(crate) fn meta(&self, off: usize) -> &BlockMeta {
-        self.meta_at((self.base + off) & !(GRANULE - 1))
+    pub(crate) fn table(&self, shift: u32) -> &Table {
+        &self.tables[(shift - MIN_SHIFT) as usize]
     }
 
-    /// The metadata of the granule starting at `addr` (64-aligned, inside the region).
-    #[inline(always)]
-    pub(crate) fn meta_at(&self, addr: usize) -> &BlockMeta {
-        debug_assert!(addr.is_multiple_of(GRANULE) && addr.wrapping_sub(self.base) < self.len);
-        // SAFETY: `addr` is a granule of this region, so `(addr - base) / 64` indexes the
-        // block table, mapped readable and writable for the region's whole life; with
-        // `base` 64-aligned, `meta_bias + addr / 4 == meta + (addr - base) / 64 * 16`.
-        unsafe { &*(self.meta_bias.wrapping_add(addr >> (GRANULE_SHIFT - 4)) as *const BlockMeta) }
+    /// The fast-path view of this region's table of `shift` (for a class of that shift).
+    pub(crate) fn class_table(&self, shift: u32) -> ClassTable {
+        ClassTable::new(*self.table(shift))
     }
 
-    /// The entry at table address `entry` and the address of its granule, if `entry` is
-    /// an entry of this region's block table. Free lists link entries, not addresses, so
-    /// following a link costs no arithmetic.
+    /// The metadata of the granule of `shift` holding `addr` (an address of this region).
     #[inline(always)]
-    pub(crate) fn entry(&self, entry: usize) -> Option<(usize, &BlockMeta)> {
-        let index = entry.wrapping_sub(self.meta_start);
-        if index >= self.meta_len || !index.is_multiple_of(size_of::<BlockMeta>()) {
+    pub(crate) fn meta_at(&self, addr: usize, shift: u32) -> &BlockMeta {
+        debug_assert!(addr.wrapping_sub(self.base) < self.len);
+        let entry = self.table(shift).entry_of(addr);
+        // SAFETY: `addr` lies in this region, so its granule's entry lies in the table of
+        // `shift`, mapped readable and writable for the region's whole life.
+        unsafe { &*(entry as *const BlockMeta) }
+    }
+
+    /// The entry at `entry` of the table of `shift` and the address of its granule, if
+    /// `entry` is one of that table's entries.
+    #[inline(always)]
+    pub(crate) fn entry(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
+        let table = self.table(shift);
+        if !table.holds(entry) {
             return None;
         }
-        // SAFETY: `entry` is an entry of the block table (checked just above), mapped
-        // readable and writable for the region's whole life.
+        // SAFETY: `entry` is an entry of the table (checked just above), mapped readable
+        // and writable for the region's whole life.
         let meta = unsafe { &*(entry as *const BlockMeta) };
-        Some((self.base + (index << (GRANULE_SHIFT - 4)), meta))
-    }
-
-    /// The address of the granule of table entry `entry`, if it lies in this region's
-    /// block table (an entry's offset in the table is a quarter of its granule's offset).
-    /// The address is computed from the entry alone (not from the range check's
-    /// difference), so on a pop it is two ops after the head is loaded.
-    #[inline(always)]
-    pub(crate) const fn addr_of_entry(&self, entry: usize) -> Option<usize> {
-        if entry.wrapping_sub(self.meta_start) < self.meta_len {
-            Some(self.addr_bias.wrapping_add(entry << (GRANULE_SHIFT - 4)))
-        } else {
-            None
-        }
+        Some((table.granule_of(entry), meta))
     }
 
     /// Slab-map entry of the 4 KiB unit at region offset `off` (`off < len`).
@@ -201,15 +196,21 @@ impl Region {
         unsafe { &*self.slab_map.add(off >> MAP_SHIFT) }
     }
 
-    /// The slab id recorded for the unit at region offset `off` (0: none).
-    pub(crate) fn slab_at(&self, off: usize) -> u32 {
-        self.map_entry(off).load(Ordering::Relaxed)
+    /// The class and slab id (from 1; 0: none) recorded for the unit at region offset
+    /// `off`.
+    #[inline(always)]
+    pub(crate) fn slab_at(&self, off: usize) -> (u8, u32) {
+        let value = self.map_entry(off).load(Ordering::Relaxed);
+        ((value >> 24) as u8, value & 0x00FF_FFFF)
     }
 
-    /// Records `id` for every unit of `[off, off + len)`.
-    pub(crate) fn map_slab(&self, off: usize, len: usize, id: u32) {
+    /// Records class `class` and slab `id` (from 1, below 2^24; 0 for a large allocation)
+    /// for every unit of `[off, off + len)`.
+    pub(crate) fn map_slab(&self, off: usize, len: usize, class: u8, id: u32) {
+        debug_assert!(id < 1 << 24);
+        let value = u32::from(class) << 24 | id;
         for unit in (off..off + len).step_by(MAP_UNIT) {
-            self.map_entry(unit).store(id, Ordering::Relaxed);
+            self.map_entry(unit).store(value, Ordering::Relaxed);
         }
     }
 
@@ -255,12 +256,19 @@ mod tests {
         // SAFETY: the whole data range is committed and used only by this test.
         unsafe { (region.base() as *mut u8).write_bytes(0xFF, region.len()) };
         // Scribbling over the data leaves every table entry as it was.
-        assert_eq!(region.meta(0).tag(), meta::NONE);
-        assert_eq!(region.slab_at(region.len() - 1), 0);
-        region.meta(128).initialize(3, 9);
-        region.map_slab(8192, 8192, 17);
-        assert_eq!((region.slab_at(8192), region.slab_at(16383), region.slab_at(16384)), (17, 17, 0));
-        assert_eq!(region.meta(128).tag(), meta::tag(FREE, 3));
+        for shift in MIN_SHIFT..=MAX_SHIFT {
+            assert_eq!(region.meta_at(region.base(), shift).tag(), meta::NONE);
+            assert_eq!(region.meta_at(region.base() + region.len() - 1, shift).tag(), meta::NONE);
+        }
+        assert_eq!(region.slab_at(region.len() - 1), (0, 0));
+        let block = region.base() + 1280;
+        region.meta_at(block, 10).initialize(3, 4, 9);
+        let entry = region.meta_at(block, 10).entry();
+        assert_eq!(region.entry(entry, 10).map(|(granule, _)| granule), Some(region.base() + 1024));
+        assert!(region.entry(entry, 9).is_none(), "an entry belongs to one table");
+        region.map_slab(8192, 8192, 5, 17);
+        assert_eq!((region.slab_at(8192), region.slab_at(16383), region.slab_at(16384)), ((5, 17), (5, 17), (0, 0)));
+        assert_eq!(region.meta_at(block, 10).tag(), meta::tag(FREE, 3, 4));
         assert_eq!(region.offset_of(region.base() + region.len()), None);
         assert_eq!(region.offset_of(region.base() - 1), None);
         assert_eq!(region.offset_of(region.base() + 5), Some(5));

@@ -4,8 +4,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::allocator::Allocator;
+use crate::meta::BLOCK_METADATA_BYTES;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::AllocatorStats;
+use crate::table::table_bytes;
 
 impl Allocator {
     /// A snapshot of the allocator's state. Best effort: subsystems are read one after
@@ -24,8 +26,9 @@ impl Allocator {
             let class = &mut s.classes[c];
             class.payload = inner.geo[c].payload as u64;
             class.block = stride;
-            class.metadata_per_block = crate::meta::BLOCK_METADATA_BYTES as u64;
+            class.metadata_per_block = inner.geo[c].metadata_per_block() as u64;
             class.slabs = slabs;
+            s.metadata_bytes += slabs * table_bytes(inner.geo[c].slab_bytes, inner.geo[c].shift) as u64;
             class.central_blocks = free + inbox;
             class.central_bytes = class.central_blocks * stride;
             s.slabs += slabs;
@@ -66,7 +69,7 @@ impl Allocator {
         s.carved_bytes = arena.carved(&pages.top) as u64;
         s.free_span_bytes = pages.spans.free_bytes() as u64;
         s.remaining_bytes = (arena.uncarved(&pages.top) + pages.spans.free_bytes()) as u64;
-        s.metadata_bytes = arena.metadata_bytes() as u64;
+        s.metadata_bytes += (arena.slab_map_bytes() + pages.large.len() * BLOCK_METADATA_BYTES) as u64;
         s.retained_bytes = pages.spans.dirty_bytes() as u64;
         s.released_bytes_total = pages.released_total;
         s.large_live_allocations = pages.large.len() as u64;

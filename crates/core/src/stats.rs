@@ -67,7 +67,7 @@ stat_struct! {
         regions: Gauge = "Regions (reservations) the arena has grown to.",
         carved_bytes: Gauge = "Bytes carved from the regions so far (slabs, large allocations and free spans); never shrinks.",
         remaining_bytes: Gauge = "Bytes that can still be carved or reused without growing: free spans plus the uncarved rest of the newest region (with a cap: everything left under it).",
-        metadata_bytes: Gauge = "Bytes of out-of-band metadata (block table and slab map) covering the committed memory.",
+        metadata_bytes: Gauge = "Bytes of out-of-band metadata in use: the block-table entries of every slab and large allocation, and the slab map of the committed memory.",
         free_span_bytes: Gauge = "Bytes in free spans, available to any class or the large path.",
         retained_bytes: Gauge = "Free span bytes possibly still committed (not yet returned to the OS).",
         released_bytes_total: Counter = "Bytes returned to the OS (madvise) so far.",
@@ -99,7 +99,7 @@ stat_struct! {
     ClassStats {
         payload: Gauge = "Largest request the class serves.",
         block: Gauge = "Bytes one block occupies in user memory (the payload rounded up to the alignment).",
-        metadata_per_block: Gauge = "Bytes of out-of-band metadata per block (its block-table entry).",
+        metadata_per_block: Gauge = "Bytes of out-of-band metadata per block: the block-table entries its bytes span (16 bytes per granule of the class's table).",
         slabs: Gauge = "Slabs the class owns.",
         central_blocks: Gauge = "Free blocks in the central pool (inbox included).",
         central_bytes: Gauge = "Block bytes of central_blocks.",

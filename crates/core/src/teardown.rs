@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 use crate::allocator::Allocator;
 use crate::free::Expect;
 use crate::meta::{self, LARGE_CLASS, LIVE};
+use crate::table::MAX_SHIFT;
 use crate::thread_cache::ThreadCache;
 
 impl Allocator {
@@ -27,14 +28,15 @@ impl Allocator {
             for start in pages.large.starts() {
                 let owned = inner
                     .arena
-                    .meta(start)
-                    .is_some_and(|m| m.tag() == meta::tag(LIVE, LARGE_CLASS) && m.owner() == cache.id);
+                    .meta_of(start, MAX_SHIFT)
+                    .is_some_and(|m| m.tag() == meta::tag(LIVE, LARGE_CLASS, 0) && m.owner() == cache.id);
                 if owned {
                     large.push((start, pages.large.get(start).map_or(0, |r| r.requested)));
                 }
             }
         }
-        let small = blocks.into_iter().map(|addr| (addr, inner.arena.meta(addr).map_or(0, |m| m.requested() as usize)));
+        let small =
+            blocks.into_iter().map(|addr| (addr, inner.block_at(addr).map_or(0, |(_, m)| m.requested() as usize)));
         let (mut freed, mut bytes) = (0, 0);
         for (addr, requested) in small.chain(large) {
             if let Some(ptr) = NonNull::new(addr as *mut u8)

@@ -19,9 +19,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::allocator::Allocator;
 use crate::arena::Arena;
 use crate::central::Chain;
+use crate::meta;
 use crate::meta::BlockMeta;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::ThreadCacheStats;
+use crate::table::ClassTable;
 
 static NEXT_CACHE_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -145,9 +147,10 @@ impl ThreadCache {
         self.heads.iter().all(|&head| head == 0)
     }
 
-    /// Takes the first block of class `c`'s list: its address and metadata.
+    /// Takes the first block of class `c`'s list (entries of the class's table): its
+    /// address and metadata.
     #[inline(always)]
-    pub(crate) fn pop<'a>(&mut self, c: usize, arena: &'a Arena) -> Option<(usize, &'a BlockMeta)> {
+    pub(crate) fn pop<'a>(&mut self, c: usize, arena: &'a Arena, table: &ClassTable) -> Option<(usize, &'a BlockMeta)> {
         let head = self.heads[c];
         if head == 0 {
             return None;
@@ -158,7 +161,12 @@ impl ThreadCache {
         let meta: &'a BlockMeta = unsafe { &*(head as *const BlockMeta) };
         self.heads[c] = meta.link();
         self.set_len(c, self.len(c).wrapping_sub(1));
-        Some((arena.addr_of_entry(head), meta))
+        let sub = meta::tag_sub(meta.tag());
+        let addr = match table.block_addr(head, sub) {
+            Some(addr) => addr,
+            None => arena.block_addr(head, table.shift(), meta.tag()),
+        };
+        Some((addr, meta))
     }
 
     /// Puts the free block whose metadata is `meta` (owned by the caller) at the head of
@@ -187,9 +195,9 @@ impl ThreadCache {
     }
 
     /// Detaches the `n` blocks after the first one of class `c`'s list (`n < len`).
-    pub(crate) fn split_after_head(&mut self, c: usize, arena: &Arena, n: u32) -> Chain {
+    pub(crate) fn split_after_head(&mut self, c: usize, arena: &Arena, n: u32, shift: u32) -> Chain {
         let mut list = Chain { head: self.heads[c], len: self.len(c) };
-        let taken = list.split_after_head(arena, n);
+        let taken = list.split_after_head(arena, n, shift);
         self.set_len(c, list.len);
         taken
     }

@@ -33,7 +33,9 @@ fn class_boundaries_map_to_the_smallest_class_that_fits() {
 #[test]
 fn block_sizes_are_aligned_increasing_and_hold_exactly_the_payload() {
     // No header: a block is its class payload rounded up to the alignment; its metadata
-    // (16 bytes) lives out of band.
+    // lives out of band: one 16-byte entry per granule of its class's block table (the
+    // largest power of two not above the block, 64 B ..= 4 KiB), so 16 to 32 bytes per
+    // block below 4 KiB and 16 bytes per 4 KiB above.
     assert_eq!(BLOCK_METADATA_BYTES, 16);
     for shift in 6..=12 {
         let alignment = 1usize << shift;
@@ -54,7 +56,12 @@ fn block_sizes_are_aligned_increasing_and_hold_exactly_the_payload() {
             assert_eq!(a.usable_size(payload), block);
             assert_eq!(stats.classes[c].block, block as u64);
             assert_eq!(stats.classes[c].payload, payload as u64);
-            assert_eq!(stats.classes[c].metadata_per_block, BLOCK_METADATA_BYTES as u64);
+            let metadata = stats.classes[c].metadata_per_block as usize;
+            if block < 4096 {
+                assert!((16..32).contains(&metadata), "class {c}: {metadata} bytes of table per {block}-byte block");
+            } else {
+                assert_eq!(metadata, block / 256, "class {c}: 16 bytes per 4 KiB");
+            }
         }
         if alignment == 64 {
             // Every payload is a multiple of 64: blocks are exactly the payloads.

@@ -78,7 +78,10 @@ fn check_sums(a: &Allocator, stats: &AllocatorStats) {
     for (i, class) in stats.classes.iter().enumerate() {
         assert_eq!(class.block, a.block_size(i) as u64);
         assert_eq!(class.payload, tensor_arena_core::CLASS_SIZES[i] as u64);
-        assert_eq!(class.metadata_per_block, BLOCK_METADATA_BYTES as u64);
+        // The block-table entries the block spans: one per granule of the class's table
+        // (the largest power of two not above the block, 64 B ..= 4 KiB).
+        let granule = 1u64 << (63 - class.block.min(4096).leading_zeros());
+        assert_eq!(class.metadata_per_block, (class.block * BLOCK_METADATA_BYTES as u64).div_ceil(granule));
         assert_eq!(class.central_bytes, class.central_blocks * class.block);
         assert_eq!(class.cached_bytes, class.cached_blocks * class.block);
     }
@@ -98,11 +101,14 @@ fn check_sums(a: &Allocator, stats: &AllocatorStats) {
     assert!(stats.regions >= 1 && stats.carved_bytes <= stats.reserved_bytes);
     assert_eq!(stats.remaining_bytes, stats.reserved_bytes - stats.carved_bytes + stats.free_span_bytes);
     assert_eq!(stats.in_use_span_bytes(), stats.carved_bytes - stats.free_span_bytes);
-    // 16 bytes per 64-byte granule (and a slab-map word per page) of committed memory:
-    // carved memory is committed, and nothing beyond the reservation is.
-    let table = |bytes: u64| bytes / 64 * BLOCK_METADATA_BYTES as u64;
-    assert!(stats.metadata_bytes >= table(stats.carved_bytes), "{} metadata bytes", stats.metadata_bytes);
-    assert!(stats.metadata_bytes <= table(stats.reserved_bytes) + stats.reserved_bytes / 4096 * 4);
+    // Block-table entries of every slab (at least its first block's) and large allocation,
+    // and a slab-map word per committed page: never more than a 64-byte-granule table of
+    // the carved memory plus the map of the reservation.
+    let in_slabs: u64 = stats.classes.iter().map(|c| c.slabs * c.metadata_per_block).sum();
+    let least = in_slabs + stats.large_live_allocations * BLOCK_METADATA_BYTES as u64;
+    assert!(stats.metadata_bytes >= least, "{} metadata bytes, at least {least}", stats.metadata_bytes);
+    let most = stats.carved_bytes / 64 * BLOCK_METADATA_BYTES as u64 + stats.reserved_bytes / 4096 * 4;
+    assert!(stats.metadata_bytes <= most, "{} metadata bytes, at most {most}", stats.metadata_bytes);
     assert!(stats.retained_bytes <= stats.free_span_bytes);
     assert!(stats.large_live_allocations <= stats.live_allocations);
     assert!(stats.large_live_bytes <= stats.live_bytes);
