@@ -1,9 +1,12 @@
 //! What an allocation does.
 //!
 //! Small request (1 B ..= 16 MiB), fast path: take the first block of this thread cache's list
-//! for the class (linked through the metadata), then record the hand-out in the block's out-of-band metadata
-//! (generation + 1, requested size, owner cache, tag `LIVE`). No lock, no atomic
-//! read-modify-write.
+//! for the class (a block address; the list is linked through the blocks' out-of-band
+//! metadata, found from the address with a shift and an add), then record the hand-out in
+//! that metadata (generation + 1, requested size, owner cache, tag `LIVE`). No lock, no
+//! atomic read-modify-write. The fast path is inlined into callers and kept short: a
+//! block of a later region, an unbound cache, an empty list or a large request is one call
+//! away (`allocate_slow`).
 //!
 //! Slow path (the list is empty, `refill`): take a batch from the class's central pool
 //! (which first absorbs its inbox of remote frees, then hands out listed blocks of its
@@ -22,6 +25,22 @@ use crate::meta::{BlockMeta, STATE_STEP};
 use crate::size_class::index_for_request;
 use crate::thread_cache::{ThreadCache, bump};
 
+/// Records the hand-out of the free block at `addr` (not 0) just taken from `cache` for a
+/// request of `size` bytes.
+#[inline(always)]
+fn hand_out(cache: &ThreadCache, addr: usize, meta: &BlockMeta, size: usize) -> Allocation {
+    let generation = meta.generation().wrapping_add(1);
+    meta.set_generation(generation);
+    meta.set_live_word(size as u32, cache.id);
+    // A cached block's tag is `FREE` of its class at its offset: one step up is `LIVE`.
+    meta.set_tag(meta.tag() + STATE_STEP);
+    let counters = &cache.shared.counters;
+    bump(&counters.allocations, 1);
+    bump(&counters.allocated_bytes, size as u64);
+    // Cache lists never hold address 0 (a pop of an empty list returns `None`).
+    Allocation { ptr: NonNull::new(addr as *mut u8).unwrap_or(NonNull::dangling()), generation }
+}
+
 impl Allocator {
     /// Allocates `size` bytes through `cache`.
     ///
@@ -39,6 +58,23 @@ impl Allocator {
     /// As [`Allocator::allocate_with_cache`].
     #[inline]
     pub fn allocate_tracked(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
+        // The fast path: a small request, a bound cache, a cached block in the first region.
+        // Everything else is one call away, so the inlined code stays short.
+        let inner = &*self.inner;
+        if let Some(c) = index_for_request(size)
+            && cache.bound_id == inner.id
+            && let Some((addr, meta)) = cache.pop_first(c, &inner.tables[c])
+        {
+            return Ok(hand_out(cache, addr, meta, size));
+        }
+        self.allocate_slow(cache, size)
+    }
+
+    /// Everything the fast path does not cover: large requests, binding, blocks of later
+    /// regions, refills.
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
         let Some(c) = index_for_request(size) else {
             return self.allocate_large(cache, size);
         };
@@ -49,19 +85,7 @@ impl Allocator {
             Some(block) => block,
             None => self.refill(cache, c, size)?,
         };
-        let Some(ptr) = NonNull::new(addr as *mut u8) else {
-            // Unreachable: arena memory is never at address 0.
-            return Err(AllocError::InvalidSize { requested: size });
-        };
-        let generation = meta.generation().wrapping_add(1);
-        meta.set_generation(generation);
-        meta.set_live_word(size as u32, cache.id);
-        // A cached block's tag is `FREE` of class `c` at its offset: one step up is `LIVE`.
-        meta.set_tag(meta.tag() + STATE_STEP);
-        let counters = &cache.shared.counters;
-        bump(&counters.allocations, 1);
-        bump(&counters.allocated_bytes, size as u64);
-        Ok(Allocation { ptr, generation })
+        Ok(hand_out(cache, addr, meta, size))
     }
 
     /// Fills `cache`'s empty list of class `c` from the central pool and takes one block.

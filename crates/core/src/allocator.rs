@@ -103,7 +103,7 @@ impl Allocator {
         let id = NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed);
         let secret = random_secret(id);
         let geo = ClassGeometry::table(&config, granule);
-        let tables = geo.map(|g| arena.first().class_table(g.shift));
+        let tables = std::array::from_fn(|c| arena.first().class_table(geo[c].shift, c as u8, geo[c].limit));
         let central = (0..NUM_CLASSES)
             .map(|c| CentralClass { pool: Mutex::new(ClassPool::new(c as u8, geo[c])), inbox: Inbox::new() })
             .collect();

@@ -125,41 +125,6 @@ impl Arena {
         self.locate(addr).map(|(region, _)| region.meta_at(addr, shift))
     }
 
-    /// The entry `entry` of a table of `shift` and its granule's address.
-    #[inline(always)]
-    pub(crate) fn entry(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
-        match self.first.entry(entry, shift) {
-            Some(found) => Some(found),
-            None if entry == 0 || self.count.load(Ordering::Relaxed) == 1 => None,
-            None => self.entry_rest(entry, shift),
-        }
-    }
-
-    /// The address of the block whose entry (in a table of `shift`) is `entry` and whose
-    /// tag is `tag` (its granule, plus the block's offset the tag records); 0 for an
-    /// address that is no entry.
-    #[inline(always)]
-    pub(crate) fn block_addr(&self, entry: usize, shift: u32, tag: u32) -> usize {
-        let table = self.first.table(shift);
-        let granule = if table.holds(entry) {
-            table.granule_of(entry)
-        } else if entry == 0 || self.count.load(Ordering::Relaxed) == 1 {
-            return 0;
-        } else {
-            match self.entry_rest(entry, shift) {
-                Some((granule, _)) => granule,
-                None => return 0,
-            }
-        };
-        granule + ((crate::meta::tag_sub(tag) as usize) << crate::table::MIN_SHIFT)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn entry_rest(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
-        self.regions().skip(1).find_map(|r| r.entry(entry, shift))
-    }
-
     /// Every published region, oldest first.
     pub(crate) fn regions(&self) -> impl Iterator<Item = &Region> + '_ {
         let count = self.count.load(Ordering::Acquire);

@@ -24,7 +24,6 @@ use crate::inbox::Inbox;
 use crate::meta::{self, BlockMeta, FREE, LIVE};
 #[cfg(any(test, feature = "invariants"))]
 use crate::region::Region;
-use crate::table::MIN_SHIFT;
 
 struct Slab {
     start: usize,
@@ -32,7 +31,7 @@ struct Slab {
     seed: u64,
     fresh: u32,
     list_len: u32,
-    /// Entry of the first block of the free list (0: empty).
+    /// Address of the first block of the free list (0: empty).
     list: usize,
     active: bool,
     in_available: bool,
@@ -41,9 +40,9 @@ struct Slab {
     emptied_at: u64,
 }
 
-/// A chain of free blocks linked through their out-of-band metadata entries
-/// (`head` and `BlockMeta::link` are entry addresses, 0 = end), never through user memory:
-/// a batch moving between a thread cache and the central pool.
+/// A chain of free blocks linked through their out-of-band metadata (`head` and
+/// `BlockMeta::link` are block addresses, 0 = end), never through user memory: a batch
+/// moving between a thread cache and the central pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
     pub(crate) head: usize,
@@ -53,27 +52,27 @@ pub(crate) struct Chain {
 impl Chain {
     pub(crate) const EMPTY: Self = Self { head: 0, len: 0 };
 
-    /// Pushes the free block whose metadata is `meta`, owned by the caller.
+    /// Pushes the free block at `addr` whose metadata is `meta`, owned by the caller.
     #[inline(always)]
-    pub(crate) fn push(&mut self, meta: &BlockMeta) {
+    pub(crate) fn push(&mut self, addr: usize, meta: &BlockMeta) {
         meta.set_link(self.head);
-        self.head = meta.entry();
+        self.head = addr;
         self.len += 1;
     }
 
     /// Detaches the `n` blocks after the first one (`n < len`) as a chain of their own
-    /// (entries of the table of `shift`).
+    /// (blocks of a class of table `shift`).
     pub(crate) fn split_after_head(&mut self, arena: &Arena, n: u32, shift: u32) -> Self {
-        let Some((_, head_meta)) = arena.entry(self.head, shift) else {
+        let Some(head_meta) = arena.meta_of(self.head, shift) else {
             return Self::EMPTY;
         };
         let first = head_meta.link();
-        let Some((_, mut last)) = arena.entry(first, shift) else {
+        let Some(mut last) = arena.meta_of(first, shift) else {
             return Self::EMPTY;
         };
         let mut taken = 1;
         while taken < n {
-            let Some((_, next)) = arena.entry(last.link(), shift) else { break };
+            let Some(next) = arena.meta_of(last.link(), shift) else { break };
             last = next;
             taken += 1;
         }
@@ -154,20 +153,20 @@ impl ClassPool {
         self.put_linked(arena, chain.head, now).1
     }
 
-    /// Puts every block linked from the entry `head`; returns `(blocks, rejected)`.
+    /// Puts every block linked from the block at `head`; returns `(blocks, rejected)`.
     fn put_linked(&mut self, arena: &Arena, head: usize, now: u64) -> (usize, usize) {
-        let (mut entry, mut blocks, mut rejected) = (head, 0, 0);
-        while entry != 0 {
+        let (mut addr, mut blocks, mut rejected) = (head, 0, 0);
+        while addr != 0 {
             blocks += 1;
-            let Some((granule, meta)) = arena.entry(entry, self.geo.shift) else {
-                // Not a table entry: the chain cannot be followed further.
+            let Some(meta) = arena.meta_of(addr, self.geo.shift) else {
+                // Not arena memory: the chain cannot be followed further.
                 return (blocks, rejected + 1);
             };
-            let addr = granule + ((meta::tag_sub(meta.tag()) as usize) << MIN_SHIFT);
-            entry = meta.link();
+            let next = meta.link();
             if !self.put(arena, addr, meta, now) {
                 rejected += 1;
             }
+            addr = next;
         }
         (blocks, rejected)
     }
@@ -195,7 +194,7 @@ impl ClassPool {
             return false;
         }
         meta.set_link(slab.list);
-        slab.list = meta.entry();
+        slab.list = addr;
         slab.list_len += 1;
         self.free_blocks += 1;
         self.last_used = now;
@@ -241,17 +240,18 @@ impl ClassPool {
                 self.empty_slabs -= 1;
             }
             while chain.len < max
-                && let Some((_, meta)) = region.entry(slab.list, shift)
+                && let Some(meta) = region.meta_of(slab.list, shift)
             {
+                let addr = slab.list;
                 slab.list = meta.link();
                 slab.list_len -= 1;
-                chain.push(meta);
+                chain.push(addr, meta);
             }
             while chain.len < max && slab.fresh < capacity {
                 let addr = region.base() + slab_off + slab.fresh as usize * stride;
                 let meta = region.meta_at(addr, shift);
                 meta.initialize(class, meta::sub_of(addr, shift), generation_seed(addr, slab.seed));
-                chain.push(meta);
+                chain.push(addr, meta);
                 slab.fresh += 1;
             }
         }
@@ -386,12 +386,11 @@ fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, geo: 
         return Err(format!("class {class}: slab {id} at {:#x} is not in the slab map", s.start));
     }
     let mut seen = std::collections::HashSet::new();
-    let mut entry = s.list;
-    while entry != 0 {
-        let Some((granule, meta)) = region.entry(entry, shift) else {
-            return Err(format!("class {class}: slab {id} links {entry:#x}, not an entry of its table"));
+    let mut addr = s.list;
+    while addr != 0 {
+        let Some(meta) = region.meta_of(addr, shift) else {
+            return Err(format!("class {class}: slab {id} links {addr:#x}, not in its region"));
         };
-        let addr = granule + ((meta::tag_sub(meta.tag()) as usize) << MIN_SHIFT);
         let rel = addr.wrapping_sub(s.start);
         if !rel.is_multiple_of(stride) || rel / stride >= s.fresh as usize || !seen.insert(addr) {
             return Err(format!("class {class}: slab {id} lists {addr:#x} (outside, off-grid, or twice)"));
@@ -399,7 +398,7 @@ fn check_slab(region: &Region, off: usize, id: usize, s: &Slab, class: u8, geo: 
         if meta.tag() != meta::tag(FREE, class, meta::sub_of(addr, shift)) {
             return Err(format!("class {class}: listed block {addr:#x} has tag {:#x}", meta.tag()));
         }
-        entry = meta.link();
+        addr = meta.link();
     }
     if seen.len() != s.list_len as usize || s.list_len > s.fresh {
         return Err(format!(
@@ -449,7 +448,7 @@ mod tests {
         p.add_slab(&arena, starts[0], 1);
         assert_eq!(p.free_blocks(), 64);
         let chain = p.take(&arena, 3, 1);
-        assert_eq!(chain, Chain { head: arena.meta_of(starts[0] + 128, 6).unwrap().entry(), len: 3 });
+        assert_eq!(chain, Chain { head: starts[0] + 128, len: 3 });
         assert_eq!(p.free_blocks(), 61);
         p.check_invariants(&arena).unwrap();
         assert_eq!(p.put_chain(&arena, chain, 2), 0);
@@ -469,11 +468,11 @@ mod tests {
         let (mut p, arena, starts) = pool(1);
         p.add_slab(&arena, starts[0], 1);
         let chain = p.take(&arena, 2, 1);
-        let (_, first) = arena.entry(chain.head, 6).unwrap();
-        let (_, second) = arena.entry(first.link(), 6).unwrap();
+        let first = arena.meta_of(chain.head, 6).unwrap();
+        let second = arena.meta_of(first.link(), 6).unwrap();
         let inbox = Inbox::new();
-        inbox.push(first);
-        inbox.push(second);
+        inbox.push(first.link(), second);
+        inbox.push(chain.head, first);
         assert_eq!(inbox.len(), 2);
         assert_eq!(p.drain_inbox(&arena, &inbox, 2), 0);
         assert_eq!((inbox.len(), p.free_blocks(), p.empty_slabs()), (0, 64, 1));
@@ -489,12 +488,13 @@ mod tests {
         for stray in [starts[1] + 64, starts[0] + 640] {
             let meta = arena.meta_of(stray, 6).unwrap();
             meta.initialize(0, 0, 0);
-            assert_eq!(p.put_chain(&arena, Chain { head: meta.entry(), len: 1 }, 1), 1);
+            assert_eq!(p.put_chain(&arena, Chain { head: stray, len: 1 }, 1), 1);
         }
-        // An address that is no table entry.
+        // An address off the block grid, and one outside the arena.
         assert_eq!(p.put_chain(&arena, Chain { head: taken + 8, len: 1 }, 1), 1);
+        assert_eq!(p.put_chain(&arena, Chain { head: 64, len: 1 }, 1), 1);
         // A block marked live (handed out) is not free.
-        arena.entry(taken, 6).unwrap().1.set_tag(meta::tag(LIVE, 0, 0));
+        arena.meta_of(taken, 6).unwrap().set_tag(meta::tag(LIVE, 0, 0));
         assert_eq!(p.put_chain(&arena, Chain { head: taken, len: 1 }, 1), 1);
         assert_eq!(p.free_blocks(), 63);
     }

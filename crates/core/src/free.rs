@@ -15,6 +15,13 @@
 //!    the central pool. A block another cache handed out goes to its class's inbox (a
 //!    remote free), lock-free; the central pool absorbs inboxes on its slow paths.
 //!
+//! The fast path (inlined into callers) does steps 1–4 for the common case, a local free
+//! of a live small block of the first region: the class from the size (or the slab map),
+//! the entry from the address with a shift and an add, one compare of the tag (class,
+//! state and every address bit below the granule, so a misaligned or interior pointer
+//! fails it) and one of the word (owner and size). Anything else takes `free_slow`, before
+//! anything is changed.
+//!
 //! Nothing here reads or writes user memory: scribbling over the data region cannot
 //! change what a free decides.
 
@@ -24,8 +31,8 @@ use std::sync::atomic::Ordering;
 use crate::allocator::{Allocator, Inner};
 use crate::error::FreeError;
 use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE, STATE_STEP};
-use crate::size_class::index_for_request;
-use crate::table::MAX_SHIFT;
+use crate::size_class::{NUM_CLASSES, index_for_request};
+use crate::table::{ClassTable, MAX_SHIFT};
 use crate::thread_cache::{ThreadCache, bump};
 
 /// What a free checks besides the block being live.
@@ -33,7 +40,8 @@ use crate::thread_cache::{ThreadCache, bump};
 pub(crate) enum Expect {
     Nothing,
     Size(usize),
-    Generation(u32),
+    /// A generation (widened, so an `Expect` travels in two registers).
+    Generation(u64),
 }
 
 /// A validated free, already marked `FREE` in its metadata.
@@ -98,7 +106,7 @@ impl Allocator {
         generation: u32,
     ) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
-        unsafe { self.free(cache, ptr, Expect::Generation(generation)) }
+        unsafe { self.free(cache, ptr, Expect::Generation(u64::from(generation))) }
     }
 
     /// Frees without a thread cache (finalizers, exiting threads): small blocks go to
@@ -111,7 +119,7 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::deallocate_with_cache`].
     pub unsafe fn deallocate_uncached(&self, ptr: NonNull<u8>, generation: Option<u32>) -> Result<(), FreeError> {
-        let expect = generation.map_or(Expect::Nothing, Expect::Generation);
+        let expect = generation.map_or(Expect::Nothing, |g| Expect::Generation(u64::from(g)));
         // SAFETY: forwarded contract.
         unsafe { self.free_uncached(ptr, expect, true) }
     }
@@ -125,18 +133,65 @@ impl Allocator {
         let Released::Small { class, requested, meta, .. } = inner.release(ptr, expect)? else {
             return Ok(());
         };
+        let addr = ptr.as_ptr() as usize;
         let retired = &inner.caches.retired;
         retired.frees.fetch_add(1, Ordering::Relaxed);
         retired.freed_bytes.fetch_add(u64::from(requested), Ordering::Relaxed);
         if remote {
             retired.remote_frees.fetch_add(1, Ordering::Relaxed);
         }
-        inner.central[class].inbox.push(meta);
+        inner.central[class].inbox.push(addr, meta);
         Ok(())
     }
 
     #[inline(always)]
     unsafe fn free(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
+        // The fast path: a live small block of the first region that this (bound) cache
+        // handed out goes on the cache's list. Everything else is one call away (nothing is
+        // changed before the checks pass), so the inlined code stays short.
+        let inner = &*self.inner;
+        let addr = ptr.as_ptr() as usize;
+        if cache.bound_id == inner.id
+            && let Some((class, table, meta, tag)) = inner.live_block(addr, expect)
+        {
+            // One compare checks the owner and, for a size-checked free, the size (below
+            // 2^32: it has a class).
+            let word = meta.live_word();
+            let owner_word = u64::from(cache.id) << 32;
+            let expected = match expect {
+                Expect::Size(size) => word == owner_word | size as u64,
+                Expect::Generation(generation) => {
+                    word >> 32 == owner_word >> 32 && generation == u64::from(meta.generation())
+                }
+                Expect::Nothing => word >> 32 == owner_word >> 32,
+            };
+            let requested = match expect {
+                Expect::Size(size) => size as u64,
+                _ => u64::from(word as u32),
+            };
+            if expected {
+                meta.set_tag(tag - STATE_STEP);
+                let counters = &cache.shared.counters;
+                bump(&counters.frees, 1);
+                bump(&counters.freed_bytes, requested);
+                if cache.push(class, addr, meta) > table.limit {
+                    self.drain_excess(cache, class);
+                }
+                return Ok(());
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.free_slow(cache, ptr, expect) }
+    }
+
+    /// A free the fast path does not cover: remote frees, large allocations, blocks of
+    /// later regions, an unbound cache, rejections.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let Released::Small { class, requested, owner, meta } = inner.release(ptr, expect)? else {
             return Ok(());
@@ -144,16 +199,17 @@ impl Allocator {
         if cache.bound_id != inner.id {
             self.bind(cache);
         }
+        let addr = ptr.as_ptr() as usize;
         let counters = &cache.shared.counters;
         bump(&counters.frees, 1);
         bump(&counters.freed_bytes, u64::from(requested));
         if owner == cache.id {
-            if cache.push(class, meta) > inner.geo[class].limit {
+            if cache.push(class, addr, meta) > inner.tables[class].limit {
                 self.drain_excess(cache, class);
             }
         } else {
             bump(&counters.remote_frees, 1);
-            inner.central[class].inbox.push(meta);
+            inner.central[class].inbox.push(addr, meta);
         }
         Ok(())
     }
@@ -193,29 +249,38 @@ impl Inner {
     #[inline(always)]
     pub(crate) fn release(&self, ptr: NonNull<u8>, expect: Expect) -> Result<Released<'_>, FreeError> {
         let addr = ptr.as_ptr() as usize;
-        let first = self.arena.first();
-        let Some(off) = first.offset_of(addr).filter(|_| addr & self.align_mask == 0) else {
+        let Some((class, _, meta, tag)) = self.live_block(addr, expect) else {
             return self.release_slow(addr, expect);
         };
-        let class = match expect.size() {
-            Some(size) => index_for_request(size),
-            None => match first.slab_at(off) {
-                (class, id) if id != 0 => Some(class as usize),
-                _ => None,
-            },
-        };
-        let Some((class, table)) = class.and_then(|c| Some((c, self.tables.get(c)?))) else {
-            return self.release_slow(addr, expect);
-        };
-        // SAFETY: `addr` lies in the first region (`offset_of` above), so this is its
-        // granule's entry in the first region's table of the class's shift, mapped for
-        // the arena's whole life.
-        let meta = unsafe { &*(table.entry_in_region(addr) as *const BlockMeta) };
-        let tag = meta.tag();
-        if tag != meta::tag(LIVE, class as u8, table.sub_of(addr)) {
-            return self.release_slow(addr, expect);
-        }
         self.release_live(addr, class, meta, tag, expect)
+    }
+
+    /// The live small block of the first region starting exactly at `addr`, found through
+    /// its class's table (the class from the size a size-checked free vouches for, else from
+    /// the slab map): its class, the class's table, its metadata and tag. `None` for
+    /// anything else (which `release_slow` sorts out).
+    #[inline(always)]
+    fn live_block(&self, addr: usize, expect: Expect) -> Option<(usize, &ClassTable, &BlockMeta, u32)> {
+        let class = match expect.size() {
+            Some(size) => index_for_request(size)?,
+            None => {
+                let first = self.arena.first();
+                match first.slab_at(first.offset_of(addr)?) {
+                    (class, id) if id != 0 && usize::from(class) < NUM_CLASSES => usize::from(class),
+                    _ => return None,
+                }
+            }
+        };
+        let table = &self.tables[class];
+        let entry = table.entry(addr)?;
+        // SAFETY: `addr` lies in the first region (checked by `entry`), so this is its
+        // granule's entry in the first region's table of the class's shift, mapped for the
+        // arena's whole life.
+        let meta = unsafe { &*(entry as *const BlockMeta) };
+        let tag = meta.tag();
+        // The tag names the class, the state and every address bit below the granule: a
+        // misaligned or interior pointer does not match.
+        (tag == table.live_tag(addr)).then_some((class, table, meta, tag))
     }
 
     /// Step 2's checks and step 3 for a live small block of `class` (tag `tag`).
@@ -237,7 +302,7 @@ impl Inner {
                     recorded: requested as usize,
                 }));
             }
-            Expect::Generation(g) if g != meta.generation() => {
+            Expect::Generation(g) if g != u64::from(meta.generation()) => {
                 return Err(self.reject(FreeError::DoubleFree { addr }));
             }
             _ => {}

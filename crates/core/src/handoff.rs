@@ -215,7 +215,7 @@ impl Allocator {
         let record = self.take_record(token)?;
         self.claim(&record)?;
         // SAFETY: the in-flight block is allocated and nobody holds it.
-        let freed = unsafe { self.free_uncached(record.ptr(), Expect::Generation(record.generation), true) };
+        let freed = unsafe { self.free_uncached(record.ptr(), Expect::Generation(u64::from(record.generation)), true) };
         freed.map(|()| record.requested).map_err(HandoffError::Free)
     }
 

@@ -20,21 +20,21 @@ impl Inbox {
         Self { head: AtomicUsize::new(0), count: AtomicUsize::new(0) }
     }
 
-    /// Pushes the free block whose metadata is `meta`. The caller gives the block up: from
-    /// now on only the drainer touches it.
-    pub(crate) fn push(&self, meta: &BlockMeta) {
+    /// Pushes the free block at `addr` whose metadata is `meta`. The caller gives the block
+    /// up: from now on only the drainer touches it.
+    pub(crate) fn push(&self, addr: usize, meta: &BlockMeta) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             meta.set_link(head);
-            match self.head.compare_exchange_weak(head, meta.entry(), Ordering::Release, Ordering::Relaxed) {
+            match self.head.compare_exchange_weak(head, addr, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }
         }
     }
 
-    /// Takes every block: the first entry (0 if none); the caller follows the links and
+    /// Takes every block: the first block's address (0 if none); the caller follows the links and
     /// then calls [`Inbox::taken`] with how many it found.
     pub(crate) fn take_all(&self) -> usize {
         if self.head.load(Ordering::Relaxed) == 0 {

@@ -135,12 +135,11 @@ impl ThreadCache {
             if len > inner.geo[c].limit {
                 return Err(format!("cache {}: class {c} holds {len} (limit {})", self.id, inner.geo[c].limit));
             }
-            let (mut entry, mut count, shift) = (self.heads[c], 0, inner.geo[c].shift);
-            while entry != 0 {
-                let Some((_, m)) = inner.arena.entry(entry, shift) else {
-                    return Err(format!("cache {}: class {c} links {entry:#x}, not a table entry", self.id));
+            let (mut addr, mut count, shift) = (self.heads[c], 0, inner.geo[c].shift);
+            while addr != 0 {
+                let Some(m) = inner.arena.meta_of(addr, shift) else {
+                    return Err(format!("cache {}: class {c} links {addr:#x}, not arena memory", self.id));
                 };
-                let addr = inner.arena.block_addr(entry, shift, m.tag());
                 if m.tag() != meta::tag(FREE, c as u8, meta::sub_of(addr, shift)) || !seen.insert(addr) || count >= len
                 {
                     return Err(format!(
@@ -150,7 +149,7 @@ impl ThreadCache {
                     ));
                 }
                 count += 1;
-                entry = m.link();
+                addr = m.link();
             }
             if count != len {
                 return Err(format!("cache {}: class {c} links {count} blocks, counts {len}", self.id));

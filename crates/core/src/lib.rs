@@ -19,7 +19,7 @@
 //!   see [`SizeClass`] and [`CLASS_SIZES`].
 //! - **slab**: a run of whole pages cut into blocks of one class.
 //! - **thread cache**: [`ThreadCache`], caller-owned, one per thread: a list of free
-//!   blocks per class (linked through their metadata entries), refilled from and drained
+//!   blocks per class (linked through their out-of-band metadata), refilled from and drained
 //!   to the central pool in batches.
 //! - **central pool**: per class, the slabs the class owns with their free blocks, and an
 //!   inbox for blocks freed by a thread other than their owner (a remote free).

@@ -5,17 +5,18 @@
 //! cannot change what the allocator believes.
 //!
 //! The entry of the granule where a block starts describes the block; its tag records the
-//! block's offset in that granule (`sub`, in 64-byte steps), so only a pointer to the
-//! block's first byte matches it. Other entries are never read as a block (they hold
-//! `NONE`, or a stale `FREE` tag).
+//! block's offset in that granule (`sub`, in bytes: the address's low `shift` bits), so
+//! only a pointer to the block's first byte matches it (a misaligned or interior pointer
+//! has other low bits). Other entries are never read as a block (they hold `NONE`, or a
+//! stale `FREE` tag).
 //!
 //! ```text
 //! field       LIVE / IN_FLIGHT block                FREE block
-//! tag         sub << 16 | state << 8 | class        sub << 16 | FREE << 8 | class
+//! tag         class << 24 | state << 16 | sub       class << 24 | FREE << 16 | sub
 //! generation  +1 on every hand-out (ABA checks)     kept, bumped at the next hand-out
 //! word        requested | owner << 32 (small)       next block in a free list (its
-//!             owner << 32 (large: the registry      entry's address, 0 = end): a thread
-//!             holds the 64-bit requested size)      cache's list, a slab's list, an inbox
+//!             owner << 32 (large: the registry      address, 0 = end): a thread cache's
+//!             holds the 64-bit requested size)      list, a slab's list, an inbox
 //! ```
 //!
 //! Invariants:
@@ -34,8 +35,6 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::table::MIN_SHIFT;
-
 /// Bytes of one block's entry in its block table.
 pub const BLOCK_METADATA_BYTES: usize = size_of::<BlockMeta>();
 
@@ -48,8 +47,10 @@ pub(crate) const FREE: u32 = 1;
 pub(crate) const LIVE: u32 = 2;
 /// A block handed off to another thread and not yet received: allocated, held by no one.
 pub(crate) const IN_FLIGHT: u32 = 3;
-const STATE_SHIFT: u32 = 8;
-const SUB_SHIFT: u32 = 16;
+const STATE_SHIFT: u32 = 16;
+const CLASS_SHIFT: u32 = 24;
+/// Bits of a tag's `sub` (offsets in granules up to 4 KiB).
+const SUB_MASK: u32 = 0xFFFF;
 /// One state step in a tag (`LIVE` = `FREE` + 1 step, `IN_FLIGHT` = `LIVE` + 1 step).
 pub(crate) const STATE_STEP: u32 = 1 << STATE_SHIFT;
 /// `class` of a large allocation.
@@ -65,22 +66,23 @@ pub(crate) struct BlockMeta {
 
 const _: () = assert!(size_of::<BlockMeta>() == 16);
 
-/// A tag: `sub << 16 | state << 8 | class`.
+/// A tag: `class << 24 | state << 16 | sub`. `sub` sits where it is in the address, so the
+/// expected tag of a pointer is one AND and one OR away from a per-class constant.
 #[inline(always)]
 pub(crate) const fn tag(state: u32, class: u8, sub: u32) -> u32 {
-    sub << SUB_SHIFT | state << STATE_SHIFT | class as u32
+    (class as u32) << CLASS_SHIFT | state << STATE_SHIFT | sub
 }
 
-/// Offset, in 64-byte steps, of `addr` in its granule of `shift`.
+/// Offset, in bytes, of `addr` in its granule of `shift` (a tag's `sub`).
 #[inline(always)]
 pub(crate) const fn sub_of(addr: usize, shift: u32) -> u32 {
-    ((addr >> MIN_SHIFT) & ((1 << (shift - MIN_SHIFT)) - 1)) as u32
+    (addr & ((1 << shift) - 1)) as u32
 }
 
 /// The block offset a tag records.
 #[inline(always)]
 pub(crate) const fn tag_sub(tag: u32) -> u32 {
-    tag >> SUB_SHIFT
+    tag & SUB_MASK
 }
 
 /// The state of a tag.
@@ -89,10 +91,12 @@ pub(crate) const fn state_of(tag: u32) -> u32 {
     (tag >> STATE_SHIFT) & 0xFF
 }
 
+const _: () = assert!(1 << crate::table::MAX_SHIFT <= SUB_MASK);
+
 /// The class of a tag.
 #[inline(always)]
 pub(crate) const fn class_of(tag: u32) -> u8 {
-    tag as u8
+    (tag >> CLASS_SHIFT) as u8
 }
 
 impl BlockMeta {
@@ -135,6 +139,12 @@ impl BlockMeta {
         (word as u32, (word >> 32) as u32)
     }
 
+    /// `requested | owner << 32` of a live small block.
+    #[inline(always)]
+    pub(crate) fn live_word(&self) -> u64 {
+        self.word.load(Ordering::Relaxed)
+    }
+
     /// Records a hand-out: requested size and owner cache.
     #[inline(always)]
     pub(crate) fn set_live_word(&self, requested: u32, owner: u32) {
@@ -146,7 +156,7 @@ impl BlockMeta {
         self.set_live_word(self.requested(), owner);
     }
 
-    /// The entry of the next block of the free list this block sits in (0 = end).
+    /// The address of the next block of the free list this block sits in (0 = end).
     #[inline(always)]
     pub(crate) fn link(&self) -> usize {
         self.word.load(Ordering::Relaxed) as usize
@@ -155,12 +165,6 @@ impl BlockMeta {
     #[inline(always)]
     pub(crate) fn set_link(&self, next: usize) {
         self.word.store(next as u64, Ordering::Relaxed);
-    }
-
-    /// This entry's address: what free lists link.
-    #[inline(always)]
-    pub(crate) fn entry(&self) -> usize {
-        std::ptr::from_ref(self) as usize
     }
 
     /// Marks a block that enters the allocator's free lists for the first time in its
@@ -180,7 +184,7 @@ mod tests {
     fn tags_round_trip() {
         for class in [0, 7, 67, LARGE_CLASS] {
             for state in [NONE, FREE, LIVE, IN_FLIGHT] {
-                for sub in [0, 5, 63] {
+                for sub in [0, 320, 4032] {
                     let t = tag(state, class, sub);
                     assert_eq!((state_of(t), class_of(t), tag_sub(t)), (state, class, sub));
                 }
@@ -188,15 +192,15 @@ mod tests {
         }
         assert_eq!(tag(LIVE, 3, 2), tag(FREE, 3, 2) + STATE_STEP);
         assert_eq!(tag(IN_FLIGHT, 3, 2), tag(LIVE, 3, 2) + STATE_STEP);
-        assert_eq!(sub_of(0x1000 + 1280, 10), 4);
+        assert_eq!(sub_of(0x1000 + 1280, 10), 256);
         assert_eq!(sub_of(0x1000 + 1280, 6), 0);
     }
 
     #[test]
     fn live_word_and_link_share_the_word() {
         let meta = BlockMeta { tag: AtomicU32::new(0), generation: AtomicU32::new(0), word: AtomicU64::new(0) };
-        meta.initialize(5, 3, 41);
-        assert_eq!((meta.tag(), meta.generation(), meta.link()), (tag(FREE, 5, 3), 41, 0));
+        meta.initialize(5, 192, 41);
+        assert_eq!((meta.tag(), meta.generation(), meta.link()), (tag(FREE, 5, 192), 41, 0));
         meta.set_live_word(6000, 9);
         assert_eq!(meta.requested_and_owner(), (6000, 9));
         meta.set_owner(11);

@@ -210,7 +210,7 @@ impl Inner {
                         recorded: record.requested,
                     }));
                 }
-                Expect::Generation(g) if g != meta.generation() => {
+                Expect::Generation(g) if g != u64::from(meta.generation()) => {
                     return Err(self.reject(FreeError::DoubleFree { addr }));
                 }
                 _ => {}

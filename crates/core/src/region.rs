@@ -100,7 +100,7 @@ impl Region {
         let mut at = side_start;
         let tables = std::array::from_fn(|i| {
             let shift = MIN_SHIFT + i as u32;
-            let table = Table::new(at, base, len, shift);
+            let table = Table::new(at, base, shift);
             at += table_len(shift);
             table
         });
@@ -158,9 +158,10 @@ impl Region {
         &self.tables[(shift - MIN_SHIFT) as usize]
     }
 
-    /// The fast-path view of this region's table of `shift` (for a class of that shift).
-    pub(crate) fn class_table(&self, shift: u32) -> ClassTable {
-        ClassTable::new(*self.table(shift))
+    /// The fast-path view of class `class` (of table `shift`, cache list limit `limit`)
+    /// in this region.
+    pub(crate) fn class_table(&self, shift: u32, class: u8, limit: u32) -> ClassTable {
+        ClassTable::new(*self.table(shift), self.base, self.len, class, limit)
     }
 
     /// The metadata of the granule of `shift` holding `addr` (an address of this region).
@@ -173,18 +174,11 @@ impl Region {
         unsafe { &*(entry as *const BlockMeta) }
     }
 
-    /// The entry at `entry` of the table of `shift` and the address of its granule, if
-    /// `entry` is one of that table's entries.
+    /// The metadata of the block starting at `addr` (of a class of table `shift`), if
+    /// `addr` lies in this region.
     #[inline(always)]
-    pub(crate) fn entry(&self, entry: usize, shift: u32) -> Option<(usize, &BlockMeta)> {
-        let table = self.table(shift);
-        if !table.holds(entry) {
-            return None;
-        }
-        // SAFETY: `entry` is an entry of the table (checked just above), mapped readable
-        // and writable for the region's whole life.
-        let meta = unsafe { &*(entry as *const BlockMeta) };
-        Some((table.granule_of(entry), meta))
+    pub(crate) fn meta_of(&self, addr: usize, shift: u32) -> Option<&BlockMeta> {
+        self.offset_of(addr).map(|_| self.meta_at(addr, shift))
     }
 
     /// Slab-map entry of the 4 KiB unit at region offset `off` (`off < len`).
@@ -262,13 +256,14 @@ mod tests {
         }
         assert_eq!(region.slab_at(region.len() - 1), (0, 0));
         let block = region.base() + 1280;
-        region.meta_at(block, 10).initialize(3, 4, 9);
-        let entry = region.meta_at(block, 10).entry();
-        assert_eq!(region.entry(entry, 10).map(|(granule, _)| granule), Some(region.base() + 1024));
-        assert!(region.entry(entry, 9).is_none(), "an entry belongs to one table");
+        region.meta_at(block, 10).initialize(3, 256, 9);
+        let entry = std::ptr::from_ref(region.meta_at(block, 10)) as usize;
+        assert_eq!(entry, std::ptr::from_ref(region.meta_at(region.base() + 1024, 10)) as usize);
+        let table_9 = std::ptr::from_ref(region.meta_at(region.base(), 9)) as usize;
+        assert!(entry >= table_9 + table_bytes(region.len(), 9), "each shift has its own table");
         region.map_slab(8192, 8192, 5, 17);
         assert_eq!((region.slab_at(8192), region.slab_at(16383), region.slab_at(16384)), ((5, 17), (5, 17), (0, 0)));
-        assert_eq!(region.meta_at(block, 10).tag(), meta::tag(FREE, 3, 4));
+        assert_eq!(region.meta_at(block, 10).tag(), meta::tag(FREE, 3, 256));
         assert_eq!(region.offset_of(region.base() + region.len()), None);
         assert_eq!(region.offset_of(region.base() - 1), None);
         assert_eq!(region.offset_of(region.base() + 5), Some(5));

@@ -10,14 +10,14 @@
 //! data's size for any block up to 16 KiB.
 //!
 //! The entry of `addr` in table `k` is `bias + (addr >> k) * 16`: a shift and an add. Free
-//! lists link entries; an entry's granule is `addr_bias + entry * 2^(k-4)`, and a block
-//! starts `sub * 64` bytes into its granule (`sub` is kept in the block's tag).
+//! lists link block addresses (so a pop hands out the address it took, and a push stores
+//! the pointer it was given), and find a block's entry from its address; a block starts
+//! `sub` bytes into its granule (`sub` is kept in the block's tag).
 //!
 //! Invariants: `start % 16 == 0`; `len = (region len >> k) * 16`;
-//! `bias = start - (base >> k) * 16` and `addr_bias = base - (start << (k - 4))` (wrapping);
-//! `base` is a multiple of `2^MAX_SHIFT`.
+//! `bias = start - (base >> k) * 16` (wrapping); `base` is a multiple of `2^MAX_SHIFT`.
 
-use crate::meta::BlockMeta;
+use crate::meta::{self, BlockMeta, LIVE};
 
 /// Shift of the finest table (64-byte granules: the smallest block and alignment).
 pub(crate) const MIN_SHIFT: u32 = 6;
@@ -44,26 +44,17 @@ pub(crate) const fn table_bytes(len: usize, shift: u32) -> usize {
     (len >> shift) * size_of::<BlockMeta>()
 }
 
-/// One table of a region.
+/// One table of a region: where the entry of an address is.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Table {
-    start: usize,
-    len: usize,
     shift: u32,
     bias: usize,
-    addr_bias: usize,
 }
 
 impl Table {
-    /// The table of `shift` at address `start`, for a region at `base` of `region_len` bytes.
-    pub(crate) const fn new(start: usize, base: usize, region_len: usize, shift: u32) -> Self {
-        Self {
-            start,
-            len: table_bytes(region_len, shift),
-            shift,
-            bias: start.wrapping_sub((base >> shift) << 4),
-            addr_bias: base.wrapping_sub(start << (shift - 4)),
-        }
+    /// The table of `shift` at address `start`, for a region at `base`.
+    pub(crate) const fn new(start: usize, base: usize, shift: u32) -> Self {
+        Self { shift, bias: start.wrapping_sub((base >> shift) << 4) }
     }
 
     /// Address of the entry of the granule holding `addr` (an address of the region).
@@ -71,65 +62,62 @@ impl Table {
     pub(crate) const fn entry_of(&self, addr: usize) -> usize {
         self.bias.wrapping_add((addr >> self.shift) << 4)
     }
-
-    /// Whether `entry` is an entry of this table.
-    #[inline(always)]
-    pub(crate) const fn holds(&self, entry: usize) -> bool {
-        let index = entry.wrapping_sub(self.start);
-        index < self.len && index.is_multiple_of(size_of::<BlockMeta>())
-    }
-
-    /// The address of the granule of `entry` (an entry of this table).
-    #[inline(always)]
-    pub(crate) const fn granule_of(&self, entry: usize) -> usize {
-        self.addr_bias.wrapping_add(entry << (self.shift - 4))
-    }
 }
 
-/// Everything the fast paths need to find one class's metadata in the arena's first
-/// region, on one cache line: blocks in later regions take the general path.
+/// Everything the fast paths need for one class in the arena's first region, on one cache
+/// line: where its blocks' entries are, the tag a live block has, and the cache list
+/// limit. Blocks in later regions take the general path.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 pub(crate) struct ClassTable {
-    table: Table,
-    /// `sub` of an address: `(addr >> 6) & sub_mask`.
-    sub_mask: usize,
+    /// The first region: `[base, base + len)`.
+    base: usize,
+    len: usize,
+    /// The first region's table of the class's shift: `bias + (addr >> shift) * 16`.
+    bias: usize,
+    shift: u32,
+    /// `tag(LIVE, class, 0)`: a live block at `addr` has tag `live | (addr & sub_mask)`.
+    live: u32,
+    sub_mask: u32,
+    /// Most blocks a thread cache keeps on its list of the class.
+    pub(crate) limit: u32,
 }
 
 impl ClassTable {
-    /// The first region's table of a class's shift.
-    pub(crate) const fn new(table: Table) -> Self {
-        Self { table, sub_mask: (1 << (table.shift - MIN_SHIFT)) - 1 }
+    /// The view of class `class` (`limit`: its cache list limit) in the region at `base` of
+    /// `len` bytes whose table of the class's shift is `table`.
+    pub(crate) const fn new(table: Table, base: usize, len: usize, class: u8, limit: u32) -> Self {
+        Self {
+            base,
+            len,
+            bias: table.bias,
+            shift: table.shift,
+            live: meta::tag(LIVE, class, 0),
+            sub_mask: (1 << table.shift) - 1,
+            limit,
+        }
     }
 
     /// The class's granule shift.
     #[inline(always)]
     pub(crate) const fn shift(&self) -> u32 {
-        self.table.shift
+        self.shift
     }
 
-    /// The entry of `addr`'s granule, for an address already known to lie in the first
-    /// region (otherwise the result is no entry of this table).
+    /// The entry of `addr`'s granule, if `addr` lies in the first region.
     #[inline(always)]
-    pub(crate) const fn entry_in_region(&self, addr: usize) -> usize {
-        self.table.entry_of(addr)
-    }
-
-    /// The offset of `addr` in its granule, in 64-byte steps (a tag's `sub`).
-    #[inline(always)]
-    pub(crate) const fn sub_of(&self, addr: usize) -> u32 {
-        ((addr >> MIN_SHIFT) & self.sub_mask) as u32
-    }
-
-    /// The address of the block of `entry` (an entry of the first region's table, else
-    /// `None`) whose tag records offset `sub`.
-    #[inline(always)]
-    pub(crate) const fn block_addr(&self, entry: usize, sub: u32) -> Option<usize> {
-        if entry.wrapping_sub(self.table.start) < self.table.len {
-            Some(self.table.granule_of(entry) + ((sub as usize) << MIN_SHIFT))
+    pub(crate) const fn entry(&self, addr: usize) -> Option<usize> {
+        if addr.wrapping_sub(self.base) < self.len {
+            Some(self.bias.wrapping_add((addr >> self.shift) << 4))
         } else {
             None
         }
+    }
+
+    /// The tag of a live block of the class starting at `addr`.
+    #[inline(always)]
+    pub(crate) const fn live_tag(&self, addr: usize) -> u32 {
+        self.live | (addr as u32 & self.sub_mask)
     }
 }
 
@@ -148,15 +136,16 @@ mod tests {
     }
 
     #[test]
-    fn entries_and_granules_are_inverse() {
+    fn entries_follow_granules() {
         let base = 1 << 30;
-        let table = Table::new(0x7000_0000, base, 64 << 20, 10);
+        let table = Table::new(0x7000_0000, base, 10);
         for addr in [base, base + 1024, base + 5 * 1024 + 640, base + (64 << 20) - 1] {
-            let entry = table.entry_of(addr);
-            assert!(table.holds(entry));
-            assert_eq!(table.granule_of(entry), addr & !1023);
+            assert_eq!(table.entry_of(addr), 0x7000_0000 + ((addr - base) >> 10) * 16);
         }
-        assert!(!table.holds(table.entry_of(base) + 8));
-        assert!(!table.holds(table.entry_of(base + (64 << 20))));
+        let class = ClassTable::new(table, base, 64 << 20, 7, 10);
+        assert_eq!(class.entry(base + 1024 + 640), Some(table.entry_of(base + 1024)));
+        assert_eq!(class.entry(base - 64), None);
+        assert_eq!(class.entry(base + (64 << 20)), None);
+        assert_eq!(class.live_tag(base + 1024 + 640), meta::tag(LIVE, 7, 640));
     }
 }

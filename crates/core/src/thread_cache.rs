@@ -2,7 +2,7 @@
 //!
 //! A cache keeps, per class, a list of free blocks linked through their out-of-band
 //! metadata (never through the blocks: a user's bytes are only theirs): `heads[c]` is the
-//! entry of the first block, and the list's length is `shared.counts[c]` itself (the one
+//! address of the first block, and the list's length is `shared.counts[c]` itself (the one
 //! copy: the owning thread updates it with a relaxed load + store, other threads read it
 //! only for stats). A pop or push touches the head, one count and the block's entry.
 //!
@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::allocator::Allocator;
 use crate::arena::Arena;
 use crate::central::Chain;
-use crate::meta;
 use crate::meta::BlockMeta;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::ThreadCacheStats;
@@ -73,7 +72,7 @@ pub struct ThreadCache {
     pub(crate) bound_id: u64,
     pub(crate) bound: Option<Allocator>,
     pub(crate) shared: Arc<CacheShared>,
-    /// Per class, the entry of the first block of the list (0: empty).
+    /// Per class, the address of the first block of the list (0: empty).
     pub(crate) heads: [usize; NUM_CLASSES],
 }
 
@@ -147,34 +146,57 @@ impl ThreadCache {
         self.heads.iter().all(|&head| head == 0)
     }
 
-    /// Takes the first block of class `c`'s list (entries of the class's table): its
-    /// address and metadata.
+    /// Takes the first block of class `c`'s list if it lies in the first region (`table`
+    /// is the class's view of it): its address and metadata. `None` if the list is empty
+    /// or its first block lies in a later region (see [`ThreadCache::pop`]).
     #[inline(always)]
-    pub(crate) fn pop<'a>(&mut self, c: usize, arena: &'a Arena, table: &ClassTable) -> Option<(usize, &'a BlockMeta)> {
-        let head = self.heads[c];
-        if head == 0 {
-            return None;
+    pub(crate) fn pop_first<'a>(&mut self, c: usize, table: &'a ClassTable) -> Option<(usize, &'a BlockMeta)> {
+        let addr = self.heads[c];
+        // `entry` is `None` for 0 (the empty list): no region starts at address 0.
+        let entry = table.entry(addr)?;
+        // SAFETY: `addr` lies in the first region and `entry` in its table: both are
+        // addresses of mappings, never 0.
+        unsafe {
+            std::hint::assert_unchecked(addr != 0);
+            std::hint::assert_unchecked(entry != 0);
         }
-        // SAFETY: a cache list links only entries of `arena`'s block tables (every push
-        // takes a `&BlockMeta` of a table), which stay mapped as long as the arena;
-        // metadata is out of band, so no user write can change a link.
-        let meta: &'a BlockMeta = unsafe { &*(head as *const BlockMeta) };
+        // SAFETY: `addr` lies in the first region (checked by `entry`), so this is its
+        // granule's entry in that region's table of the class's shift, mapped as long as
+        // the arena (which outlives `table`). A cache list links only blocks of the class
+        // (every push comes from a validated free or the central pool), and metadata is out
+        // of band, so no user write can change a link.
+        let meta: &'a BlockMeta = unsafe { &*(entry as *const BlockMeta) };
         self.heads[c] = meta.link();
         self.set_len(c, self.len(c).wrapping_sub(1));
-        let sub = meta::tag_sub(meta.tag());
-        let addr = match table.block_addr(head, sub) {
-            Some(addr) => addr,
-            None => arena.block_addr(head, table.shift(), meta.tag()),
-        };
         Some((addr, meta))
     }
 
-    /// Puts the free block whose metadata is `meta` (owned by the caller) at the head of
-    /// class `c`'s list; returns the new length.
+    /// Takes the first block of class `c`'s list, in any region: its address and metadata.
+    pub(crate) fn pop<'a>(
+        &mut self,
+        c: usize,
+        arena: &'a Arena,
+        table: &'a ClassTable,
+    ) -> Option<(usize, &'a BlockMeta)> {
+        if let Some(block) = self.pop_first(c, table) {
+            return Some(block);
+        }
+        let addr = self.heads[c];
+        if addr == 0 {
+            return None;
+        }
+        let meta = arena.meta_of(addr, table.shift())?;
+        self.heads[c] = meta.link();
+        self.set_len(c, self.len(c).wrapping_sub(1));
+        Some((addr, meta))
+    }
+
+    /// Puts the free block at `addr` whose metadata is `meta` (owned by the caller) at the
+    /// head of class `c`'s list; returns the new length.
     #[inline(always)]
-    pub(crate) fn push(&mut self, c: usize, meta: &BlockMeta) -> u32 {
+    pub(crate) fn push(&mut self, c: usize, addr: usize, meta: &BlockMeta) -> u32 {
         meta.set_link(self.heads[c]);
-        self.heads[c] = meta.entry();
+        self.heads[c] = addr;
         let len = self.len(c).wrapping_add(1);
         self.set_len(c, len);
         len
