@@ -11,6 +11,7 @@ import {
   outOfRange,
 } from './errors.js'
 import { native } from './native.js'
+import { arenaArgs, zeroOption, type AllocOptions, type ArenaOptions } from './options.js'
 import type { ArenaStats } from './stats.js'
 import { ThreadCache } from './thread-cache.js'
 import { FREED, STATE, type Exclusive, type Tagged } from './tags.js'
@@ -18,42 +19,6 @@ import { flushViewCache, viewCacheOf, type ViewCache } from './view-cache.js'
 import { forgetView, rememberView } from './view-reclaim.js'
 import { toArenaStats } from './stats.js'
 import { Windows } from './windows.js'
-
-/** Options of {@link Arena}. Every field is optional. */
-export interface ArenaOptions {
-  /**
-   * A cap on the arena: at most this many bytes of memory are ever carved for buffers and
-   * views (rounded up to whole pages), and allocating past it throws `ERR_OUT_OF_MEMORY`.
-   * Without it the arena grows as long as the operating system gives it memory (address
-   * space is reserved in large regions and committed a 4 MiB chunk at a time).
-   * @defaultValue no cap
-   */
-  readonly maxBytes?: number
-  /**
-   * Alignment of every buffer and view start: a power of two from 64 to 4096.
-   * @defaultValue 64
-   */
-  readonly alignment?: number
-  /**
-   * Bytes a thread cache takes from the central pool at a time.
-   * @defaultValue 32 KiB (32768)
-   */
-  readonly refillTargetBytes?: number
-  /**
-   * Bytes per size class a thread cache keeps before handing the excess back.
-   * @defaultValue 64 KiB (65536)
-   */
-  readonly localCacheTargetBytes?: number
-}
-
-/** Options of `alloc`, `array` and `view`. */
-export interface AllocOptions {
-  /**
-   * Zero-fill the memory (reused arena memory is otherwise not cleared).
-   * @defaultValue false
-   */
-  readonly zero?: boolean
-}
 
 /** What `alloc`, `array` and `view` return: what `free` accepts. */
 export type ArenaAllocation = ArrayBuffer | ArrayBufferView
@@ -80,7 +45,6 @@ export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
   /** Type-level only: never present at run time. */
   readonly __receives?: T
 }
-
 
 /**
  * This thread's scratch slots, written by the native hot path: [0] generation of the last
@@ -119,38 +83,6 @@ const DTYPE_NAMES = Object.keys(DTYPES) as DType[]
 /** The kind/dtype code a hand-off carries natively: kind × 16 + dtype index (15: none). */
 function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
   return KIND_CODES[kind] * 16 + (dtype === null ? 15 : DTYPE_NAMES.indexOf(dtype))
-}
-
-function zeroOption(options: AllocOptions | undefined): number {
-  if (options === undefined) return 0
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
-  const zero = options.zero
-  if (zero === undefined) return 0
-  if (typeof zero !== 'boolean') throw invalidArgType('options.zero', 'of type boolean', zero)
-  return zero ? 1 : 0
-}
-
-function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number | undefined {
-  const value = options[key]
-  if (value === undefined) return undefined
-  if (typeof value !== 'number') throw invalidArgType(`options.${key}`, 'of type number', value)
-  return value
-}
-
-/** The native arguments for `options` (cap, alignment, refill, local cache targets). */
-function arenaArgs(options: ArenaOptions): [number?, number?, number?, number?] {
-  if ('arenaSize' in options) {
-    const error = new TypeError(
-      'The "options.arenaSize" option was replaced by "maxBytes": arenas now grow on demand, and maxBytes caps them',
-    )
-    throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const })
-  }
-  return [
-    optionalNumber(options, 'maxBytes'),
-    optionalNumber(options, 'alignment'),
-    optionalNumber(options, 'refillTargetBytes'),
-    optionalNumber(options, 'localCacheTargetBytes'),
-  ]
 }
 
 const LAZY = -1

@@ -3,12 +3,14 @@
  *
  * @packageDocumentation
  */
-import { Arena, LAZY_DEFAULT, type AllocOptions, type ArenaAllocation, type TransferHandle } from './arena.js'
+import { Arena, LAZY_DEFAULT, type ArenaAllocation, type TransferHandle } from './arena.js'
+import type { AllocOptions } from './options.js'
 import type { DType, TypedArrayOf } from './dtypes.js'
 import type { ArenaStats } from './stats.js'
 
 export { Arena } from './arena.js'
-export type { AllocOptions, ArenaAllocation, ArenaOptions, TransferHandle } from './arena.js'
+export type { ArenaAllocation, TransferHandle } from './arena.js'
+export type { AllocOptions, ArenaOptions } from './options.js'
 export { AllocatorError } from './errors.js'
 export type { AllocatorErrorCode, AllocatorErrorDetails } from './errors.js'
 export { DTYPES } from './dtypes.js'
