@@ -75,9 +75,16 @@ impl Allocator {
     #[cold]
     #[inline(never)]
     fn allocate_slow(&self, cache: &mut ThreadCache, size: usize) -> Result<Allocation, AllocError> {
-        let Some(c) = index_for_request(size) else {
-            return self.allocate_large(cache, size);
-        };
+        match index_for_request(size) {
+            Some(c) => self.allocate_small_slow(cache, c, size),
+            None => self.allocate_large(cache, size),
+        }
+    }
+
+    /// [`Allocator::allocate_slow`] for a request of class `c` (kept apart so the large
+    /// path, a hot path of its own, pays for none of it).
+    #[inline(never)]
+    fn allocate_small_slow(&self, cache: &mut ThreadCache, c: usize, size: usize) -> Result<Allocation, AllocError> {
         if cache.bound_id != self.inner.id {
             self.bind(cache);
         }

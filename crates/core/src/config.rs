@@ -31,7 +31,8 @@ pub struct AllocatorConfig {
     /// Bytes per class a thread cache keeps before it drains the excess to the central
     /// pool (at least one block, and at least one refill). Default 64 KiB.
     pub local_cache_target_bytes: usize,
-    /// Minimum bytes of one slab (rounded up to whole pages and to one block). Default 64 KiB.
+    /// Minimum bytes of one slab (rounded up to whole pages, and to four blocks where that
+    /// stays within 1 MiB). Default 64 KiB.
     pub slab_target_bytes: usize,
     /// Free span bytes kept committed for reuse (a safety cap: idle memory is returned
     /// after `idle_release_ms` anyway). Above it, the least recently freed spans are
@@ -148,14 +149,18 @@ fn count(bytes: usize, stride: usize) -> u32 {
     u32::try_from((bytes / stride).max(1)).unwrap_or(u32::MAX)
 }
 
-/// Slabs are not grown past this to cut page-rounding waste.
+/// Slabs are not grown past this to cut page-rounding waste or to reach `MIN_SLAB_BLOCKS`.
 const MAX_GROWN_SLAB: usize = 1 << 20;
+/// Blocks a slab holds at least when `MAX_GROWN_SLAB` allows: a slab of one block would
+/// make every cache refill and drain of the class a trip to the span heap.
+const MIN_SLAB_BLOCKS: usize = 4;
 /// Slabs up to this size stay inside one chunk (JavaScript views their blocks through the
 /// chunk's window); larger ones (one block each, above 1 MiB) are placed anywhere, so the
 /// chunk boundaries cost them no space, and get windows of their own.
 const MAX_IN_CHUNK_SLAB: usize = CHUNK_SIZE / 4;
 
-/// Blocks per slab: enough to reach `target`, then more (within `MAX_GROWN_SLAB`) until
+/// Blocks per slab: enough to reach `target` and `MIN_SLAB_BLOCKS` (as far as
+/// `MAX_GROWN_SLAB` allows), then more (within `MAX_GROWN_SLAB`) until
 /// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes; never so
 /// many that the slab is larger than `ceiling` bytes, never fewer than one.
 fn slab_blocks(target: usize, stride: usize, granule: usize, ceiling: usize) -> usize {
@@ -163,7 +168,7 @@ fn slab_blocks(target: usize, stride: usize, granule: usize, ceiling: usize) -> 
     let waste = |k: usize| bytes(k) - k * stride;
     let fitting = (ceiling / stride).max(1);
     let fitting = (1..=fitting).rev().find(|&k| bytes(k) <= ceiling).unwrap_or(1);
-    let first = target.div_ceil(stride).clamp(1, fitting);
+    let first = target.div_ceil(stride).max(MIN_SLAB_BLOCKS.min(MAX_GROWN_SLAB / stride)).clamp(1, fitting);
     let last = first.max(MAX_GROWN_SLAB / stride).min(fitting);
     let mut best = first;
     for k in first..=last {

@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use crate::allocator::{Allocator, Inner};
 use crate::error::FreeError;
 use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LARGE_CLASS, LIVE, STATE_STEP};
-use crate::size_class::{NUM_CLASSES, index_for_request};
+use crate::size_class::{MAX_SMALL_SIZE, NUM_CLASSES, index_for_request};
 use crate::table::{ClassTable, MAX_SHIFT};
 use crate::thread_cache::{ThreadCache, bump};
 
@@ -184,14 +184,33 @@ impl Allocator {
         unsafe { self.free_slow(cache, ptr, expect) }
     }
 
-    /// A free the fast path does not cover: remote frees, large allocations, blocks of
-    /// later regions, an unbound cache, rejections.
+    /// A free the fast path does not cover: large allocations (a size-checked one goes
+    /// straight to the large path, which is a hot path of its own), remote frees, blocks
+    /// of later regions, an unbound cache, rejections.
     ///
     /// # Safety
     /// As [`Allocator::deallocate_with_cache`].
     #[cold]
     #[inline(never)]
     unsafe fn free_slow(&self, cache: &mut ThreadCache, ptr: NonNull<u8>, expect: Expect) -> Result<(), FreeError> {
+        if expect.size().is_some_and(|size| size > MAX_SMALL_SIZE) {
+            return self.inner.release_large(ptr.as_ptr() as usize, expect);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.free_slow_small(cache, ptr, expect) }
+    }
+
+    /// [`Allocator::free_slow`] for everything but a size-checked large free.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`].
+    #[inline(never)]
+    unsafe fn free_slow_small(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        expect: Expect,
+    ) -> Result<(), FreeError> {
         let inner = &*self.inner;
         let Released::Small { class, requested, owner, meta } = inner.release(ptr, expect)? else {
             return Ok(());
@@ -309,6 +328,19 @@ impl Inner {
         }
         meta.set_tag(tag - STATE_STEP);
         Ok(Released::Small { class, requested, owner, meta })
+    }
+
+    /// A free whose size says it is a large allocation: the start of a live large span has
+    /// a `LIVE` large tag in the 4 KiB table (no slab map lookup); anything else is sorted
+    /// out (and rejected) by `release_slow`.
+    fn release_large(&self, addr: usize, expect: Expect) -> Result<(), FreeError> {
+        if addr & (self.arena.granule() - 1) == 0
+            && let Some(meta) = self.arena.meta_of(addr, MAX_SHIFT)
+            && meta.tag() == meta::tag(LIVE, LARGE_CLASS, 0)
+        {
+            return self.free_large(addr, meta, expect);
+        }
+        self.release_slow(addr, expect).map(|_| ())
     }
 
     /// Everything but a live small block of the first region found through its class's
