@@ -54,12 +54,12 @@ impl Inner {
         len: usize,
         in_chunk: bool,
     ) -> (parking_lot::MutexGuard<'a, Pages>, Result<usize, CarveError>) {
-        let now = self.clock.coarse();
         loop {
             if let Some(start) = pages.spans.take(len, in_chunk) {
                 return (pages, Ok(start));
             }
             let Pages { top, spans, .. } = &mut *pages;
+            let now = self.clock.coarse();
             match self.arena.carve(top, len, in_chunk, &mut |start, len| spans.give_clean(start, len, now)) {
                 Ok(start) => return (pages, Ok(start)),
                 Err(CarveError::Full) => {
