@@ -160,12 +160,15 @@ const MIN_SLAB_BLOCKS: usize = 4;
 const MAX_IN_CHUNK_SLAB: usize = CHUNK_SIZE / 4;
 
 /// Blocks per slab: enough to reach `target` and `MIN_SLAB_BLOCKS` (as far as
-/// `MAX_GROWN_SLAB` allows), then more (within `MAX_GROWN_SLAB`) until
-/// rounding the slab up to whole pages wastes at most 1/64 of its blocks' bytes; never so
-/// many that the slab is larger than `ceiling` bytes, never fewer than one.
+/// `MAX_GROWN_SLAB` allows), then more (within `MAX_GROWN_SLAB`) until the slab wastes at
+/// most 1/64 of its blocks' bytes (else the least waste per block); never so many that
+/// the slab is larger than `ceiling` bytes, never fewer than one. A slab's waste is its
+/// page rounding plus, for a slab kept inside a chunk, its share of the chunk's tail that
+/// no slab of the class fits in.
 fn slab_blocks(target: usize, stride: usize, granule: usize, ceiling: usize) -> usize {
     let bytes = |k: usize| round_up(k * stride, granule);
-    let waste = |k: usize| bytes(k) - k * stride;
+    let chunk_tail = |b: usize| if b <= MAX_IN_CHUNK_SLAB { CHUNK_SIZE % b / (CHUNK_SIZE / b) } else { 0 };
+    let waste = |k: usize| bytes(k) - k * stride + chunk_tail(bytes(k));
     let fitting = (ceiling / stride).max(1);
     let fitting = (1..=fitting).rev().find(|&k| bytes(k) <= ceiling).unwrap_or(1);
     let first = target.div_ceil(stride).max(MIN_SLAB_BLOCKS.min(MAX_GROWN_SLAB / stride)).clamp(1, fitting);
