@@ -221,18 +221,28 @@ pub(crate) fn adjust_external_memory(env: Env, delta: f64) -> std::result::Resul
     env.adjust_external_memory(delta as i64).map(|_| ()).map_err(js)
 }
 
-/// Counts view hand-outs and frees the TypeScript layer served from its recycled blocks
-/// (see `src/ts/view-cache.ts`) in this thread's cache counters.
+/// The `AllocatorError` code table: `[value, code, default message]` per code, in value
+/// order (`scripts/gen-codes.cjs` writes `src/ts/codes.ts` from it).
 #[napi]
-pub(crate) fn record_recycled(
-    id: u32,
-    allocations: f64,
-    frees: f64,
-    allocated: f64,
-    freed: f64,
-) -> std::result::Result<(), Error<&'static str>> {
-    registry::with_arena(id as usize, |a, _| {
-        a.allocator.record_recycled(&mut a.cache, allocations as u64, frees as u64, allocated as u64, freed as u64);
-    })
-    .map_err(|code| failure(code, "unknown arena"))
+pub(crate) fn error_codes() -> Vec<(u32, String, String)> {
+    Code::ALL.iter().map(|&(value, name, message)| (u32::from(value), name.to_owned(), message.to_owned())).collect()
+}
+
+/// Word indices of the core's lent tier, in the order the TypeScript layer reads them:
+/// `[allocations, frees, allocatedBytes, freedBytes, lentRequested, lentBlocks (first
+/// class), words]`.
+#[napi]
+pub(crate) fn lent_tier_layout() -> Vec<u32> {
+    use tensor_arena_core::{LENT_WORDS, LentTier};
+    [
+        LentTier::ALLOCATIONS,
+        LentTier::FREES,
+        LentTier::ALLOCATED_BYTES,
+        LentTier::FREED_BYTES,
+        LentTier::LENT_REQUESTED,
+        LentTier::LENT_BLOCKS,
+        LENT_WORDS,
+    ]
+    .map(|i| i as u32)
+    .to_vec()
 }

@@ -32,6 +32,7 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"viewAlloc", view::view_alloc),
             (c"viewFree", view::view_free),
             (c"setScratch", view::set_scratch),
+            (c"lentTier", view::lent_tier),
             (c"allocExclusive", exclusive::alloc_exclusive),
             (c"freeExclusive", exclusive::free_exclusive),
             (c"handOff", handoff::hand_off),

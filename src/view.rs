@@ -10,7 +10,7 @@ use std::ffi::c_void;
 use std::ptr::{self, NonNull};
 
 use napi::sys;
-use tensor_arena_core::{Allocator, CHUNK_SIZE, FreeError};
+use tensor_arena_core::{Allocator, CHUNK_SIZE, FreeError, LentWords};
 
 use crate::codes::Code;
 use crate::external::{self, External};
@@ -69,11 +69,48 @@ fn expose_window(env: sys::napi_env, allocator: Allocator, ptr: NonNull<u8>, len
     // SAFETY: arena memory stays mapped as long as any `Allocator` handle, and the hint is
     // one, released by `release_window` when the window is collected. Committed memory is
     // never made inaccessible again (idle pages are purged, not unmapped).
-    match unsafe { external::create(env, ptr.as_ptr(), len, Some(release_window), hint) } {
+    let created = unsafe { external::create(env, ptr.as_ptr(), len, Some(release_window), hint) };
+    exposed(env, created, || {
+        // SAFETY: refused up front, so the finalizer never ran: the hint is still ours.
+        drop(unsafe { Box::from_raw(hint.cast::<Allocator>()) });
+    })
+}
+
+/// `lentTier(id)`: an ArrayBuffer over the words of this thread's lent tier for arena `id`
+/// (the core's `LentTier`): the TypeScript layer writes there what it does with the blocks
+/// of freed views it keeps, and the stats read it.
+pub(crate) unsafe extern "C" fn lent_tier(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's; `id` is an argument handle of it.
+    let Some(id) = (unsafe { raw::args::<1>(env, info) }).and_then(|[id]| unsafe { raw::index_arg(env, id) }) else {
+        return raw::throw_type_error(env, c"ERR_INVALID_ARG_TYPE", c"lentTier(id): a number expected");
+    };
+    let Ok(words) = registry::with_arena(id, |a, _| a.allocator.lent_words(&mut a.cache)) else {
+        return raw::throw_error(env, c"ERR_UNKNOWN_ARENA", c"unknown arena");
+    };
+    let ptr = words.as_ptr();
+    let hint = Box::into_raw(Box::new(words)).cast::<c_void>();
+    // SAFETY: the words stay valid while a `LentWords` handle lives, and the hint is one,
+    // released by `release_lent_tier` when the buffer is collected. JavaScript writes whole
+    // aligned f64 values from this thread only, as `LentWords::as_ptr` asks.
+    let created = unsafe { external::create(env, ptr.as_ptr(), LentWords::BYTES, Some(release_lent_tier), hint) };
+    exposed(env, created, || {
+        // SAFETY: refused up front, so the finalizer never ran: the hint is still ours.
+        drop(unsafe { Box::from_raw(hint.cast::<LentWords>()) });
+    })
+}
+
+unsafe extern "C" fn release_lent_tier(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the boxed `LentWords` made in `lent_tier`, handed over once.
+    drop(unsafe { Box::from_raw(hint.cast::<LentWords>()) });
+}
+
+/// The JS value of an external buffer, or the thrown error when the runtime refused it
+/// (`drop_hint` then releases what its finalizer would have).
+fn exposed(env: sys::napi_env, created: External, drop_hint: impl FnOnce()) -> sys::napi_value {
+    match created {
         External::Created(value) => value,
         External::Refused => {
-            // SAFETY: refused up front, so the finalizer never runs: the hint is still ours.
-            drop(unsafe { Box::from_raw(hint.cast::<Allocator>()) });
+            drop_hint();
             raw::throw_error(
                 env,
                 c"ERR_EXTERNAL_BUFFERS_UNSUPPORTED",

@@ -1,6 +1,6 @@
 import { constants as bufferConstants } from 'node:buffer'
 
-import { constructorOf, DTYPES, dtypeOf, type DType, type TypedArrayOf } from './dtypes.js'
+import { constructorOf, DTYPES, dtypeOf, VIEW_CONSTRUCTORS, type DType, type TypedArrayOf } from './dtypes.js'
 import {
   AllocatorError,
   allocatorError,
@@ -13,9 +13,10 @@ import {
 import { native } from './native.js'
 import { arenaArgs, zeroOption, type AllocOptions, type ArenaOptions } from './options.js'
 import type { ArenaStats } from './stats.js'
+import type { Exclusive } from './exclusive-state.js'
+import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
-import { FREED, STATE, type Exclusive, type Tagged } from './tags.js'
-import { flushViewCache, viewCacheOf, type ViewCache } from './view-cache.js'
+import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
 import { forgetView, rememberView } from './view-reclaim.js'
 import { toArenaStats } from './stats.js'
 import { Windows } from './windows.js'
@@ -117,7 +118,7 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER
 export class Arena {
   private id: number
   private windows: Windows | undefined
-  private views: ViewCache | undefined
+  private slots: ViewSlots | undefined
   /** The cap (`maxBytes`), or 0 without one. */
   private cap: number
 
@@ -132,7 +133,7 @@ export class Arena {
    */
   constructor(options?: ArenaOptions) {
     this.windows = undefined
-    this.views = undefined
+    this.slots = undefined
     this.cap = 0
     if ((options as unknown) === LAZY_DEFAULT) {
       this.id = LAZY
@@ -216,13 +217,13 @@ export class Arena {
   private exclusive(id: number, byteLength: number, zero: number): Exclusive {
     let result = native.allocExclusive(id, byteLength, zero)
     if (result === OUT_OF_MEMORY) {
-      flushViewCache(id)
+      flushViewSlots(id)
       result = native.allocExclusive(id, byteLength, zero)
     }
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
     const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true }
-    ;(result as ArrayBuffer & Tagged)[STATE] = state
+    ExclusiveMark.stamp(result, state)
     return state
   }
 
@@ -244,8 +245,8 @@ export class Arena {
     const id = this.resolve()
     this.checkBytes(length * Ctor.BYTES_PER_ELEMENT, 'length')
     const state = this.exclusive(id, length * Ctor.BYTES_PER_ELEMENT, zero)
-    const array = new Ctor(state.buffer, 0, length) as TypedArrayOf<D> & Tagged
-    array[STATE] = state
+    const array = new Ctor(state.buffer, 0, length) as TypedArrayOf<D>
+    ExclusiveMark.stamp(array, state)
     return array
   }
 
@@ -266,46 +267,69 @@ export class Arena {
    *   (Node 20 limits external buffers to 4 GiB).
    */
   view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
-    const Ctor = constructorOf(dtype)
+    const Ctor = VIEW_CONSTRUCTORS[dtype] ?? constructorOf(dtype)
     checkCount(length, 'length')
-    const zero = zeroOption(options)
-    const id = this.resolve()
+    const zero = options === undefined ? 0 : zeroOption(options)
+    const id = this.id === LAZY ? this.resolve() : this.id
     const bytes = length * Ctor.BYTES_PER_ELEMENT
     this.checkBytes(bytes, 'length')
-    const windows = this.windowsOf(id)
-    const views = (this.views ??= viewCacheOf(id))
-    let offset = views.take(bytes)
-    const recycled = offset >= 0
-    let generation: number
-    if (recycled) {
-      generation = views.generation
-    } else {
-      offset = native.viewAlloc(id, bytes, zero)
-      if (offset === OUT_OF_MEMORY) {
-        views.flush()
-        offset = native.viewAlloc(id, bytes, zero)
-      }
-      if (offset < 0) throw this.failure(offset, bytes)
-      generation = scratchCache[0]
-    }
-    let view: TypedArrayOf<D> & Tagged
+    const slots = this.slots ?? this.openViews(id)
+    let slot = slots.take(bytes)
+    const recycled = slot >= 0
+    if (!recycled) slot = this.viewBlock(slots, id, bytes, zero)
+    let view: TypedArrayOf<D>
     try {
-      view = windows.view<TypedArrayOf<D> & Tagged>(Ctor, offset, length, bytes)
+      view = (this.windows as Windows).view<TypedArrayOf<D>>(Ctor, slots.offsets[slot], length, bytes)
     } catch (error) {
       // No window (the runtime refused one): the block goes back, nothing leaks.
-      native.viewFree(id, offset, generation)
+      slots.release(slot)
       throw error
     }
     // A recycled block was not zeroed natively.
     if (recycled && zero === 1) new Uint8Array(view.buffer, view.byteOffset, bytes).fill(0)
-    view[STATE] = generation
-    rememberView(view, id, offset)
+    ViewMark.stamp(view, slots, slot)
+    rememberView(view)
     return view
   }
 
-  /** This thread's windows onto the arena. */
-  private windowsOf(id: number): Windows {
-    return (this.windows ??= new Windows(id, native.arenaInfo(id)[2]))
+  /** A slot for a new native block of `bytes` (retrying once after freeing the lent blocks). */
+  private viewBlock(slots: ViewSlots, id: number, bytes: number, zero: number): number {
+    let offset = native.viewAlloc(id, bytes, zero)
+    if (offset === OUT_OF_MEMORY) {
+      slots.flush()
+      offset = native.viewAlloc(id, bytes, zero)
+    }
+    if (offset < 0) throw this.failure(offset, bytes)
+    return slots.add(offset, scratchCache[0], bytes)
+  }
+
+  /** This thread's windows and view slots for the arena (made on first use). */
+  private openViews(id: number): ViewSlots {
+    this.windows ??= new Windows(id, native.arenaInfo(id)[2])
+    try {
+      this.slots = viewSlotsOf(id)
+    } catch (error) {
+      const converted = fromNative(error)
+      if (converted instanceof AllocatorError) throw converted
+      throw allocatorError('ERR_VIEW_UNSUPPORTED', error instanceof Error ? error.message : String(error))
+    }
+    return this.slots
+  }
+
+  /** The live view slot of `allocation`, -1 for an exclusive hand-out or anything else. */
+  private liveSlot(allocation: object): number {
+    const slot = ViewMark.slotIn(allocation, this.slots)
+    if (slot >= 0 || slot === NOT_A_VIEW) return slot
+    throw allocatorError(slot === OTHER_VIEW ? 'ERR_NOT_OWNED' : 'ERR_DOUBLE_FREE')
+  }
+
+  /** The live exclusive state of `allocation`. */
+  private liveExclusive(allocation: object): Exclusive {
+    const state = ExclusiveMark.stateOf(allocation)
+    if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
+    if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
+    checkNotMoved(state)
+    return state
   }
 
   /**
@@ -323,24 +347,15 @@ export class Arena {
     if (typeof allocation !== 'object' || allocation === null) {
       throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
     }
-    const tagged = allocation as ArenaAllocation & Tagged
-    const state = tagged[STATE]
-    if (typeof state === 'number') {
-      const view = tagged as ArrayBufferView & Tagged
-      const offset = this.windows === undefined ? -1 : this.windows.offsetOf(view)
-      if (offset < 0) throw allocatorError('ERR_NOT_OWNED')
-      if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
-      if (this.views === undefined || !this.views.put(view.byteLength, offset, state)) {
-        const result = native.viewFree(this.id, offset, state)
-        if (result !== 0) throw this.failure(result, 0)
-      }
-      view[STATE] = FREED
-      forgetView(view)
+    const slot = this.liveSlot(allocation)
+    if (slot >= 0) {
+      const slots = this.slots as ViewSlots
+      if (slots.registered[slot] !== 0) forgetView(allocation as ArrayBufferView, slots, slot)
+      const result = slots.release(slot)
+      if (result !== 0) throw this.failure(result, 0)
       return
     }
-    if (state === undefined || state.arena !== this.id) throw allocatorError('ERR_NOT_OWNED')
-    if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
-    checkNotMoved(state)
+    const state = this.liveExclusive(allocation)
     const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)
     state.live = false
@@ -354,10 +369,9 @@ export class Arena {
    */
   owns(allocation: unknown): boolean {
     if (typeof allocation !== 'object' || allocation === null) return false
-    const state = (allocation as Tagged)[STATE]
-    if (typeof state === 'number') {
-      return state !== FREED && this.windows !== undefined && this.windows.offsetOf(allocation as ArrayBufferView) >= 0
-    }
+    const slot = ViewMark.slotIn(allocation, this.slots)
+    if (slot !== NOT_A_VIEW) return slot >= 0
+    const state = ExclusiveMark.stateOf(allocation)
     return state !== undefined && state.arena === this.id && state.live
   }
 
@@ -375,28 +389,25 @@ export class Arena {
     if (typeof allocation !== 'object' || allocation === null) {
       throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
     }
-    const tagged = allocation as ArenaAllocation & Tagged
-    const state = tagged[STATE]
     const id = this.id
-    if (typeof state === 'number') {
-      const view = tagged as ArrayBufferView & Tagged
-      const offset = this.windows === undefined ? -1 : this.windows.offsetOf(view)
-      if (offset < 0) throw allocatorError('ERR_NOT_OWNED')
-      if (state === FREED) throw allocatorError('ERR_DOUBLE_FREE')
+    const slot = this.liveSlot(allocation)
+    if (slot >= 0) {
+      const slots = this.slots as ViewSlots
+      const view = allocation as ArrayBufferView
+      const byteLength = slots.bytes[slot]
       const dtype = dtypeOf(view) ?? 'uint8'
-      const token = native.handOff(id, offset, state, undefined, view.byteLength, kindCode('view', dtype))
+      const offset = slots.offsets[slot]
+      const token = native.handOff(id, offset, slots.generations[slot], undefined, byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
-      view[STATE] = FREED
-      forgetView(view)
-      const length = view.byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
-      return { arena: id, token, kind: 'view', dtype, length, byteLength: view.byteLength, offset }
+      if (slots.registered[slot] !== 0) forgetView(view, slots, slot)
+      slots.drop(slot)
+      const length = byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
+      return { arena: id, token, kind: 'view', dtype, length, byteLength, offset }
     }
-    if (state === undefined || state.arena !== id) throw allocatorError('ERR_NOT_OWNED')
-    if (!state.live) throw allocatorError('ERR_DOUBLE_FREE')
-    checkNotMoved(state)
+    const state = this.liveExclusive(allocation)
     const byteLength = state.byteLength
-    const isBuffer = tagged === state.buffer
-    const dtype = isBuffer ? null : (dtypeOf(tagged as ArrayBufferView) ?? 'uint8')
+    const isBuffer = (allocation as object) === state.buffer
+    const dtype = isBuffer ? null : (dtypeOf(allocation as ArrayBufferView) ?? 'uint8')
     const kind = isBuffer ? 'buffer' : 'array'
     const token = native.handOff(id, state.offset, state.generation, state.buffer, byteLength, kindCode(kind, dtype))
     if (token < 0) throw this.failure(token, 0)
@@ -423,16 +434,18 @@ export class Arena {
     const h = this.checkHandle(handle)
     const id = this.id
     if (h.kind === 'view') {
-      const windows = this.windowsOf(id)
+      const slots = this.slots ?? this.openViews(id)
+      const windows = this.windows as Windows
       const Ctor = DTYPES[h.dtype as DType]
       // The window first (the block is allocated while in flight): if the runtime refuses
       // it, the hand-off stays in flight, unclaimed.
       windows.prepare(h.offset, h.byteLength)
       const result = native.receiveView(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
       if (result < 0) throw this.failure(result, h.byteLength)
-      const view = windows.view<ArrayBufferView & Tagged>(Ctor, h.offset, h.length, h.byteLength)
-      view[STATE] = scratch()[0]
-      rememberView(view, id, h.offset)
+      const slot = slots.add(h.offset, scratch()[0], h.byteLength)
+      const view = windows.view<ArrayBufferView>(Ctor, h.offset, h.length, h.byteLength)
+      ViewMark.stamp(view, slots, slot)
+      rememberView(view)
       return view as unknown as T
     }
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
@@ -445,10 +458,10 @@ export class Arena {
       byteLength: h.byteLength,
       live: true,
     }
-    ;(buffer as ArrayBuffer & Tagged)[STATE] = state
+    ExclusiveMark.stamp(buffer, state)
     if (h.kind === 'buffer') return buffer as unknown as T
-    const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView & Tagged
-    array[STATE] = state
+    const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView
+    ExclusiveMark.stamp(array, state)
     return array as unknown as T
   }
 
@@ -522,9 +535,7 @@ export class Arena {
 
   /** A snapshot of the arena's statistics (all threads). */
   stats(): ArenaStats {
-    const id = this.resolve()
-    flushViewCache(id)
-    return toArenaStats(native.arenaStats(id))
+    return toArenaStats(native.arenaStats(this.resolve()))
   }
 
   /**

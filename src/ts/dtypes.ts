@@ -25,6 +25,14 @@ export type TypedArrayConstructor = (typeof DTYPES)[DType]
 const hasOwn = Object.prototype.hasOwnProperty
 
 /**
+ * {@link DTYPES} without a prototype, for the hot path: one lookup, `undefined` for any
+ * other key (`toString`, `__proto__`, …), no `hasOwnProperty` call. @internal
+ */
+export const VIEW_CONSTRUCTORS: Readonly<Record<string, TypedArrayConstructor | undefined>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, TypedArrayConstructor>, DTYPES),
+)
+
+/**
  * The constructor for `dtype`. @internal
  * @throws {TypeError} `ERR_INVALID_ARG_VALUE` for an unknown dtype.
  */

@@ -62,8 +62,10 @@ export interface Native {
   threadCacheFlush(id: number): void
   sizeClassTable(): number[]
   nativeSizeClassOf(bytes: number): number
-  /** Counts view operations served from recycled blocks in this thread's counters. */
-  recordRecycled(id: number, allocations: number, frees: number, allocated: number, freed: number): void
+  /** This thread's lent-tier words for arena `id` (the core's `LentTier`, f64 each). */
+  lentTier(id: number): ArrayBuffer
+  /** `[allocations, frees, allocatedBytes, freedBytes, lentRequested, lentBlocks, words]` word indices. */
+  lentTierLayout(): number[]
   /** `napi_adjust_external_memory(delta)`. */
   adjustExternalMemory(delta: number): void
 }

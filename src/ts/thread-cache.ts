@@ -1,6 +1,6 @@
 import { fromNative } from './errors.js'
 import { native } from './native.js'
-import { flushViewCache } from './view-cache.js'
+import { flushViewSlots } from './view-slots.js'
 import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
 
 /**
@@ -15,10 +15,12 @@ export class ThreadCache {
     this.arena = arena
   }
 
-  /** Free blocks this thread's cache holds, per size class. */
+  /**
+   * Free blocks this thread's cache holds, per size class, including the blocks of freed
+   * views it keeps for the next views of their size.
+   */
   stats(): ThreadCacheStats {
     try {
-      flushViewCache(this.arena)
       return toThreadCacheStats(native.threadCacheStats(this.arena))
     } catch (error) {
       throw fromNative(error)
@@ -31,7 +33,7 @@ export class ThreadCache {
    */
   flush(): void {
     try {
-      flushViewCache(this.arena)
+      flushViewSlots(this.arena)
       native.threadCacheFlush(this.arena)
     } catch (error) {
       throw fromNative(error)

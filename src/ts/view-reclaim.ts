@@ -1,15 +1,13 @@
 // Reclaiming views that are never freed. @internal
+import { ViewMark } from './marks.js'
 import { native } from './native.js'
-import { FREED, REGISTERED, STATE, type Tagged } from './tags.js'
+import type { ViewSlots } from './view-slots.js'
 
-// ---- reclaiming views that are never freed ----------------------------------------------
 // Registering every view with a FinalizationRegistry costs ~280 ns, ten times a view. So a
 // new view is only remembered; at the next event-loop turn (or after PENDING_MAX views),
 // the ones still live are registered. A view freed in the same turn never pays for it.
 const PENDING_MAX = 4096
 const pendingViews: (ArrayBufferView | undefined)[] = []
-const pendingArenas: number[] = []
-const pendingOffsets: number[] = []
 let pendingCount = 0
 let flushScheduled = false
 
@@ -25,33 +23,36 @@ function reportExternal(delta: number): void {
   }
 }
 
-const viewReclaimer = new FinalizationRegistry<[number, number, number, number]>(
-  ([arena, offset, generation, byteLength]) => {
-    native.viewFree(arena, offset, generation)
-    reportExternal(-byteLength)
-  },
-)
+/** Held for a registered view: its slot table, slot, mark at hand-out and bytes. */
+type Held = [ViewSlots, number, number, number]
+
+// A late callback (the slot was freed and handed out again since) finds the mark moved on
+// and frees nothing.
+const viewReclaimer = new FinalizationRegistry<Held>(([slots, slot, mark, bytes]) => {
+  slots.reclaim(slot, mark)
+  reportExternal(-bytes)
+})
 
 function flushPendingViews(): void {
   flushScheduled = false
   for (let i = 0; i < pendingCount; i++) {
-    const view = pendingViews[i] as ArrayBufferView & Tagged
-    pendingViews[i] = undefined
-    const generation = view[STATE]
-    if (typeof generation === 'number' && generation !== FREED) {
-      viewReclaimer.register(view, [pendingArenas[i], pendingOffsets[i], generation, view.byteLength], view)
-      view[REGISTERED] = true
-      reportExternal(view.byteLength)
+    const view = pendingViews[i] as ArrayBufferView
+    const slots = ViewMark.slotsOf(view) as ViewSlots
+    const slot = ViewMark.slotIn(view, slots)
+    if (slot >= 0) {
+      const bytes = slots.bytes[slot]
+      viewReclaimer.register(view, [slots, slot, ViewMark.mark(view), bytes], view)
+      slots.registered[slot] = 1
+      reportExternal(bytes)
     }
   }
+  pendingViews.fill(undefined, 0, pendingCount)
   pendingCount = 0
 }
 
-/** A view just handed out at arena `offset`: reclaimed by GC if it is never freed. */
-export function rememberView(view: ArrayBufferView, arena: number, offset: number): void {
+/** A view just handed out (and marked): reclaimed by GC if it is never freed. */
+export function rememberView(view: ArrayBufferView): void {
   pendingViews[pendingCount] = view
-  pendingArenas[pendingCount] = arena
-  pendingOffsets[pendingCount] = offset
   if (++pendingCount >= PENDING_MAX) {
     flushPendingViews()
   } else if (!flushScheduled) {
@@ -60,7 +61,8 @@ export function rememberView(view: ArrayBufferView, arena: number, offset: numbe
   }
 }
 
-/** A view just freed or handed off: no longer to be reclaimed by GC. */
-export function forgetView(view: ArrayBufferView & Tagged): void {
-  if (view[REGISTERED] === true && viewReclaimer.unregister(view)) reportExternal(-view.byteLength)
+/** A live view registered for GC reclaim, about to be freed or handed off: no longer to be reclaimed. */
+export function forgetView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
+  slots.registered[slot] = 0
+  if (viewReclaimer.unregister(view)) reportExternal(-slots.bytes[slot])
 }

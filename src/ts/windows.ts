@@ -9,16 +9,13 @@ import { native } from './native.js'
  */
 const WINDOW_FLOOR = 4 * 1024 * 1024
 
-/** What a window knows about itself, under a private symbol on the ArrayBuffer. */
-interface WindowTag {
-  /** The `Windows` that made it (one per arena and thread). */
-  readonly windows: Windows
-  /** Arena offset of the window's first byte. */
-  readonly base: number
-}
-
+/**
+ * A window's tag, under a symbol on its ArrayBuffer (set once, when it is made): the
+ * `Windows` that made it and the arena offset of its first byte. Nothing in the package
+ * reads it on a hot path (views carry their slot); it lets tests and debuggers map a view
+ * to its arena offset.
+ */
 const WINDOW = Symbol('tensor-arena.window')
-type TaggedWindow = ArrayBuffer & { [WINDOW]?: WindowTag }
 
 /**
  * This thread's windows onto one arena: external ArrayBuffers over arena memory that
@@ -31,8 +28,8 @@ type TaggedWindow = ArrayBuffer & { [WINDOW]?: WindowTag }
  * @internal
  */
 export class Windows {
-  private readonly chunks: (TaggedWindow | undefined)[] = []
-  private readonly blocks = new Map<number, TaggedWindow>()
+  private readonly chunks: (ArrayBuffer | undefined)[] = []
+  private readonly blocks = new Map<number, ArrayBuffer>()
 
   /**
    * @param arena - the arena id.
@@ -49,7 +46,14 @@ export class Windows {
     const within = offset - chunk * this.chunkSize
     if (within + bytes <= this.chunkSize) {
       const window = this.chunks[chunk] ?? this.openChunk(chunk)
-      return new Ctor(window, within, length) as unknown as T
+      try {
+        return new Ctor(window, within, length) as unknown as T
+      } catch (error) {
+        // Something detached the window (`view.buffer.transfer()`, a transfer list):
+        // a new one over the same chunk; views over the old one stay detached.
+        if (window.byteLength !== 0) throw error
+        return new Ctor(this.openChunk(chunk), within, length) as unknown as T
+      }
     }
     return new Ctor(this.blockWindow(offset, bytes), 0, length) as unknown as T
   }
@@ -62,12 +66,6 @@ export class Windows {
     } else {
       this.blockWindow(offset, bytes)
     }
-  }
-
-  /** The arena offset of a view over one of these windows, or -1 for anything else. */
-  offsetOf(view: ArrayBufferView): number {
-    const tag = (view.buffer as TaggedWindow)[WINDOW]
-    return tag !== undefined && tag.windows === this ? tag.base + view.byteOffset : -1
   }
 
   private openChunk(chunk: number): ArrayBuffer {
@@ -86,8 +84,8 @@ export class Windows {
     return window
   }
 
-  private open(create: () => ArrayBuffer, base: number): TaggedWindow {
-    let window: TaggedWindow
+  private open(create: () => ArrayBuffer, base: number): ArrayBuffer {
+    let window: ArrayBuffer
     try {
       window = create()
     } catch (error) {
@@ -95,7 +93,7 @@ export class Windows {
       if (converted instanceof AllocatorError) throw converted
       throw allocatorError('ERR_VIEW_UNSUPPORTED', error instanceof Error ? error.message : String(error))
     }
-    window[WINDOW] = { windows: this, base }
+    Object.defineProperty(window, WINDOW, { value: Object.freeze({ windows: this, base }) })
     return window
   }
 }

@@ -18,7 +18,7 @@ use crate::os;
 use crate::pages::Pages;
 use crate::size_class::{NUM_CLASSES, SizeClass};
 use crate::table::ClassTable;
-use crate::thread_cache::{CacheShared, Counters, ThreadCache, bump};
+use crate::thread_cache::{CacheShared, Counters, ThreadCache};
 
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -225,6 +225,7 @@ impl Allocator {
         self.drain_all(cache);
         let mut bound = self.inner.caches.bound.lock();
         self.inner.caches.retired.absorb(&cache.shared.counters);
+        cache.shared.lent.retire_into(&self.inner.caches.retired);
         for counter in cache.shared.counters.fields() {
             counter.store(0, Ordering::Relaxed);
         }
@@ -249,20 +250,6 @@ impl Allocator {
                 self.inner.return_blocks(c, chain, now);
             }
         }
-    }
-
-    /// Adds to `cache`'s operation counters hand-outs and frees a layer above served
-    /// without calling the allocator (the Node binding recycles freed views' blocks while
-    /// they stay allocated here), so the stats count every operation.
-    pub fn record_recycled(&self, cache: &mut ThreadCache, allocations: u64, frees: u64, allocated: u64, freed: u64) {
-        if cache.bound_id != self.inner.id {
-            self.bind(cache);
-        }
-        let counters = &cache.shared.counters;
-        bump(&counters.allocations, allocations);
-        bump(&counters.frees, frees);
-        bump(&counters.allocated_bytes, allocated);
-        bump(&counters.freed_bytes, freed);
     }
 
     /// Returns idle memory to the OS now: every fully free slab goes back to the span

@@ -27,6 +27,9 @@
 //!   back there, so any class, or the large path, reuses them; idle spans are returned to
 //!   the OS.
 //! - **large allocation**: a request above 16 MiB: its own span, tracked in a registry.
+//! - **lent block**: a block a layer above keeps allocated for reuse without calling the
+//!   allocator (the Node binding's recycled views); counted as cached through the thread
+//!   cache's [`LentTier`].
 //! - **hand-off**: a live block moved to another thread without copying: in flight (held
 //!   by no thread) until exactly one receiver claims it with its token.
 #![deny(missing_docs)]
@@ -45,6 +48,7 @@ mod inbox;
 #[cfg(any(test, feature = "invariants"))]
 mod invariants;
 mod large;
+mod lent;
 mod maintenance;
 mod meta;
 mod os;
@@ -65,6 +69,7 @@ pub use error::{AllocError, FreeError, InitError};
 pub use global::{allocate, deallocate, deallocate_with_size, global_stats, reallocate};
 pub use global_alloc::TensorArenaGlobalAlloc;
 pub use handoff::{HandoffError, Received};
+pub use lent::{LENT_WORDS, LentTier, LentWords};
 pub use meta::BLOCK_METADATA_BYTES;
 pub use realloc::ReallocError;
 pub use region::CHUNK_SIZE;

@@ -48,8 +48,9 @@ impl Allocator {
                 for (total, field) in totals.iter_mut().zip(cache.counters.fields()) {
                     *total = total.wrapping_add(field.load(Ordering::Relaxed));
                 }
+                cache.lent.add_to(&mut totals);
                 for c in 0..NUM_CLASSES {
-                    let blocks = u64::from(cache.counts[c].load(Ordering::Relaxed));
+                    let blocks = u64::from(cache.counts[c].load(Ordering::Relaxed)) + cache.lent.lent(c);
                     s.classes[c].cached_blocks += blocks;
                     s.classes[c].cached_bytes += blocks * inner.geo[c].stride as u64;
                 }

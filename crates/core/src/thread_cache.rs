@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::allocator::Allocator;
 use crate::arena::Arena;
 use crate::central::Chain;
+use crate::lent::LentTier;
 use crate::meta::BlockMeta;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::ThreadCacheStats;
@@ -61,6 +62,8 @@ pub(crate) struct CacheShared {
     /// Length of each class's list (written by the owning thread only).
     pub(crate) counts: [AtomicU32; NUM_CLASSES],
     pub(crate) counters: Counters,
+    /// Blocks a layer above keeps allocated for reuse, and what it did with them.
+    pub(crate) lent: LentTier,
 }
 
 /// A thread cache. Create one per thread with [`ThreadCache::new`] and pass it to the
@@ -97,6 +100,7 @@ impl ThreadCache {
             shared: Arc::new(CacheShared {
                 counts: std::array::from_fn(|_| AtomicU32::new(0)),
                 counters: Counters::default(),
+                lent: LentTier::new(),
             }),
             heads: [0; NUM_CLASSES],
         }
@@ -114,13 +118,13 @@ impl ThreadCache {
         self.bound.as_ref()
     }
 
-    /// Occupancy of this cache.
+    /// Occupancy of this cache (its lent blocks included: see [`crate::LentTier`]).
     #[must_use]
     pub fn stats(&self) -> ThreadCacheStats {
         let mut stats =
             ThreadCacheStats { id: self.id(), bound: u64::from(self.bound.is_some()), ..Default::default() };
         for (c, count) in self.shared.counts.iter().enumerate() {
-            let blocks = u64::from(count.load(Ordering::Relaxed));
+            let blocks = u64::from(count.load(Ordering::Relaxed)) + self.shared.lent.lent(c);
             stats.class_blocks[c] = blocks;
             stats.blocks += blocks;
             if let Some(allocator) = &self.bound {
