@@ -2,52 +2,18 @@
 import * as path from 'node:path'
 import type { ArenaStats } from 'tensor-arena'
 
+import type { Native } from '../src/ts/native'
+
 /** The repository root: the package `tensor-arena` itself (its package.json is exported). */
 export const repoRoot: string = path.dirname(require.resolve('tensor-arena/package.json'))
 
 /**
  * The raw native addon, for comparing the TypeScript layer with the Rust tables and for
- * feeding the native boundary garbage. Mirrors `Native` in src/ts/native.ts (which is
+ * feeding the native boundary garbage: the package's own declaration of it (src/ts/native.ts,
  * internal, so not in the published types). `setScratch` is left out on purpose: calling
  * it from a test would take this thread's scratch slots away from the TypeScript layer.
  */
-export interface NativeBinding {
-  /** A window over chunk `chunk` of arena `id` (arena offsets `chunk * chunkSize ...`). */
-  viewWindow(id: number, chunk: number): ArrayBuffer
-  /** A window over exactly the live block at arena `offset` (blocks crossing a chunk boundary). */
-  blockWindow(id: number, offset: number): ArrayBuffer
-  /** Arena offset of a new block (generation in scratch[0]), or a negative code. */
-  viewAlloc(id: number, byteLength: number, zero: number): number
-  /** 0, or a negative code. */
-  viewFree(id: number, offset: number, generation: number): number
-  /** An exclusive external ArrayBuffer, or a negative code. */
-  allocExclusive(id: number, byteLength: number, zero: number): ArrayBuffer | number
-  /** Frees and detaches an exclusive buffer: 0, or a negative code. */
-  freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer, byteLength: number): number
-  /** Starts a hand-off: the token, or a negative code. */
-  handOff(id: number, offset: number, generation: number, buffer: ArrayBuffer | undefined, byteLength: number, kind: number): number
-  /** Claims a hand-off as a view: 0, or a negative code. */
-  receiveView(id: number, token: number, offset: number, byteLength: number, kind: number): number
-  /** Claims a hand-off as an exclusive buffer, or a negative code. */
-  receiveExclusive(id: number, token: number, offset: number, byteLength: number, kind: number): ArrayBuffer | number
-  /** Frees a hand-off nobody received: 0, or a negative code. */
-  reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
-  arenaShared(name: string, maxBytes?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
-  arenaCreate(maxBytes?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
-  arenaDefault(): number
-  arenaRelease(id: number): void
-  arenaStats(id: number): Record<string, unknown>
-  statFields(): string[][]
-  arenaTrim(id: number): number
-  /** `[maxBytes (0: no cap), alignment, chunk size]`. */
-  arenaInfo(id: number): number[]
-  threadCacheStats(id: number): Record<string, unknown>
-  threadCacheFlush(id: number): void
-  sizeClassTable(): number[]
-  nativeSizeClassOf(bytes: number): number
-  recordRecycled(id: number, allocations: number, frees: number, allocated: number, freed: number): void
-  adjustExternalMemory(delta: number): void
-}
+export type NativeBinding = Omit<Native, 'setScratch'>
 
 // The same module instance the package loads (same resolved path, same require cache).
 export const native: NativeBinding = require(path.join(repoRoot, 'dist', 'binding.cjs')) as NativeBinding

@@ -288,7 +288,7 @@ export class Arena {
     // A recycled block was not zeroed natively.
     if (recycled && zero === 1) new Uint8Array(view.buffer, view.byteOffset, bytes).fill(0)
     ViewMark.stamp(view, slots, slot)
-    rememberView(view)
+    rememberView(view, slots, slot)
     return view
   }
 
@@ -350,7 +350,7 @@ export class Arena {
     const slot = this.liveSlot(allocation)
     if (slot >= 0) {
       const slots = this.slots as ViewSlots
-      if (slots.registered[slot] !== 0) forgetView(allocation as ArrayBufferView, slots, slot)
+      forgetView(allocation as ArrayBufferView, slots, slot)
       const result = slots.release(slot)
       if (result !== 0) throw this.failure(result, 0)
       return
@@ -399,7 +399,7 @@ export class Arena {
       const offset = slots.offsets[slot]
       const token = native.handOff(id, offset, slots.generations[slot], undefined, byteLength, kindCode('view', dtype))
       if (token < 0) throw this.failure(token, 0)
-      if (slots.registered[slot] !== 0) forgetView(view, slots, slot)
+      forgetView(view, slots, slot)
       slots.drop(slot)
       const length = byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
       return { arena: id, token, kind: 'view', dtype, length, byteLength, offset }
@@ -445,7 +445,7 @@ export class Arena {
       const slot = slots.add(h.offset, scratch()[0], h.byteLength)
       const view = windows.view<ArrayBufferView>(Ctor, h.offset, h.length, h.byteLength)
       ViewMark.stamp(view, slots, slot)
-      rememberView(view)
+      rememberView(view, slots, slot)
       return view as unknown as T
     }
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))

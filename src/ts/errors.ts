@@ -1,16 +1,6 @@
-/** Codes of {@link AllocatorError}. */
-export type AllocatorErrorCode =
-  | 'ERR_OUT_OF_MEMORY'
-  | 'ERR_NOT_OWNED'
-  | 'ERR_DOUBLE_FREE'
-  | 'ERR_INVALID_CONFIG'
-  | 'ERR_EXTERNAL_BUFFERS_UNSUPPORTED'
-  | 'ERR_INVALID_SIZE'
-  | 'ERR_UNKNOWN_ARENA'
-  | 'ERR_THREAD_STATE_UNAVAILABLE'
-  | 'ERR_VIEW_UNSUPPORTED'
-  | 'ERR_ALREADY_RECEIVED'
-  | 'ERR_INVALID_HANDLE'
+import { type AllocatorErrorCode, MESSAGES, NATIVE_CODES } from './codes.js'
+
+export type { AllocatorErrorCode } from './codes.js'
 
 /** Extra fields of an {@link AllocatorError}. */
 export interface AllocatorErrorDetails {
@@ -52,43 +42,18 @@ export class AllocatorError extends Error {
   }
 }
 
-/** Native numeric codes (src/codes.rs), index = code. @internal */
-const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = [
-  undefined,
-  'ERR_OUT_OF_MEMORY',
-  'ERR_NOT_OWNED',
-  'ERR_DOUBLE_FREE',
-  'ERR_INVALID_CONFIG',
-  'ERR_EXTERNAL_BUFFERS_UNSUPPORTED',
-  'ERR_INVALID_SIZE',
-  'ERR_UNKNOWN_ARENA',
-  'ERR_THREAD_STATE_UNAVAILABLE',
-  'ERR_ALREADY_RECEIVED',
-  'ERR_INVALID_HANDLE',
-]
-
-const MESSAGES: Record<AllocatorErrorCode, string> = {
-  ERR_OUT_OF_MEMORY: 'arena out of memory',
-  ERR_NOT_OWNED: 'not a buffer, array or view handed out by this arena',
-  ERR_DOUBLE_FREE: 'already freed',
-  ERR_INVALID_CONFIG: 'invalid arena options',
-  ERR_EXTERNAL_BUFFERS_UNSUPPORTED:
-    'this runtime does not allow external ArrayBuffers (V8 sandbox, e.g. Electron): tensor-arena cannot expose arena memory here',
-  ERR_INVALID_SIZE: 'invalid size',
-  ERR_UNKNOWN_ARENA: 'this arena no longer exists',
-  ERR_THREAD_STATE_UNAVAILABLE: "this thread's allocator state is unavailable (thread shutting down)",
-  ERR_VIEW_UNSUPPORTED: 'this runtime cannot create a window onto arena memory',
-  ERR_ALREADY_RECEIVED: 'this hand-off was received (or reclaimed) already',
-  ERR_INVALID_HANDLE: 'not a hand-off handle issued by this arena, or an altered one',
-}
-
 /**
  * The error for a negative native result `-code`; for an out-of-memory, `available` and
  * `cap` (0: the arena has no cap, so the operating system refused) come from the native
  * scratch slots. @internal
  */
 export function nativeFailure(result: number, requested?: number, available?: number, cap?: number): AllocatorError {
-  const code = NATIVE_CODES[-result] ?? 'ERR_INVALID_SIZE'
+  const code = NATIVE_CODES[-result]
+  if (code === undefined) {
+    // The generated table and the addon disagree: a build mix-up, never a user error.
+    const error = new Error(`tensor-arena internal error: unknown native result ${result} (dist/ is out of date?)`)
+    throw Object.assign(error, { code: 'ERR_INTERNAL_ASSERTION' as const })
+  }
   if (code !== 'ERR_OUT_OF_MEMORY') return new AllocatorError(code, MESSAGES[code])
   if (cap === undefined || cap === 0) {
     return new AllocatorError(
@@ -113,7 +78,7 @@ export function allocatorError(code: AllocatorErrorCode, detail?: string): Alloc
 export function fromNative(error: unknown): unknown {
   if (error instanceof Error && typeof (error as { code?: unknown }).code === 'string') {
     const code = (error as unknown as { code: string }).code
-    if (code in MESSAGES) return new AllocatorError(code as AllocatorErrorCode, error.message)
+    if (Object.hasOwn(MESSAGES, code)) return new AllocatorError(code as AllocatorErrorCode, error.message)
   }
   return error
 }

@@ -1,6 +1,9 @@
 // The native addon (dist/tensor-arena.<platform>.node, loaded by the generated
-// dist/binding.cjs). Raw hot-path callbacks are not in the generated types, so the whole
-// surface is declared here once.
+// dist/binding.cjs). Its surface is the #[napi] functions, typed by napi-rs's generated
+// declarations (binding.d.cts), plus the raw callbacks src/lib.rs registers by hand
+// (`RawNative` below). __test__/native-contract.spec.ts checks this against what the
+// addon really exports.
+import type * as Generated from './binding.cjs'
 
 /** A stats snapshot as the addon builds it (camelCase field names). @internal */
 export type RawStats = Record<string, number> & { classes: Record<string, number>[] }
@@ -8,8 +11,12 @@ export type RawStats = Record<string, number> & { classes: Record<string, number
 /** One thread cache's stats as the addon builds it. @internal */
 export type RawThreadCacheStats = Record<string, number> & { classBlocks: number[] }
 
-/** The typed interface over the raw native functions. @internal */
-export interface Native {
+/**
+ * The raw callbacks (registered in src/lib.rs with `raw::register`, not by napi-rs, so not
+ * in the generated types): the hot paths and what returns external ArrayBuffers.
+ * @internal
+ */
+export interface RawNative {
   /** A window over chunk `chunk` of arena `id` (arena offsets `chunk * chunkSize ...`). */
   viewWindow(id: number, chunk: number): ArrayBuffer
   /** A window over exactly the live block at arena `offset` (blocks crossing a chunk boundary). */
@@ -20,6 +27,8 @@ export interface Native {
   viewFree(id: number, offset: number, generation: number): number
   /** Makes the hot path report side values (4 × f64) in `buffer` (this thread). */
   setScratch(buffer: ArrayBuffer): void
+  /** This thread's lent-tier words for arena `id` (the core's `LentTier`, f64 each). */
+  lentTier(id: number): ArrayBuffer
   /** An exclusive external ArrayBuffer (generation in scratch[0], offset in scratch[2]), or a negative code. */
   allocExclusive(id: number, byteLength: number, zero: number): ArrayBuffer | number
   /** Frees and detaches an exclusive buffer: 0, or a negative code. */
@@ -43,32 +52,41 @@ export interface Native {
   receiveExclusive(id: number, token: number, offset: number, byteLength: number, kind: number): ArrayBuffer | number
   /** Frees a hand-off nobody received: 0 or a negative code. */
   reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
-  arenaShared(
-    name: string,
-    maxBytes?: number,
-    alignment?: number,
-    refillTargetBytes?: number,
-    localCacheTargetBytes?: number,
-  ): number
-  arenaCreate(maxBytes?: number, alignment?: number, refillTargetBytes?: number, localCacheTargetBytes?: number): number
-  arenaDefault(): number
-  arenaRelease(id: number): void
-  arenaStats(id: number): RawStats
-  statFields(): string[][]
-  arenaTrim(id: number): number
-  /** `[maxBytes (0: no cap), alignment, chunk size]`. */
-  arenaInfo(id: number): number[]
-  threadCacheStats(id: number): RawThreadCacheStats
-  threadCacheFlush(id: number): void
-  sizeClassTable(): number[]
-  nativeSizeClassOf(bytes: number): number
-  /** This thread's lent-tier words for arena `id` (the core's `LentTier`, f64 each). */
-  lentTier(id: number): ArrayBuffer
-  /** `[allocations, frees, allocatedBytes, freedBytes, lentRequested, lentBlocks, words]` word indices. */
-  lentTierLayout(): number[]
-  /** `napi_adjust_external_memory(delta)`. */
-  adjustExternalMemory(delta: number): void
 }
+
+/** The names of {@link RawNative}, in src/lib.rs's order (checked both ways below). @internal */
+export const RAW_FUNCTIONS = Object.freeze([
+  'viewWindow',
+  'blockWindow',
+  'viewAlloc',
+  'viewFree',
+  'setScratch',
+  'lentTier',
+  'allocExclusive',
+  'freeExclusive',
+  'handOff',
+  'receiveView',
+  'receiveExclusive',
+  'reclaim',
+] as const satisfies readonly (keyof RawNative)[])
+
+/** Compile-time: every {@link RawNative} member is listed in {@link RAW_FUNCTIONS}. */
+type Unlisted = Exclude<keyof RawNative, (typeof RAW_FUNCTIONS)[number]>
+const everyRawFunctionListed: [Unlisted] extends [never] ? true : Unlisted = true
+void everyRawFunctionListed
+
+/**
+ * The #[napi] functions as napi-rs declared them, with the two whose generated return type
+ * is a bare `object` narrowed to the shape the addon builds.
+ * @internal
+ */
+export type GeneratedNative = Omit<typeof Generated, '__napiBindingTarget' | 'arenaStats' | 'threadCacheStats'> & {
+  arenaStats(id: number): RawStats
+  threadCacheStats(id: number): RawThreadCacheStats
+}
+
+/** The typed interface over the whole addon. @internal */
+export type Native = GeneratedNative & RawNative
 
 /** The loaded addon. @internal */
 // eslint-disable-next-line @typescript-eslint/no-require-imports

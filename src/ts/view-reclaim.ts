@@ -36,7 +36,8 @@ const viewReclaimer = new FinalizationRegistry<Held>(([slots, slot, mark, bytes]
 function flushPendingViews(): void {
   flushScheduled = false
   for (let i = 0; i < pendingCount; i++) {
-    const view = pendingViews[i] as ArrayBufferView
+    const view = pendingViews[i]
+    if (view === undefined) continue
     const slots = ViewMark.slotsOf(view) as ViewSlots
     const slot = ViewMark.slotIn(view, slots)
     if (slot >= 0) {
@@ -50,8 +51,9 @@ function flushPendingViews(): void {
   pendingCount = 0
 }
 
-/** A view just handed out (and marked): reclaimed by GC if it is never freed. */
-export function rememberView(view: ArrayBufferView): void {
+/** A view just handed out (and marked) in `slots`' slot `slot`: reclaimed by GC if it is never freed. */
+export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
+  slots.pendingAt[slot] = pendingCount
   pendingViews[pendingCount] = view
   if (++pendingCount >= PENDING_MAX) {
     flushPendingViews()
@@ -61,8 +63,17 @@ export function rememberView(view: ArrayBufferView): void {
   }
 }
 
-/** A live view registered for GC reclaim, about to be freed or handed off: no longer to be reclaimed. */
+/**
+ * A live view about to be freed or handed off: no longer to be reclaimed. A view still in
+ * the pending list leaves it at once, so a view freed in the turn it was made is garbage
+ * as soon as the caller drops it (it dies young instead of surviving until the flush).
+ */
 export function forgetView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
+  if (slots.registered[slot] === 0) {
+    const at = slots.pendingAt[slot]
+    if (at < pendingCount && pendingViews[at] === view) pendingViews[at] = undefined
+    return
+  }
   slots.registered[slot] = 0
   if (viewReclaimer.unregister(view)) reportExternal(-slots.bytes[slot])
 }

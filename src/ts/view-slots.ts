@@ -47,6 +47,8 @@ export class ViewSlots {
   marks = new Float64Array(INITIAL_SLOTS)
   /** Per slot: 1 while its live view is registered for GC reclaim. */
   registered = new Uint8Array(INITIAL_SLOTS)
+  /** Per slot: where its live view was put in the pending-reclaim list (see view-reclaim.ts). */
+  pendingAt = new Int32Array(INITIAL_SLOTS)
   private freeSlots = new Int32Array(INITIAL_SLOTS)
   private freeTop = 0
   private used = 0
@@ -172,6 +174,7 @@ export class ViewSlots {
       this.bytes = grow(this.bytes)
       this.marks = grow(this.marks)
       this.registered = grow(this.registered)
+      this.pendingAt = grow(this.pendingAt)
       this.freeSlots = grow(this.freeSlots)
     }
     return this.used++
