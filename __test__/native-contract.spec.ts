@@ -57,3 +57,17 @@ test('every code the native hot paths return maps to an AllocatorError with its 
     if (code !== 'ERR_OUT_OF_MEMORY') t.is(error.message, message)
   }
 })
+
+test("the benchmark floor hooks: floorBuffer is an external buffer over static memory, floorDetach detaches only such a buffer", (t) => {
+  const buffer = native.floorBuffer(64)
+  t.is(buffer.byteLength, 64)
+  const pooled = Buffer.allocUnsafe(8)
+  const plain = new ArrayBuffer(8)
+  for (const other of [pooled.buffer as ArrayBuffer, plain]) {
+    t.throws(() => native.floorDetach(other), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+    t.not(other.byteLength, 0, 'nothing else is ever detached')
+  }
+  t.throws(() => native.floorBuffer(32 * 1024 * 1024), { instanceOf: TypeError })
+  native.floorDetach(buffer)
+  t.is(buffer.byteLength, 0)
+})

@@ -141,12 +141,36 @@ test('issue 11: a view freed twice after its recycled block went to a view of an
   arena.free(b)
 })
 
-test('issue 11: { zero: true } zeroes a recycled block', (t) => {
+test('issue 11: { zero: true } zeroes a recycled block, for number and BigInt views', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
   const a = arena.view('uint8', 256)
   a.fill(0xff)
   arena.free(a)
   const b = arena.view('uint8', 256, { zero: true })
   t.true(b.every((x) => x === 0))
+  arena.free(b)
+  const c = arena.view('bigint64', 32)
+  c.fill(-1n)
+  arena.free(c)
+  const d = arena.view('biguint64', 32, { zero: true })
+  t.true(d.every((x) => x === 0n))
+  arena.free(d)
+})
+
+test('issue 11: a recycled block is only reused for the same byte length, and bad options still throw on the fast path', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  const a = arena.view('float32', 16)
+  arena.free(a)
+  const b = arena.view('uint8', 60) // same class, other length: another block
+  t.is(b.byteLength, 60)
+  t.false(b.buffer === a.buffer && b.byteOffset === a.byteOffset, 'the kept block is not reused for another length')
+  const c = arena.view('float32', 16) // the same length: the kept block
+  t.true(c.buffer === a.buffer && c.byteOffset === a.byteOffset)
+  arena.free(c)
+  t.throws(() => arena.view('float32', 16, 'zero' as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => arena.view('float32', 16, { zero: 1 as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => arena.view('float32', 1.5), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => arena.view('nope' as never, 16), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' })
+  t.deepEqual(usage(arena.stats()), { liveAllocations: 1, liveBytes: 60 })
   arena.free(b)
 })

@@ -10,6 +10,7 @@ mod codes;
 mod cold;
 mod exclusive;
 mod external;
+mod floor;
 mod handoff;
 mod raw;
 mod registry;
@@ -39,6 +40,8 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"receiveView", handoff::receive_view),
             (c"receiveExclusive", handoff::receive_exclusive),
             (c"reclaim", handoff::reclaim),
+            (c"floorBuffer", floor::floor_buffer),
+            (c"floorDetach", floor::floor_detach),
         ],
     )?;
     env.add_env_cleanup_hook((), |()| registry::teardown_thread())?;

@@ -8,6 +8,7 @@
 // setImmediate every 16 operations, which is when finalizers (and the view reclaimer) run.
 // The baselines have no free: V8 reclaims them in its own GC, as in real use.
 
+import { createRequire } from 'node:module'
 import { setImmediate as immediate } from 'node:timers/promises'
 
 import { checkPools, memPool, typedarrayPool } from './pools.mjs'
@@ -47,6 +48,22 @@ export const VARIANTS = [
   { id: 'array', label: 'ours: array', kind: 'ours', dtype: 'uint8', alloc: "arena.array('uint8', L)", free: 'arena.free(a)' },
   { id: 'view', label: 'ours: view', kind: 'ours', dtype: 'uint8', alloc: "arena.view('uint8', L)", free: 'arena.free(a)' },
   { id: 'view-zero', label: 'ours: view { zero: true }', kind: 'ours', dtype: 'uint8', alloc: "arena.view('uint8', L, ZERO)", free: 'arena.free(a)' },
+  {
+    id: 'view-dtypes',
+    label: 'ours: view, 4 dtypes cycling',
+    kind: 'ours',
+    dtype: 'uint8',
+    alloc: 'arena.view(DTYPES[k = (k + 1) & 3], N / DTYPE_BYTES[k])',
+    free: 'arena.free(a)',
+  },
+  {
+    id: 'exclusive-floor',
+    label: "Node's floor: external ArrayBuffer + detach",
+    kind: 'floor',
+    dtype: 'uint8',
+    alloc: 'new Uint8Array(FLOOR.floorBuffer(N))',
+    free: 'FLOOR.floorDetach(a.buffer)',
+  },
   { id: 'array-gc', label: 'ours: array, GC-only', kind: 'gc', dtype: 'uint8', alloc: "gcArena.array('uint8', L)" },
   { id: 'view-gc', label: 'ours: view, GC-only', kind: 'gc', dtype: 'uint8', alloc: "viewGcArena.view('uint8', L)" },
   { id: 'buffer-alloc-gc', label: 'Buffer.alloc, yield/16', kind: 'gc', dtype: 'uint8', alloc: 'Buffer.alloc(N)' },
@@ -70,8 +87,15 @@ function touchLoop(v, touch, length) {
  * view case that ran its arena out of memory does not spoil the next group), and a sink
  * that keeps results observable.
  */
+/**
+ * The addon's benchmark hooks (`floorBuffer`/`floorDetach`: an external ArrayBuffer over
+ * static memory and its detach, the Node-API floor of `alloc`/`array` + `free`).
+ */
+const FLOOR = createRequire(import.meta.url)('../../dist/binding.cjs')
+
 export function makeEnv(Arena, arena, gcArena) {
   return {
+    FLOOR,
     arena,
     gcArena,
     viewGcArena: new Arena({ maxBytes: arena.maxBytes }),
@@ -95,9 +119,11 @@ export function sizeCase(env, v, size, touch) {
   const L = size / BYTES[v.dtype]
   const pools = v.kind === 'pool' ? checkPools(env.MP, v.dtype, L) : { tpMalloc: '', thingType: '' }
   const prologue = `
-    const { arena, gcArena, viewGcArena, MP, TP, ZERO, immediate } = env
+    const { arena, gcArena, viewGcArena, MP, TP, ZERO, FLOOR, immediate } = env
     const TP_MALLOC = ${JSON.stringify(pools.tpMalloc)}, MP_TYPE = ${JSON.stringify(pools.thingType)}
-    const N = ${size}, L = ${L}`
+    const N = ${size}, L = ${L}
+    const DTYPES = ['uint8', 'float32', 'int32', 'float64'], DTYPE_BYTES = [1, 4, 4, 8]
+    let k = 0`
   const body = `const a = ${v.alloc}; ${v.check ?? ''}; ${touchLoop(v, touch, L)}; env.sink = a; ${v.free ?? ''}`
   let src
   if (v.kind !== 'gc') {
@@ -148,6 +174,30 @@ export function embedCase(env, v) {
       for (let i = 0; i < ${EMBED.count}; i++) { const a = ${v.alloc}; ${v.check ?? ''}; a.fill(1.5); slots[i] = a }
       for (let i = 0; i < ${EMBED.count}; i++) { const a = slots[i]; ${v.free ?? ''}; slots[i] = null }
       env.sink = b
+    }`
+  return { id: v.id, fn: new Function('env', src)(env), opsPerCall: 1 }
+}
+
+// ---- burst: 256 live 64-byte buffers, then 256 frees ---------------------------------------
+export const BURST = { count: 256, bytes: 64 }
+
+export const BURST_VARIANTS = [
+  { id: 'buffer-alloc', label: 'Buffer.alloc', alloc: 'Buffer.alloc(BYTES)' },
+  { id: 'typedarray-pool', label: 'typedarray-pool', alloc: 'TP.mallocUint8(BYTES)', free: 'TP.free(a)' },
+  { id: 'thing-mempool', label: '@thi.ng/malloc MemPool', alloc: "MP.mallocAs('u8', BYTES)", check: 'if (a === undefined) throw new Error("MemPool exhausted")', free: 'MP.free(a)' },
+  { id: 'array', label: 'ours: array', alloc: "arena.array('uint8', BYTES)", free: 'arena.free(a)' },
+  { id: 'view', label: 'ours: view', alloc: "arena.view('uint8', BYTES)", free: 'arena.free(a)' },
+]
+
+/** The burst case for `v`: one call = 256 hand-outs kept live, then 256 frees. */
+export function burstCase(env, v) {
+  const src = `
+    const { arena, MP, TP } = env
+    const BYTES = ${BURST.bytes}
+    const live = new Array(${BURST.count}).fill(null)
+    return function burst_${v.id.replace(/-/g, '_')}() {
+      for (let i = 0; i < ${BURST.count}; i++) { const a = ${v.alloc}; ${v.check ?? ''}; live[i] = a }
+      for (let i = 0; i < ${BURST.count}; i++) { const a = live[i]; ${v.free ?? ''}; live[i] = null }
     }`
   return { id: v.id, fn: new Function('env', src)(env), opsPerCall: 1 }
 }

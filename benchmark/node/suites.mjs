@@ -8,7 +8,7 @@ import { setImmediate as immediate } from 'node:timers/promises'
 
 import b from 'benny'
 
-import { embedCase, EMBED_VARIANTS, makeEnv, SCENARIOS, SIZES, sizeCase, VARIANTS } from './cases.mjs'
+import { BURST_VARIANTS, burstCase, embedCase, EMBED_VARIANTS, makeEnv, SCENARIOS, SIZES, sizeCase, VARIANTS } from './cases.mjs'
 
 export function median(values) {
   const v = values.filter((x) => Number.isFinite(x)).sort((x, y) => x - y)
@@ -61,6 +61,7 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
   const gcArena = new Arena({ maxBytes: arena.maxBytes })
   const sizesOut = {}
   const embed = {}
+  const burst = {}
   const oom = {}
   for (let r = 0; r < repeats; r++) {
     log(`\n=== repeat ${r + 1} of ${repeats} ===`)
@@ -90,8 +91,12 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
     const cases = rotate(EMBED_VARIANTS, r * 3).map((v) => embedCase(env, v))
     const ops = await runSuite('embedding_batch', cases, { maxTime, minSamples })
     for (const v of EMBED_VARIANTS) (embed[v.id] ??= []).push(ops[v.id])
+    await settle()
+    const burstEnv = makeEnv(Arena, arena, gcArena)
+    const burstOps = await runSuite('burst', rotate(BURST_VARIANTS, r * 2).map((v) => burstCase(burstEnv, v)), { maxTime, minSamples })
+    for (const v of BURST_VARIANTS) (burst[v.id] ??= []).push(burstOps[v.id])
   }
-  return { sizes: sizesOut, embed, oom }
+  return { sizes: sizesOut, embed, burst, oom }
 }
 
 /**
@@ -118,10 +123,13 @@ export function summarize(raw) {
       }
     }
   }
-  const embed = {}
-  const base = raw.embed['buffer-alloc']
-  for (const [id, values] of Object.entries(raw.embed)) {
-    embed[id] = { ops: median(values), ratio: median(values.map((x, i) => x / base[i])), runs: values }
+  const perBase = (group) => {
+    const out = {}
+    const base = group?.['buffer-alloc']
+    for (const [id, values] of Object.entries(group ?? {})) {
+      out[id] = { ops: median(values), ratio: median(values.map((x, i) => x / base[i])), runs: values }
+    }
+    return out
   }
-  return { sizes, embed }
+  return { sizes, embed: perBase(raw.embed), burst: perBase(raw.burst) }
 }

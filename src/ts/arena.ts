@@ -1,6 +1,14 @@
 import { constants as bufferConstants } from 'node:buffer'
 
-import { constructorOf, DTYPES, dtypeOf, VIEW_CONSTRUCTORS, type DType, type TypedArrayOf } from './dtypes.js'
+import {
+  constructorOf,
+  DTYPES,
+  dtypeOf,
+  viewConstructor,
+  type DType,
+  type TypedArrayConstructor,
+  type TypedArrayOf,
+} from './dtypes.js'
 import {
   AllocatorError,
   allocatorError,
@@ -84,6 +92,12 @@ const DTYPE_NAMES = Object.keys(DTYPES) as DType[]
 /** The kind/dtype code a hand-off carries natively: kind × 16 + dtype index (15: none). */
 function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
   return KIND_CODES[kind] * 16 + (dtype === null ? 15 : DTYPE_NAMES.indexOf(dtype))
+}
+
+/** Zero-fills a view of `Ctor` (a BigInt array takes `0n`). */
+function zeroFill(view: ArrayBufferView, Ctor: TypedArrayConstructor): void {
+  if (Ctor === BigInt64Array || Ctor === BigUint64Array) (view as BigInt64Array).fill(0n)
+  else (view as Uint8Array).fill(0)
 }
 
 const LAZY = -1
@@ -267,28 +281,79 @@ export class Arena {
    *   (Node 20 limits external buffers to 4 GiB).
    */
   view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
-    const Ctor = VIEW_CONSTRUCTORS[dtype] ?? constructorOf(dtype)
+    // The common case, kept small enough for V8 to inline: a whole length, and a block of
+    // exactly this size kept from an earlier view (every size check held for it then).
+    const slots = this.slots
+    const Ctor = viewConstructor(dtype)
+    if (slots !== undefined && Ctor !== undefined && length >>> 0 === length) {
+      const zero = options === undefined ? 0 : zeroOption(options)
+      const bytes = length * Ctor.BYTES_PER_ELEMENT
+      const slot = slots.take(bytes)
+      if (slot >= 0) {
+        const view = this.viewOver<TypedArrayOf<D>>(slots, slot, Ctor, length, bytes)
+        // A recycled block was not zeroed natively.
+        if (zero === 1) zeroFill(view, Ctor)
+        return view
+      }
+    }
+    return this.viewChecked(dtype, length, options)
+  }
+
+  /** {@link Arena.view} with every check, and a native block when none is kept. */
+  private viewChecked<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
+    const Ctor = viewConstructor(dtype) ?? constructorOf(dtype)
     checkCount(length, 'length')
     const zero = options === undefined ? 0 : zeroOption(options)
-    const id = this.id === LAZY ? this.resolve() : this.id
+    const id = this.resolve()
     const bytes = length * Ctor.BYTES_PER_ELEMENT
     this.checkBytes(bytes, 'length')
     const slots = this.slots ?? this.openViews(id)
     let slot = slots.take(bytes)
     const recycled = slot >= 0
     if (!recycled) slot = this.viewBlock(slots, id, bytes, zero)
-    let view: TypedArrayOf<D>
+    const view = this.viewOver<TypedArrayOf<D>>(slots, slot, Ctor, length, bytes)
+    // A recycled block was not zeroed natively.
+    if (recycled && zero === 1) zeroFill(view, Ctor)
+    return view
+  }
+
+  /** The marked, remembered view over live slot `slot`. */
+  private viewOver<T extends ArrayBufferView>(
+    slots: ViewSlots,
+    slot: number,
+    Ctor: TypedArrayConstructor,
+    length: number,
+    bytes: number,
+  ): T {
+    // The window this slot's views were made over last, while it is not detached.
+    const window = slots.windows[slot]
+    const view =
+      window !== undefined && window.byteLength !== 0
+        ? (new Ctor(window, slots.within[slot], length) as unknown as T)
+        : this.firstView<T>(slots, slot, Ctor, length, bytes)
+    ViewMark.stamp(view, slots, slot)
+    rememberView(view, slots, slot)
+    return view
+  }
+
+  /** A view over slot `slot` through the windows (opening one if needed), remembered in the slot. */
+  private firstView<T extends ArrayBufferView>(
+    slots: ViewSlots,
+    slot: number,
+    Ctor: TypedArrayConstructor,
+    length: number,
+    bytes: number,
+  ): T {
+    let view: T
     try {
-      view = (this.windows as Windows).view<TypedArrayOf<D>>(Ctor, slots.offsets[slot], length, bytes)
+      view = (this.windows as Windows).view<T>(Ctor, slots.offsets[slot], length, bytes)
     } catch (error) {
       // No window (the runtime refused one): the block goes back, nothing leaks.
       slots.release(slot)
       throw error
     }
-    // A recycled block was not zeroed natively.
-    if (recycled && zero === 1) new Uint8Array(view.buffer, view.byteOffset, bytes).fill(0)
-    ViewMark.stamp(view, slots, slot)
-    rememberView(view, slots, slot)
+    slots.windows[slot] = view.buffer as ArrayBuffer
+    slots.within[slot] = view.byteOffset
     return view
   }
 
@@ -344,17 +409,27 @@ export class Arena {
    *   arena's buffer): nothing is detached. `ERR_DOUBLE_FREE` when it was freed already.
    */
   free(allocation: ArenaAllocation): void {
+    // The common case, kept small enough for V8 to inline: a live view of this arena.
+    const slots = this.slots
+    if (slots !== undefined && typeof allocation === 'object' && allocation !== null) {
+      const slot = ViewMark.slotIn(allocation, slots)
+      if (slot >= 0) {
+        forgetView(allocation as ArrayBufferView, slots, slot)
+        if (slots.lend(slot)) return
+        const result = slots.freeNative(slot)
+        if (result !== 0) throw this.failure(result, 0)
+        return
+      }
+    }
+    this.freeChecked(allocation)
+  }
+
+  /** {@link Arena.free} of anything but a live view of this arena. */
+  private freeChecked(allocation: ArenaAllocation): void {
     if (typeof allocation !== 'object' || allocation === null) {
       throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
     }
-    const slot = this.liveSlot(allocation)
-    if (slot >= 0) {
-      const slots = this.slots as ViewSlots
-      forgetView(allocation as ArrayBufferView, slots, slot)
-      const result = slots.release(slot)
-      if (result !== 0) throw this.failure(result, 0)
-      return
-    }
+    this.liveSlot(allocation) // throws for a view of another arena and for a stale view
     const state = this.liveExclusive(allocation)
     const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)

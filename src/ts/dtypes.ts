@@ -25,12 +25,38 @@ export type TypedArrayConstructor = (typeof DTYPES)[DType]
 const hasOwn = Object.prototype.hasOwnProperty
 
 /**
- * {@link DTYPES} without a prototype, for the hot path: one lookup, `undefined` for any
- * other key (`toString`, `__proto__`, …), no `hasOwnProperty` call. @internal
+ * The constructor for `dtype`, or `undefined` for anything else: a `switch` on the string
+ * (one pointer compare per case in optimized code), several times faster than a keyed
+ * lookup in a table. `__test__/dtypes.spec.ts` checks it against {@link DTYPES}. @internal
  */
-export const VIEW_CONSTRUCTORS: Readonly<Record<string, TypedArrayConstructor | undefined>> = Object.freeze(
-  Object.assign(Object.create(null) as Record<string, TypedArrayConstructor>, DTYPES),
-)
+export function viewConstructor(dtype: unknown): TypedArrayConstructor | undefined {
+  switch (dtype) {
+    case 'uint8':
+      return Uint8Array
+    case 'float32':
+      return Float32Array
+    case 'float64':
+      return Float64Array
+    case 'int32':
+      return Int32Array
+    case 'int8':
+      return Int8Array
+    case 'uint8clamped':
+      return Uint8ClampedArray
+    case 'int16':
+      return Int16Array
+    case 'uint16':
+      return Uint16Array
+    case 'uint32':
+      return Uint32Array
+    case 'bigint64':
+      return BigInt64Array
+    case 'biguint64':
+      return BigUint64Array
+    default:
+      return undefined
+  }
+}
 
 /**
  * The constructor for `dtype`. @internal

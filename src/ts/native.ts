@@ -52,6 +52,10 @@ export interface RawNative {
   receiveExclusive(id: number, token: number, offset: number, byteLength: number, kind: number): ArrayBuffer | number
   /** Frees a hand-off nobody received: 0 or a negative code. */
   reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
+  /** Benchmark floor: an external ArrayBuffer over static memory (no allocator involved). */
+  floorBuffer(byteLength: number): ArrayBuffer
+  /** Benchmark floor: detaches a buffer `floorBuffer` made. */
+  floorDetach(buffer: ArrayBuffer): void
 }
 
 /** The names of {@link RawNative}, in src/lib.rs's order (checked both ways below). @internal */
@@ -68,6 +72,8 @@ export const RAW_FUNCTIONS = Object.freeze([
   'receiveView',
   'receiveExclusive',
   'reclaim',
+  'floorBuffer',
+  'floorDetach',
 ] as const satisfies readonly (keyof RawNative)[])
 
 /** Compile-time: every {@link RawNative} member is listed in {@link RAW_FUNCTIONS}. */

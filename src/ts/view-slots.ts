@@ -47,12 +47,21 @@ export class ViewSlots {
   marks = new Float64Array(INITIAL_SLOTS)
   /** Per slot: 1 while its live view is registered for GC reclaim. */
   registered = new Uint8Array(INITIAL_SLOTS)
-  /** Per slot: where its live view was put in the pending-reclaim list (see view-reclaim.ts). */
+  /** Per slot: the window its views were made over last (set by the arena), or `undefined`. */
+  windows: (ArrayBuffer | undefined)[] = new Array(INITIAL_SLOTS)
+  /** Per slot: its block's byte offset inside that window. */
+  within = new Float64Array(INITIAL_SLOTS)
+  /** Per slot: where its live view sits in the pending-reclaim list (view-reclaim.ts). */
   pendingAt = new Int32Array(INITIAL_SLOTS)
+  /** Per slot: its block's size class (-1 above the largest class: never lent). */
+  classes = new Int8Array(INITIAL_SLOTS)
   private freeSlots = new Int32Array(INITIAL_SLOTS)
   private freeTop = 0
   private used = 0
   private lent = 0
+  /** The last size `take` was asked for, and its class (most callers repeat sizes). */
+  private lastBytes = -1
+  private lastClass = -1
   private readonly stacks: Int32Array[] = Array.from(LIMITS, (limit) => new Int32Array(limit))
   private readonly tops = new Int32Array(LIMITS.length)
   private readonly tier: Float64Array
@@ -71,7 +80,12 @@ export class ViewSlots {
   /** A lent slot whose block was requested with exactly `bytes` (now live), or -1. */
   take(bytes: number): number {
     if (this.lent === 0) return -1
-    const c = classIndexOf(bytes)
+    let c = this.lastClass
+    if (bytes !== this.lastBytes) {
+      c = classIndexOf(bytes)
+      this.lastBytes = bytes
+      this.lastClass = c
+    }
     if (c < 0) return -1
     const top = this.tops[c]
     if (top === 0) return -1
@@ -94,6 +108,8 @@ export class ViewSlots {
     this.offsets[slot] = offset
     this.generations[slot] = generation
     this.bytes[slot] = bytes
+    this.classes[slot] = classIndexOf(bytes)
+    this.windows[slot] = undefined
     return slot
   }
 
@@ -103,24 +119,31 @@ export class ViewSlots {
    * @returns 0, or the native result code.
    */
   release(slot: number): number {
+    return this.lend(slot) ? 0 : this.freeNative(slot)
+  }
+
+  /** Frees live slot `slot` into its class's stack if there is room (its views go stale). */
+  lend(slot: number): boolean {
+    const c = this.classes[slot]
+    if (c < 0) return false
+    const top = this.tops[c]
+    if (top >= LIMITS[c]) return false
     this.marks[slot]++
-    const bytes = this.bytes[slot]
-    const c = classIndexOf(bytes)
-    if (c >= 0) {
-      const top = this.tops[c]
-      if (top < LIMITS[c]) {
-        this.stacks[c][top] = slot
-        this.tops[c] = top + 1
-        this.lent++
-        const t = this.tier
-        const recorded = bytes || 1
-        t[FREES]++
-        t[FREED_BYTES] += recorded
-        t[LENT_REQUESTED] += recorded
-        t[LENT_BLOCKS + c]++
-        return 0
-      }
-    }
+    this.stacks[c][top] = slot
+    this.tops[c] = top + 1
+    this.lent++
+    const t = this.tier
+    const recorded = this.bytes[slot] || 1
+    t[FREES]++
+    t[FREED_BYTES] += recorded
+    t[LENT_REQUESTED] += recorded
+    t[LENT_BLOCKS + c]++
+    return true
+  }
+
+  /** Frees live slot `slot`'s block natively (its views go stale). @returns 0, or the native result code. */
+  freeNative(slot: number): number {
+    this.marks[slot]++
     const result = native.viewFree(this.arena, this.offsets[slot], this.generations[slot])
     this.freeSlots[this.freeTop++] = slot
     return result
@@ -164,7 +187,7 @@ export class ViewSlots {
   /** A never used slot, growing the tables when they are full. */
   private fresh(): number {
     if (this.used === this.marks.length) {
-      const grow = <T extends Float64Array | Int32Array | Uint8Array>(a: T): T => {
+      const grow = <T extends Float64Array | Int32Array | Int8Array | Uint8Array>(a: T): T => {
         const b = new (a.constructor as new (n: number) => T)(a.length * 2)
         b.set(a)
         return b
@@ -174,7 +197,9 @@ export class ViewSlots {
       this.bytes = grow(this.bytes)
       this.marks = grow(this.marks)
       this.registered = grow(this.registered)
+      this.classes = grow(this.classes)
       this.pendingAt = grow(this.pendingAt)
+      this.within = grow(this.within)
       this.freeSlots = grow(this.freeSlots)
     }
     return this.used++
