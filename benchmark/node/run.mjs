@@ -6,7 +6,12 @@
 //                              of BENCHMARK.md, benchmark/node-ratios.svg and
 //                              benchmark/node-results.json
 //   node benchmark/node/run.mjs [--full] [--repeats N] [--max-time S] [--min-samples N]
-//                              [--no-rss] [--no-pipeline] [--write]
+//                              [--no-rss] [--no-pipeline] [--write] [--views-only]
+//                              [--json PATH]
+//   --views-only               only the rows the view goals read (alloc + free, the burst):
+//                              what `npm run bench:node:versions` runs on each Node version
+//   --json PATH                also save { info, options, summary, rss } to PATH
+//   --no-write                 do not write BENCHMARK.md and the chart (even with --full)
 //   node benchmark/node/run.mjs --render [results.json]   re-render the outputs from saved
 //                              results (default benchmark/node-results.json), no measuring
 //
@@ -49,9 +54,11 @@ function parseArgs(argv) {
     rssOps: 2000,
     pipelineRuns: full ? 5 : 3,
     pipelineSeconds: full ? 0.5 : 0.2,
-    rss: !argv.includes('--no-rss'),
-    pipeline: !argv.includes('--no-pipeline'),
-    write: full || argv.includes('--write'),
+    viewsOnly: argv.includes('--views-only'),
+    rss: !argv.includes('--no-rss') && !argv.includes('--views-only'),
+    pipeline: !argv.includes('--no-pipeline') && !argv.includes('--views-only'),
+    write: (full || argv.includes('--write')) && !argv.includes('--views-only') && !argv.includes('--no-write'),
+    json: argv.includes('--json') ? argv[argv.indexOf('--json') + 1] : undefined,
   }
 }
 
@@ -102,7 +109,14 @@ const started = Date.now()
 console.log(`tensor-arena Node benchmark (${options.full ? 'full' : 'quick'}): ${info.cpu}, ${info.cores} cores, ${info.os}, Node ${info.node}; load ${info.load}`)
 
 const arena = new Arena() // the default options: no cap, the arena grows
-const raw = await runSuites({ Arena, arena, repeats: options.repeats, maxTime: options.maxTime, minSamples: options.minSamples })
+const raw = await runSuites({
+  Arena,
+  arena,
+  repeats: options.repeats,
+  maxTime: options.maxTime,
+  minSamples: options.minSamples,
+  viewsOnly: options.viewsOnly,
+})
 const summary = summarize(raw)
 const rss = options.rss ? { ...measureRss({ runs: options.rssRuns, ops: options.rssOps }), runs: options.rssRuns } : undefined
 const pipeline = options.pipeline ? await runPipeline({ runs: options.pipelineRuns, seconds: options.pipelineSeconds }) : undefined
@@ -113,6 +127,11 @@ const goals = checkGoals(summary, rss)
 console.log(`\ngoals met: ${goals.filter((g) => g.met).length} of ${goals.length}`)
 for (const g of goals) console.log(`${g.met ? ' met ' : ' MISS'}  ${g.goal}: ${g.value}`)
 console.log(`\n${Math.round(seconds)} s`)
+
+if (options.json !== undefined) {
+  writeFileSync(options.json, `${JSON.stringify({ date: new Date().toISOString().slice(0, 10), seconds, info, options, summary, rss }, null, 1)}\n`)
+  console.log(`wrote ${options.json}`)
+}
 
 if (options.write) {
   const command = options.full ? 'npm run bench:node' : `node benchmark/node/run.mjs ${argv.join(' ')}`.trim()

@@ -57,7 +57,12 @@ async function runSuite(name, cases, options) {
  * with one ops/s value per repeat (NaN where a GC-only case ran its arena out of memory;
  * `oom[scenario][size][variant]` lists after how many operations).
  */
-export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, sizes = SIZES, log = console.log }) {
+/** The variants of the views-only run (`--views-only`): the rows the view goals read. */
+export const VIEW_ROW_IDS = ['buffer-alloc', 'buffer-unsafe', 'typedarray-pool', 'thing-mempool', 'view', 'view-zero', 'view-dtypes']
+
+export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, sizes = SIZES, viewsOnly = false, log = console.log }) {
+  const variants = viewsOnly ? VARIANTS.filter((v) => VIEW_ROW_IDS.includes(v.id)) : VARIANTS
+  const scenarios = viewsOnly ? SCENARIOS.filter((sc) => sc.id === 'free') : SCENARIOS
   const gcArena = new Arena({ maxBytes: arena.maxBytes })
   const sizesOut = {}
   const embed = {}
@@ -65,15 +70,15 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
   const oom = {}
   for (let r = 0; r < repeats; r++) {
     log(`\n=== repeat ${r + 1} of ${repeats} ===`)
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       for (const size of sizes) {
         await settle()
         const env = makeEnv(Arena, arena, gcArena)
         const touch = scenario.id === 'touch'
-        const cases = rotate(VARIANTS, r * 5).map((v) => sizeCase(env, v, size, touch))
+        const cases = rotate(variants, r * 5).map((v) => sizeCase(env, v, size, touch))
         const ops = await runSuite(`${scenario.id} ${sizeLabel(size)}`, cases, { maxTime, minSamples })
         const slot = ((sizesOut[scenario.id] ??= {})[size] ??= {})
-        for (const v of VARIANTS) {
+        for (const v of variants) {
           const failedAt = env.oom.get(v.id)
           if (failedAt !== undefined) {
             ;(((oom[scenario.id] ??= {})[size] ??= {})[v.id] ??= []).push(failedAt)
@@ -86,11 +91,13 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
         env.viewGcArena = undefined
       }
     }
-    await settle()
-    const env = makeEnv(Arena, arena, gcArena)
-    const cases = rotate(EMBED_VARIANTS, r * 3).map((v) => embedCase(env, v))
-    const ops = await runSuite('embedding_batch', cases, { maxTime, minSamples })
-    for (const v of EMBED_VARIANTS) (embed[v.id] ??= []).push(ops[v.id])
+    if (!viewsOnly) {
+      await settle()
+      const env = makeEnv(Arena, arena, gcArena)
+      const cases = rotate(EMBED_VARIANTS, r * 3).map((v) => embedCase(env, v))
+      const ops = await runSuite('embedding_batch', cases, { maxTime, minSamples })
+      for (const v of EMBED_VARIANTS) (embed[v.id] ??= []).push(ops[v.id])
+    }
     await settle()
     const burstEnv = makeEnv(Arena, arena, gcArena)
     const burstOps = await runSuite('burst', rotate(BURST_VARIANTS, r * 2).map((v) => burstCase(burstEnv, v)), { maxTime, minSamples })
@@ -131,5 +138,5 @@ export function summarize(raw) {
     }
     return out
   }
-  return { sizes, embed: perBase(raw.embed), burst: perBase(raw.burst) }
+  return { sizes, embed: raw.embed && Object.keys(raw.embed).length > 0 ? perBase(raw.embed) : {}, burst: perBase(raw.burst) }
 }
