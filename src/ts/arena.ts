@@ -266,10 +266,12 @@ export class Arena {
 
   /**
    * A typed array of `length` elements over this thread's window onto the arena: the fast
-   * path (one native call). The view's `buffer` is the shared window, not an exclusive
-   * buffer: after {@link Arena.free} the view may alias memory handed out again, as
-   * `Buffer.allocUnsafe` slices alias its pool. A view that is never freed is reclaimed
-   * after it is garbage-collected.
+   * path. A freed view's block is kept for the next view of the same byte length, so a
+   * steady `view` → `free` cycle makes no native call; otherwise one. The view's `buffer`
+   * is the shared window (at most max(4 MiB, 2 × `byteLength`) of arena memory), not an
+   * exclusive buffer: after {@link Arena.free} the view may alias memory handed out again,
+   * as `Buffer.allocUnsafe` slices alias its pool. A view that is never freed is reclaimed
+   * after it is garbage-collected. Frozen or sealed views work like any other.
    *
    * @param dtype - element type (see {@link Arena.array}).
    * @param length - number of elements.
@@ -277,8 +279,7 @@ export class Arena {
    * @throws {TypeError} as for {@link Arena.array}.
    * @throws {RangeError} as for {@link Arena.array}.
    * @throws {AllocatorError} `ERR_OUT_OF_MEMORY`, or `ERR_EXTERNAL_BUFFERS_UNSUPPORTED` /
-   *   `ERR_VIEW_UNSUPPORTED` when the runtime cannot expose the arena as one ArrayBuffer
-   *   (Node 20 limits external buffers to 4 GiB).
+   *   `ERR_VIEW_UNSUPPORTED` when the runtime cannot make a window onto arena memory.
    */
   view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
     // The common case, kept small enough for V8 to inline: a whole length, and a block of
@@ -405,8 +406,10 @@ export class Arena {
    * @param allocation - the ArrayBuffer or typed array the arena handed out.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `allocation` is not an object.
    * @throws {AllocatorError} `ERR_NOT_OWNED` for anything this arena did not hand out (a
-   *   Buffer, a plain ArrayBuffer, a subarray or DataView of an arena buffer, another
-   *   arena's buffer): nothing is detached. `ERR_DOUBLE_FREE` when it was freed already.
+   *   Buffer, a plain ArrayBuffer, a subarray or DataView of an arena buffer, a `Proxy` of
+   *   one or an object inheriting from one, another arena's buffer): nothing is detached.
+   *   `ERR_DOUBLE_FREE` when it was freed (or handed off) already, even if its block was
+   *   handed out again since.
    */
   free(allocation: ArenaAllocation): void {
     // The common case, kept small enough for V8 to inline: a live view of this arena.
@@ -438,7 +441,7 @@ export class Arena {
 
   /**
    * Whether `allocation` is a live buffer, array or view handed out by this arena (in
-   * this thread).
+   * this thread). A `Proxy` of one, or an object inheriting from one, is not.
    *
    * @param allocation - any value.
    */

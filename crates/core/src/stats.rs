@@ -81,7 +81,7 @@ stat_struct! {
         central_bytes: Gauge = "Block bytes of central_blocks.",
         inbox_blocks: Gauge = "Blocks freed by a thread other than their owner, waiting in a class inbox.",
         thread_caches: Gauge = "Thread caches bound to this allocator.",
-        thread_cache_blocks: Gauge = "Free blocks held by all bound thread caches.",
+        thread_cache_blocks: Gauge = "Free blocks held by all bound thread caches, lent blocks (kept by a layer above for reuse) included.",
         thread_cache_bytes: Gauge = "Block bytes of thread_cache_blocks.",
         slabs: Gauge = "Slabs owned by size classes.",
         empty_slabs: Gauge = "Slabs whose blocks are all free in the central pool.",
@@ -103,7 +103,7 @@ stat_struct! {
         slabs: Gauge = "Slabs the class owns.",
         central_blocks: Gauge = "Free blocks in the central pool (inbox included).",
         central_bytes: Gauge = "Block bytes of central_blocks.",
-        cached_blocks: Gauge = "Free blocks in bound thread caches.",
+        cached_blocks: Gauge = "Free blocks in bound thread caches (lent blocks included).",
         cached_bytes: Gauge = "Block bytes of cached_blocks.",
     }
 }
@@ -113,7 +113,7 @@ stat_struct! {
     ThreadCacheStats {
         id: Gauge = "Process-unique cache id.",
         bound: Gauge = "1 when bound to an allocator, else 0.",
-        blocks: Gauge = "Free blocks the cache holds.",
+        blocks: Gauge = "Free blocks the cache holds (lent blocks included).",
         bytes: Gauge = "Block bytes of blocks.",
     }
     /// Free blocks held, per class index.
