@@ -174,3 +174,14 @@ test('issue 11: a recycled block is only reused for the same byte length, and ba
   t.deepEqual(usage(arena.stats()), { liveAllocations: 1, liveBytes: 60 })
   arena.free(b)
 })
+
+test.serial('issue 11: views still live when the pending-reclaim list fills mid-turn are reclaimed after they are dropped', async (t) => {
+  const arena = new Arena({ maxBytes: 64 * MiB })
+  // 4,000 views freed at once, then 500 kept across the list's early flush (at 4,096).
+  for (let i = 0; i < 4000; i++) arena.free(arena.view('uint8', 32))
+  let kept: (Uint8Array | undefined)[] = Array.from({ length: 500 }, () => arena.view('uint8', 32))
+  t.is(arena.stats().liveAllocations, 500)
+  kept.forEach((v) => v!.fill(1))
+  kept = []
+  t.true(await collectUntil(() => arena.stats().liveAllocations === 0), 'every dropped view was reclaimed')
+})

@@ -94,6 +94,26 @@ function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
   return KIND_CODES[kind] * 16 + (dtype === null ? 15 : DTYPE_NAMES.indexOf(dtype))
 }
 
+/**
+ * `new Ctor(buffer, byteOffset, length)`, with one `new` site per constructor: each site
+ * stays monomorphic, so V8 inlines the typed-array allocation even when a program cycles
+ * through several dtypes (one shared `new Ctor` site goes generic from the second dtype).
+ */
+function construct(Ctor: TypedArrayConstructor, buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView {
+  switch (Ctor) {
+    case Uint8Array:
+      return new Uint8Array(buffer, byteOffset, length)
+    case Float32Array:
+      return new Float32Array(buffer, byteOffset, length)
+    case Float64Array:
+      return new Float64Array(buffer, byteOffset, length)
+    case Int32Array:
+      return new Int32Array(buffer, byteOffset, length)
+    default:
+      return new Ctor(buffer, byteOffset, length)
+  }
+}
+
 /** Zero-fills a view of `Ctor` (a BigInt array takes `0n`). */
 function zeroFill(view: ArrayBufferView, Ctor: TypedArrayConstructor): void {
   if (Ctor === BigInt64Array || Ctor === BigUint64Array) (view as BigInt64Array).fill(0n)
@@ -330,7 +350,7 @@ export class Arena {
     const window = slots.windows[slot]
     const view =
       window !== undefined && window.byteLength !== 0
-        ? (new Ctor(window, slots.within[slot], length) as unknown as T)
+        ? (construct(Ctor, window, slots.within[slot], length) as unknown as T)
         : this.firstView<T>(slots, slot, Ctor, length, bytes)
     ViewMark.stamp(view, slots, slot)
     rememberView(view, slots, slot)

@@ -36,23 +36,54 @@ const viewReclaimer = new FinalizationRegistry<Held>(([slots, slot, mark, bytes]
   reportExternal(-bytes)
 })
 
-function flushPendingViews(): void {
-  flushScheduled = false
+/** The live views of the pending list, which is emptied (a new, young array). */
+function takeLivePending(): ArrayBufferView[] {
   const views = pendingViews
   const count = pendingCount
   pendingViews = new Array(PENDING_MAX)
   pendingCount = 0
+  const live: ArrayBufferView[] = []
   for (let i = 0; i < count; i++) {
     const view = views[i]
     if (view === undefined) continue
     const slots = ViewMark.slotsOf(view) as ViewSlots
     const slot = ViewMark.slotIn(view, slots)
-    if (slot >= 0 && slots.registered[slot] === 0) {
-      const bytes = slots.bytes[slot]
-      viewReclaimer.register(view, [slots, slot, ViewMark.mark(view), bytes], view)
-      slots.registered[slot] = 1
-      reportExternal(bytes)
-    }
+    if (slot >= 0 && slots.registered[slot] === 0) live.push(view)
+  }
+  return live
+}
+
+function register(view: ArrayBufferView): void {
+  const slots = ViewMark.slotsOf(view) as ViewSlots
+  const slot = ViewMark.slot(view)
+  const bytes = slots.bytes[slot]
+  viewReclaimer.register(view, [slots, slot, ViewMark.mark(view), bytes], view)
+  slots.registered[slot] = 1
+  reportExternal(bytes)
+}
+
+/** At the end of a turn: registers every view still live. */
+function flushPendingViews(): void {
+  flushScheduled = false
+  for (const view of takeLivePending()) register(view)
+}
+
+/**
+ * The list is full in the middle of a turn: its live views go back in it, to be registered
+ * at the end of the turn (most of a burst of live views is freed before then, and a
+ * registration plus its unregistration cost ~500 ns), unless they fill half of it: then
+ * they are registered now, so a loop that never frees nor yields holds no more than that.
+ */
+function flushEarly(): void {
+  const live = takeLivePending()
+  if (live.length > PENDING_MAX / 2) {
+    for (const view of live) register(view)
+    return
+  }
+  for (const view of live) {
+    const slots = ViewMark.slotsOf(view) as ViewSlots
+    slots.pendingAt[ViewMark.slot(view)] = pendingCount
+    pendingViews[pendingCount++] = view
   }
 }
 
@@ -68,7 +99,7 @@ export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: numb
       setImmediate(flushPendingViews).unref()
     }
   } else if (n + 1 === PENDING_MAX) {
-    flushPendingViews()
+    flushEarly()
   }
 }
 
