@@ -15,7 +15,7 @@ export interface ClassStats {
   readonly centralBlocks: number
   /** Block bytes of central_blocks. Gauge. */
   readonly centralBytes: number
-  /** Free blocks in bound thread caches. Gauge. */
+  /** Free blocks in bound thread caches (lent blocks included). Gauge. */
   readonly cachedBlocks: number
   /** Block bytes of cached_blocks. Gauge. */
   readonly cachedBytes: number
@@ -61,7 +61,7 @@ export interface ArenaStats {
   readonly inboxBlocks: number
   /** Thread caches bound to this allocator. Gauge. */
   readonly threadCaches: number
-  /** Free blocks held by all bound thread caches. Gauge. */
+  /** Free blocks held by all bound thread caches, lent blocks (kept by a layer above for reuse) included. Gauge. */
   readonly threadCacheBlocks: number
   /** Block bytes of thread_cache_blocks. Gauge. */
   readonly threadCacheBytes: number
@@ -87,7 +87,7 @@ export interface ThreadCacheStats {
   readonly id: number
   /** 1 when bound to an allocator, else 0. Gauge. */
   readonly bound: boolean
-  /** Free blocks the cache holds. Gauge. */
+  /** Free blocks the cache holds (lent blocks included). Gauge. */
   readonly blocks: number
   /** Block bytes of blocks. Gauge. */
   readonly bytes: number
