@@ -6,7 +6,6 @@ import {
   dtypeOf,
   viewConstructor,
   type DType,
-  type TypedArrayConstructor,
   type TypedArrayOf,
 } from './dtypes.js'
 import {
@@ -26,34 +25,15 @@ import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
 import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
 import { forgetView, rememberView } from './view-reclaim.js'
+import { viewOver, zeroFill } from './view-make.js'
+import { checkHandle, kindCode, type TransferHandle } from './transfer-handle.js'
 import { toArenaStats } from './stats.js'
 import { Windows } from './windows.js'
 
 /** What `alloc`, `array` and `view` return: what `free` accepts. */
 export type ArenaAllocation = ArrayBuffer | ArrayBufferView
 
-/**
- * A hand-off in flight: a small plain object, structured-cloneable, to post to another
- * thread and pass to `receive` there (exactly once). `T` is what `receive` returns.
- */
-export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
-  /** Id of the (process-wide) arena. */
-  readonly arena: number
-  /** Secret of this hand-off. */
-  readonly token: number
-  /** What the receiver gets: an ArrayBuffer (`buffer`), a typed array over its own buffer (`array`) or a view. */
-  readonly kind: 'buffer' | 'array' | 'view'
-  /** Element type for `array` and `view`, else `null`. */
-  readonly dtype: DType | null
-  /** Elements (`array`, `view`) or bytes (`buffer`). */
-  readonly length: number
-  /** Bytes. */
-  readonly byteLength: number
-  /** Arena offset of the memory (a position in the arena, not an address). */
-  readonly offset: number
-  /** Type-level only: never present at run time. */
-  readonly __receives?: T
-}
+export type { TransferHandle } from './transfer-handle.js'
 
 /**
  * This thread's scratch slots, written by the native hot path: [0] generation of the last
@@ -84,40 +64,6 @@ function checkNotMoved(state: Exclusive): void {
       'the buffer was detached outside the arena (e.g. ArrayBuffer.prototype.transfer); its memory is returned when the ArrayBuffer it moved to is garbage-collected',
     )
   }
-}
-
-const KIND_CODES = { buffer: 0, array: 1, view: 2 } as const
-const DTYPE_NAMES = Object.keys(DTYPES) as DType[]
-
-/** The kind/dtype code a hand-off carries natively: kind × 16 + dtype index (15: none). */
-function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
-  return KIND_CODES[kind] * 16 + (dtype === null ? 15 : DTYPE_NAMES.indexOf(dtype))
-}
-
-/**
- * `new Ctor(buffer, byteOffset, length)`, with one `new` site per constructor: each site
- * stays monomorphic, so V8 inlines the typed-array allocation even when a program cycles
- * through several dtypes (one shared `new Ctor` site goes generic from the second dtype).
- */
-function construct(Ctor: TypedArrayConstructor, buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView {
-  switch (Ctor) {
-    case Uint8Array:
-      return new Uint8Array(buffer, byteOffset, length)
-    case Float32Array:
-      return new Float32Array(buffer, byteOffset, length)
-    case Float64Array:
-      return new Float64Array(buffer, byteOffset, length)
-    case Int32Array:
-      return new Int32Array(buffer, byteOffset, length)
-    default:
-      return new Ctor(buffer, byteOffset, length)
-  }
-}
-
-/** Zero-fills a view of `Ctor` (a BigInt array takes `0n`). */
-function zeroFill(view: ArrayBufferView, Ctor: TypedArrayConstructor): void {
-  if (Ctor === BigInt64Array || Ctor === BigUint64Array) (view as BigInt64Array).fill(0n)
-  else (view as Uint8Array).fill(0)
 }
 
 const LAZY = -1
@@ -311,7 +257,7 @@ export class Arena {
       const bytes = length * Ctor.BYTES_PER_ELEMENT
       const slot = slots.take(bytes)
       if (slot >= 0) {
-        const view = this.viewOver<TypedArrayOf<D>>(slots, slot, Ctor, length, bytes)
+        const view = viewOver<TypedArrayOf<D>>(this.windows as Windows, slots, slot, Ctor, length, bytes)
         // A recycled block was not zeroed natively.
         if (zero === 1) zeroFill(view, Ctor)
         return view
@@ -332,49 +278,9 @@ export class Arena {
     let slot = slots.take(bytes)
     const recycled = slot >= 0
     if (!recycled) slot = this.viewBlock(slots, id, bytes, zero)
-    const view = this.viewOver<TypedArrayOf<D>>(slots, slot, Ctor, length, bytes)
+    const view = viewOver<TypedArrayOf<D>>(this.windows as Windows, slots, slot, Ctor, length, bytes)
     // A recycled block was not zeroed natively.
     if (recycled && zero === 1) zeroFill(view, Ctor)
-    return view
-  }
-
-  /** The marked, remembered view over live slot `slot`. */
-  private viewOver<T extends ArrayBufferView>(
-    slots: ViewSlots,
-    slot: number,
-    Ctor: TypedArrayConstructor,
-    length: number,
-    bytes: number,
-  ): T {
-    // The window this slot's views were made over last, while it is not detached.
-    const window = slots.windows[slot]
-    const view =
-      window !== undefined && window.byteLength !== 0
-        ? (construct(Ctor, window, slots.within[slot], length) as unknown as T)
-        : this.firstView<T>(slots, slot, Ctor, length, bytes)
-    ViewMark.stamp(view, slots, slot)
-    rememberView(view, slots, slot)
-    return view
-  }
-
-  /** A view over slot `slot` through the windows (opening one if needed), remembered in the slot. */
-  private firstView<T extends ArrayBufferView>(
-    slots: ViewSlots,
-    slot: number,
-    Ctor: TypedArrayConstructor,
-    length: number,
-    bytes: number,
-  ): T {
-    let view: T
-    try {
-      view = (this.windows as Windows).view<T>(Ctor, slots.offsets[slot], length, bytes)
-    } catch (error) {
-      // No window (the runtime refused one): the block goes back, nothing leaks.
-      slots.release(slot)
-      throw error
-    }
-    slots.windows[slot] = view.buffer as ArrayBuffer
-    slots.within[slot] = view.byteOffset
     return view
   }
 
@@ -577,24 +483,7 @@ export class Arena {
   }
 
   private checkHandle(handle: unknown): TransferHandle {
-    const id = this.resolve()
-    if (typeof handle !== 'object' || handle === null) throw invalidArgType('handle', 'a transfer handle object', handle)
-    const h = handle as Record<string, unknown>
-    const whole = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-    const kindOk = h.kind === 'buffer' || h.kind === 'array' || h.kind === 'view'
-    if (!whole(h.arena) || !whole(h.token) || !whole(h.length) || !whole(h.byteLength) || !whole(h.offset) || !kindOk) {
-      throw allocatorError('ERR_INVALID_HANDLE')
-    }
-    if (h.arena !== id) throw allocatorError('ERR_NOT_OWNED', 'the handle belongs to another arena')
-    if (h.kind === 'buffer') {
-      if (h.dtype !== null || h.length !== h.byteLength) throw allocatorError('ERR_INVALID_HANDLE')
-    } else {
-      const Ctor = typeof h.dtype === 'string' && Object.hasOwn(DTYPES, h.dtype) ? DTYPES[h.dtype as DType] : undefined
-      if (Ctor === undefined || h.length * Ctor.BYTES_PER_ELEMENT !== h.byteLength) {
-        throw allocatorError('ERR_INVALID_HANDLE')
-      }
-    }
-    return h as unknown as TransferHandle
+    return checkHandle(handle, this.resolve())
   }
 
   /**
