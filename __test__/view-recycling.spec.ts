@@ -5,12 +5,12 @@ import { Arena, AllocatorError } from 'tensor-arena'
 
 import { MiB, native, repoRoot } from './helpers'
 
-// Internal module (not exported by the package): the fast class lookup of the view cache.
+// Internal module (not exported by the package): the fast class lookup the view slots use.
 const { classIndexOf } = require(path.join(repoRoot, 'dist', 'size-class.js')) as {
   classIndexOf(bytes: number): number
 }
 
-test('the view cache computes the same size class as the core for every request size', (t) => {
+test('the view slots compute the same size class as the core for every request size', (t) => {
   const sizes = [1, 63, 64, 65, 4095, 4096, 4097, 5120, 5121, 70_000, MiB + 1, 16 * MiB, 16 * MiB + 1]
   for (let n = 1; n <= 20_000; n += 7) sizes.push(n)
   for (const n of sizes) t.is(classIndexOf(n), native.nativeSizeClassOf(n), `${n} bytes`)
