@@ -27,9 +27,9 @@ pub(crate) struct Hint {
 unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     // SAFETY: `hint` is the boxed `Hint` made in `alloc_exclusive`, handed over once.
     let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
-    // SAFETY: the buffer over this block is gone; the generation check makes this a no-op
-    // when the block was freed explicitly (and maybe handed out again) before.
-    let _ = unsafe { hint.allocator.deallocate_uncached(hint.ptr, Some(hint.generation)) };
+    // SAFETY: the buffer over this block is gone; a block freed explicitly (and maybe
+    // handed out again) before is left alone, and not counted as a rejected free.
+    unsafe { hint.allocator.reclaim_unreachable(hint.ptr, hint.generation) };
 }
 
 /// `allocExclusive(id, byteLength, zero)`: an external ArrayBuffer of exactly
@@ -69,7 +69,7 @@ pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_va
             // SAFETY: refused up front, so `finalize` never runs: the hint is ours.
             let hint = unsafe { Box::from_raw(hint) };
             // SAFETY: nothing else holds this block.
-            let _ = unsafe { hint.allocator.deallocate_uncached(hint.ptr, Some(hint.generation)) };
+            unsafe { hint.allocator.reclaim_unreachable(hint.ptr, hint.generation) };
             unsafe_number(env, Code::ExternalBuffersUnsupported.as_return())
         }
         // `finalize` may have run already (and freed the block): leave the hint alone.

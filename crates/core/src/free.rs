@@ -124,6 +124,24 @@ impl Allocator {
         unsafe { self.free_uncached(ptr, expect, true) }
     }
 
+    /// What a GC finalizer does: frees the hand-out `(ptr, generation)` without a cache if
+    /// it is still live with that generation, and returns whether it did. A hand-out that
+    /// was freed explicitly (and maybe handed out again, or handed off) is left alone and
+    /// is not counted as a rejected free: nothing was asked of the allocator by mistake.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate_with_cache`] when the hand-out is still live: nothing
+    /// reaches the block any more.
+    pub unsafe fn reclaim_unreachable(&self, ptr: NonNull<u8>, generation: u32) -> bool {
+        let current = self
+            .inner
+            .block_at(ptr.as_ptr() as usize)
+            .is_some_and(|(_, meta)| meta::state_of(meta.tag()) == LIVE && meta.generation() == generation);
+        // SAFETY: forwarded contract; the block is this hand-out, still live. (Only its
+        // holder could free it in between, and its holder is the unreachable object.)
+        current && unsafe { self.free_uncached(ptr, Expect::Generation(u64::from(generation)), true) }.is_ok()
+    }
+
     /// A cacheless free; `remote` says whether it counts as a remote free in the stats.
     ///
     /// # Safety

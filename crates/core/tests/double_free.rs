@@ -311,3 +311,34 @@ fn many_double_frees_never_make_a_block_be_handed_out_twice() {
     }
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn reclaim_unreachable_frees_a_live_hand_out_once_and_never_counts_a_stale_one_as_rejected() {
+    let a = common::allocator(64 * MIB);
+    let mut cache = ThreadCache::new();
+    // A never-freed hand-out (small and large): reclaimed, counted as a free.
+    for size in [48, 20 * MIB] {
+        let t = a.allocate_tracked(&mut cache, size).unwrap();
+        let before = a.stats();
+        // SAFETY: the hand-out is live and nothing else reaches it.
+        assert!(unsafe { a.reclaim_unreachable(t.ptr, t.generation) });
+        let after = a.stats();
+        assert_eq!(after.live_allocations, before.live_allocations - 1);
+        assert_eq!(after.frees_total, before.frees_total + 1);
+        assert_eq!(after.rejected_frees_total, 0);
+        // SAFETY: already reclaimed: a no-op.
+        assert!(!unsafe { a.reclaim_unreachable(t.ptr, t.generation) });
+    }
+    // Freed explicitly, then handed out again: the late finalizer leaves the new owner alone.
+    let old = a.allocate_tracked(&mut cache, 48).unwrap();
+    // SAFETY: valid free of a live block.
+    unsafe { a.deallocate_tracked(&mut cache, old.ptr, old.generation).unwrap() };
+    let new = a.allocate_tracked(&mut cache, 48).unwrap();
+    assert_eq!(new.ptr, old.ptr);
+    // SAFETY: stale: must change nothing.
+    assert!(!unsafe { a.reclaim_unreachable(old.ptr, old.generation) });
+    let s = a.stats();
+    assert_eq!((s.live_allocations, s.rejected_frees_total), (1, 0), "no rejection counted");
+    // SAFETY: the new block is live; freed once.
+    unsafe { a.deallocate_tracked(&mut cache, new.ptr, new.generation).unwrap() };
+}
