@@ -15,6 +15,7 @@ mod handoff;
 mod raw;
 mod registry;
 mod view;
+mod weak;
 
 use napi::Env;
 use napi::bindgen_prelude::{Object, Result};
@@ -42,8 +43,17 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"reclaim", handoff::reclaim),
             (c"floorBuffer", floor::floor_buffer),
             (c"floorDetach", floor::floor_detach),
+            (c"trackView", weak::track_view),
+            (c"untrack", weak::untrack),
+            (c"markMoved", weak::mark_moved),
+            (c"sweepUnreachable", weak::sweep_unreachable),
+            (c"deadViewCount", weak::dead_view_count),
+            (c"takeDeadViews", weak::take_dead_views),
         ],
     )?;
-    env.add_env_cleanup_hook((), |()| registry::teardown_thread())?;
+    env.add_env_cleanup_hook((), |()| {
+        weak::teardown();
+        registry::teardown_thread();
+    })?;
     Ok(())
 }

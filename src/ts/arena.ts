@@ -24,7 +24,7 @@ import type { Exclusive } from './exclusive-state.js'
 import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
 import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
-import { forgetView, rememberView } from './view-reclaim.js'
+import { addPressure, forgetView, guardTransfer, reclaimByGc, rememberView, sweepUnreachable } from './unreachable.js'
 import { viewOver, zeroFill } from './view-make.js'
 import { checkHandle, kindCode, type TransferHandle } from './transfer-handle.js'
 import { toArenaStats } from './stats.js'
@@ -195,15 +195,21 @@ export class Arena {
   }
 
   private exclusive(id: number, byteLength: number, zero: number): Exclusive {
+    guardTransfer()
     let result = native.allocExclusive(id, byteLength, zero)
     if (result === OUT_OF_MEMORY) {
       flushViewSlots(id)
       result = native.allocExclusive(id, byteLength, zero)
+      if (result === OUT_OF_MEMORY) {
+        reclaimByGc()
+        result = native.allocExclusive(id, byteLength, zero)
+      }
     }
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
     const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true }
     ExclusiveMark.stamp(result, state)
+    addPressure(byteLength)
     return state
   }
 
@@ -284,12 +290,19 @@ export class Arena {
     return view
   }
 
-  /** A slot for a new native block of `bytes` (retrying once after freeing the lent blocks). */
+  /**
+   * A slot for a new native block of `bytes`; out of memory, retried after freeing the lent
+   * blocks, then after a GC reclaimed the unreachable hand-outs.
+   */
   private viewBlock(slots: ViewSlots, id: number, bytes: number, zero: number): number {
     let offset = native.viewAlloc(id, bytes, zero)
     if (offset === OUT_OF_MEMORY) {
       slots.flush()
       offset = native.viewAlloc(id, bytes, zero)
+      if (offset === OUT_OF_MEMORY) {
+        reclaimByGc()
+        offset = native.viewAlloc(id, bytes, zero)
+      }
     }
     if (offset < 0) throw this.failure(offset, bytes)
     return slots.add(offset, scratchCache[0], bytes)
@@ -363,6 +376,7 @@ export class Arena {
     const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)
     state.live = false
+    addPressure(-state.byteLength)
   }
 
   /**
@@ -416,6 +430,7 @@ export class Arena {
     const token = native.handOff(id, state.offset, state.generation, state.buffer, byteLength, kindCode(kind, dtype))
     if (token < 0) throw this.failure(token, 0)
     state.live = false
+    addPressure(-byteLength)
     if (dtype === null) {
       return { arena: id, token, kind: 'buffer', dtype: null, length: byteLength, byteLength, offset: state.offset }
     }
@@ -452,6 +467,7 @@ export class Arena {
       rememberView(view, slots, slot)
       return view as unknown as T
     }
+    guardTransfer()
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
     const state: Exclusive = {
@@ -522,7 +538,9 @@ export class Arena {
 
   /** A snapshot of the arena's statistics (all threads). */
   stats(): ArenaStats {
-    return toArenaStats(native.arenaStats(this.resolve()))
+    const id = this.resolve()
+    sweepUnreachable(false)
+    return toArenaStats(native.arenaStats(id))
   }
 
   /**

@@ -56,6 +56,21 @@ export interface RawNative {
   floorBuffer(byteLength: number): ArrayBuffer
   /** Benchmark floor: detaches a buffer `floorBuffer` made. */
   floorDetach(buffer: ArrayBuffer): void
+  /** Remembers a live view with a weak reference (src/weak.rs): its entry index, or -1. */
+  trackView(view: ArrayBufferView, bytes: number): number
+  /** Forgets the entry of a view freed or handed off. */
+  untrack(index: number): void
+  /** The exclusive `buffer` (hand-out `generation`) is about to be moved by `ArrayBuffer.prototype.transfer`. */
+  markMoved(buffer: ArrayBuffer, generation: number): void
+  /**
+   * Sweeps the weak table (always, or only if a GC ran since the last look): frees
+   * unreachable exclusive buffers; returns the dead view entries waiting (-1: no sweep).
+   */
+  sweepUnreachable(always: number): number
+  /** Dead view entries waiting for {@link RawNative.takeDeadViews}. */
+  deadViewCount(): number
+  /** The entry indices of views found collected (their indices are free again). */
+  takeDeadViews(): number[]
 }
 
 /** The names of {@link RawNative}, in src/lib.rs's order (checked both ways below). @internal */
@@ -74,6 +89,12 @@ export const RAW_FUNCTIONS = Object.freeze([
   'reclaim',
   'floorBuffer',
   'floorDetach',
+  'trackView',
+  'untrack',
+  'markMoved',
+  'sweepUnreachable',
+  'deadViewCount',
+  'takeDeadViews',
 ] as const satisfies readonly (keyof RawNative)[])
 
 /** Compile-time: every {@link RawNative} member is listed in {@link RAW_FUNCTIONS}. */

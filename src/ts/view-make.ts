@@ -1,7 +1,7 @@
 // Making a view over a slot's block: the typed array, its marks, its reclaim. @internal
 import type { TypedArrayConstructor } from './dtypes.js'
 import { ViewMark } from './marks.js'
-import { rememberView } from './view-reclaim.js'
+import { rememberView } from './unreachable.js'
 import type { ViewSlots } from './view-slots.js'
 import type { Windows } from './windows.js'
 

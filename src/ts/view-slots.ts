@@ -51,8 +51,11 @@ export class ViewSlots {
   windows: (ArrayBuffer | undefined)[] = new Array(INITIAL_SLOTS)
   /** Per slot: its block's byte offset inside that window. */
   within = new Float64Array(INITIAL_SLOTS)
-  /** Per slot: where its live view sits in the pending-reclaim list (view-reclaim.ts). */
-  pendingAt = new Int32Array(INITIAL_SLOTS)
+  /**
+   * Per slot (unreachable.ts): while its live view is pending, its place in the pending
+   * list; once registered, its entry in the native weak table.
+   */
+  reclaimAt = new Int32Array(INITIAL_SLOTS)
   /** Per slot: its block's size class (-1 above the largest class: never lent). */
   classes = new Int8Array(INITIAL_SLOTS)
   private freeSlots = new Int32Array(INITIAL_SLOTS)
@@ -155,11 +158,12 @@ export class ViewSlots {
     this.freeSlots[this.freeTop++] = slot
   }
 
-  /** GC reclaim of a view never freed: frees its slot if it is still that view's. */
-  reclaim(slot: number, mark: number): void {
-    if (this.marks[slot] !== mark) return
+  /** GC reclaim of a view never freed: frees its slot if it is still that view's (and says so). */
+  reclaim(slot: number, mark: number): boolean {
+    if (this.marks[slot] !== mark) return false
     this.registered[slot] = 0
     this.release(slot)
+    return true
   }
 
   /** Frees every lent block natively (the core counts those frees; the tier stops counting them). */
@@ -198,7 +202,7 @@ export class ViewSlots {
       this.marks = grow(this.marks)
       this.registered = grow(this.registered)
       this.classes = grow(this.classes)
-      this.pendingAt = grow(this.pendingAt)
+      this.reclaimAt = grow(this.reclaimAt)
       this.within = grow(this.within)
       this.freeSlots = grow(this.freeSlots)
     }

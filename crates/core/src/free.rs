@@ -128,18 +128,39 @@ impl Allocator {
     /// it is still live with that generation, and returns whether it did. A hand-out that
     /// was freed explicitly (and maybe handed out again, or handed off) is left alone and
     /// is not counted as a rejected free: nothing was asked of the allocator by mistake.
+    /// Not a remote free either (in the stats): no other thread freed it.
     ///
     /// # Safety
     /// As [`Allocator::deallocate_with_cache`] when the hand-out is still live: nothing
     /// reaches the block any more.
     pub unsafe fn reclaim_unreachable(&self, ptr: NonNull<u8>, generation: u32) -> bool {
-        let current = self
-            .inner
-            .block_at(ptr.as_ptr() as usize)
-            .is_some_and(|(_, meta)| meta::state_of(meta.tag()) == LIVE && meta.generation() == generation);
         // SAFETY: forwarded contract; the block is this hand-out, still live. (Only its
         // holder could free it in between, and its holder is the unreachable object.)
-        current && unsafe { self.free_uncached(ptr, Expect::Generation(u64::from(generation)), true) }.is_ok()
+        self.is_current(ptr, generation)
+            && unsafe { self.free_uncached(ptr, Expect::Generation(u64::from(generation)), false) }.is_ok()
+    }
+
+    /// [`Allocator::reclaim_unreachable`] through `cache` (the thread that found the
+    /// hand-out unreachable): the block is reused by this thread first, as after a free.
+    ///
+    /// # Safety
+    /// As [`Allocator::reclaim_unreachable`].
+    pub unsafe fn reclaim_unreachable_cached(
+        &self,
+        cache: &mut ThreadCache,
+        ptr: NonNull<u8>,
+        generation: u32,
+    ) -> bool {
+        // SAFETY: as in `reclaim_unreachable`.
+        self.is_current(ptr, generation)
+            && unsafe { self.free(cache, ptr, Expect::Generation(u64::from(generation))) }.is_ok()
+    }
+
+    /// Whether `(ptr, generation)` is a live hand-out (small or large).
+    fn is_current(&self, ptr: NonNull<u8>, generation: u32) -> bool {
+        self.inner
+            .block_at(ptr.as_ptr() as usize)
+            .is_some_and(|(_, meta)| meta::state_of(meta.tag()) == LIVE && meta.generation() == generation)
     }
 
     /// A cacheless free; `remote` says whether it counts as a remote free in the stats.

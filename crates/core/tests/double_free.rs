@@ -342,3 +342,17 @@ fn reclaim_unreachable_frees_a_live_hand_out_once_and_never_counts_a_stale_one_a
     // SAFETY: the new block is live; freed once.
     unsafe { a.deallocate_tracked(&mut cache, new.ptr, new.generation).unwrap() };
 }
+
+#[test]
+fn reclaim_unreachable_cached_returns_the_block_to_the_reclaiming_thread_cache() {
+    let a = common::allocator(64 * MIB);
+    let mut cache = ThreadCache::new();
+    let t = a.allocate_tracked(&mut cache, 4096).unwrap();
+    // SAFETY: the hand-out is live and nothing else reaches it.
+    assert!(unsafe { a.reclaim_unreachable_cached(&mut cache, t.ptr, t.generation) });
+    assert_eq!(common::alloc(&a, &mut cache, 4096), t.ptr, "reused by this thread at once");
+    // SAFETY: stale: changes nothing, counts nothing.
+    assert!(!unsafe { a.reclaim_unreachable_cached(&mut cache, t.ptr, t.generation) });
+    let s = a.stats();
+    assert_eq!((s.live_allocations, s.rejected_frees_total, s.remote_frees_total), (1, 0, 0));
+}

@@ -1,0 +1,285 @@
+// Hand-outs nobody can reach any more, reclaimed without waiting for the event loop. @internal
+//
+// Node runs external-buffer finalizers and FinalizationRegistry callbacks at a later
+// event-loop turn, so code that drops buffers without freeing them in a loop that never
+// yields would exhaust the arena. The addon keeps a weak reference to every exclusive
+// buffer and every registered view (src/weak.rs), cleared by the GC that collects it; a
+// sweep frees what the GC collected. The arena makes GCs happen as Buffer.alloc's memory
+// does: it counts the bytes handed out and not freed since the last look (its *pressure*),
+// and past PRESSURE_BYTES without a GC in between it runs a minor GC itself (V8 runs one
+// for Buffer.alloc's young backing stores); at exhaustion, a full GC.
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+import { ExclusiveMark, ViewMark } from './marks.js'
+import { native } from './native.js'
+import type { ViewSlots } from './view-slots.js'
+
+// A view that is never freed is remembered in the native weak table (src/weak.rs), which
+// finds it collected in the GC that collects it, even in a loop that never yields. Entering
+// the table costs ~100 ns, several views' worth, so a new view is first only remembered in
+// a *pending* list (its place kept in its slot); at the next event-loop turn, after
+// PENDING_MAX views or after PENDING_BYTES of views, the ones still live enter the table.
+// A view freed in the same turn leaves the list at once, so it dies young.
+// The list is a new array after every flush, so it stays young: storing a new view in an
+// old array would cost an old-to-new write barrier (about 8 ns per view).
+const PENDING_MAX = 4096
+/** Bytes of pending views after which they enter the table (a loop of big views that never yields). */
+const PENDING_BYTES = 8 << 20
+let pendingViews: (ArrayBufferView | undefined)[] = new Array(PENDING_MAX)
+let pendingCount = 0
+let pendingBytes = 0
+let flushScheduled = false
+
+// Bytes of views in the table are reported to V8 as external memory (in steps of at least
+// 1 MiB), so garbage views trigger GCs like garbage ArrayBuffers do.
+const EXTERNAL_STEP = 1 << 20
+let externalPending = 0
+function reportExternal(delta: number): void {
+  externalPending += delta
+  if (externalPending >= EXTERNAL_STEP || externalPending <= -EXTERNAL_STEP) {
+    native.adjustExternalMemory(externalPending)
+    externalPending = 0
+  }
+}
+
+/** Held for a view in the table: its slot table, slot, mark at hand-out and bytes. */
+type Held = [ViewSlots, number, number, number]
+/** By weak-table entry index. */
+const held: (Held | undefined)[] = []
+
+// Only if the addon cannot make a weak reference (it never could so far): reclaimed at a
+// later event-loop turn instead.
+const fallbackReclaimer = new FinalizationRegistry<Held>(([slots, slot, mark, bytes]) => {
+  if (slots.reclaim(slot, mark)) reportExternal(-bytes)
+})
+
+/**
+ * Reclaims the views the native weak table found collected (a late entry, whose slot was
+ * freed and handed out again since, finds the mark moved on and frees nothing).
+ */
+export function reclaimDeadViews(): void {
+  if (native.deadViewCount() === 0) return
+  for (const index of native.takeDeadViews()) {
+    const h = held[index]
+    held[index] = undefined
+    if (h !== undefined && h[0].reclaim(h[1], h[2])) reportExternal(-h[3])
+  }
+}
+
+/** The live views of the pending list, which is emptied (a new, young array). */
+function takeLivePending(): ArrayBufferView[] {
+  const views = pendingViews
+  const count = pendingCount
+  pendingViews = new Array(PENDING_MAX)
+  pendingCount = 0
+  pendingBytes = 0
+  const live: ArrayBufferView[] = []
+  for (let i = 0; i < count; i++) {
+    const view = views[i]
+    if (view === undefined) continue
+    const slots = ViewMark.slotsOf(view) as ViewSlots
+    const slot = ViewMark.slotIn(view, slots)
+    if (slot >= 0 && slots.registered[slot] === 0) live.push(view)
+  }
+  return live
+}
+
+function register(view: ArrayBufferView): void {
+  const slots = ViewMark.slotsOf(view) as ViewSlots
+  const slot = ViewMark.slot(view)
+  const bytes = slots.bytes[slot]
+  const entry: Held = [slots, slot, ViewMark.mark(view), bytes]
+  const index = native.trackView(view, bytes)
+  if (index >= 0) held[index] = entry
+  else fallbackReclaimer.register(view, entry, view)
+  slots.reclaimAt[slot] = index
+  slots.registered[slot] = 1
+  reportExternal(bytes)
+  pressure += bytes
+}
+
+function registerAll(views: ArrayBufferView[]): void {
+  for (const view of views) register(view)
+  reclaimDeadViews()
+  addPressure(0)
+}
+
+/** At the end of a turn: registers every view still live. */
+function flushPendingViews(): void {
+  flushScheduled = false
+  registerAll(takeLivePending())
+}
+
+/**
+ * The list is full in the middle of a turn: its live views go back in it, to be registered
+ * at the end of the turn (most of a burst of live views is freed before then, and a
+ * registration plus its unregistration cost ~300 ns), unless they fill half of it: then
+ * they are registered now, so a loop that never frees nor yields holds no more than that.
+ */
+function flushEarly(): void {
+  const live = takeLivePending()
+  if (live.length > PENDING_MAX / 2) return registerAll(live)
+  for (const view of live) {
+    const slots = ViewMark.slotsOf(view) as ViewSlots
+    const slot = ViewMark.slot(view)
+    slots.reclaimAt[slot] = pendingCount
+    pendingViews[pendingCount++] = view
+    pendingBytes += slots.bytes[slot]
+  }
+}
+
+/** A view just handed out (and marked) in `slots`' slot `slot`: reclaimed by GC if it is never freed. */
+export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
+  const n = pendingCount
+  slots.reclaimAt[slot] = n
+  pendingViews[n] = view
+  pendingCount = n + 1
+  pendingBytes += slots.bytes[slot]
+  if (n === 0) {
+    if (!flushScheduled) {
+      flushScheduled = true
+      setImmediate(flushPendingViews).unref()
+    }
+  } else if (pendingBytes >= PENDING_BYTES) {
+    registerAll(takeLivePending())
+  } else if (n + 1 === PENDING_MAX) {
+    flushEarly()
+  }
+}
+
+/** Registers the pending views now (before a forced GC: a pending view is held strongly). */
+export function registerPendingViews(): void {
+  if (pendingCount > 0) registerAll(takeLivePending())
+}
+
+/**
+ * A live view about to be freed or handed off: no longer to be reclaimed by GC. A view
+ * still in the pending list leaves it (no reference is kept to a freed view).
+ */
+export function forgetView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
+  if (slots.registered[slot] === 0) {
+    const at = slots.reclaimAt[slot]
+    if (at < pendingCount && pendingViews[at] === view) {
+      pendingViews[at] = undefined
+      pendingBytes -= slots.bytes[slot]
+    }
+    return
+  }
+  slots.registered[slot] = 0
+  const index = slots.reclaimAt[slot]
+  if (index >= 0) {
+    native.untrack(index)
+    held[index] = undefined
+  } else {
+    fallbackReclaimer.unregister(view)
+  }
+  reportExternal(-slots.bytes[slot])
+  pressure -= slots.bytes[slot]
+}
+
+let gc: (() => void) | null | undefined
+
+/**
+ * `globalThis.gc` under `--expose-gc`; otherwise V8's gc function, taken once from a new
+ * context made while the `--expose-gc` flag is set (and cleared right after, so no other
+ * context gets a `gc` global); `null` if neither works.
+ */
+function obtainGc(): (() => void) | null {
+  const global = (globalThis as { gc?: unknown }).gc
+  if (typeof global === 'function') return global as () => void
+  try {
+    setFlagsFromString('--expose-gc')
+    try {
+      const fn: unknown = runInNewContext('gc')
+      return typeof fn === 'function' ? (fn as () => void) : null
+    } finally {
+      setFlagsFromString('--no-expose-gc')
+    }
+  } catch {
+    return null
+  }
+}
+
+/** Runs a synchronous GC (a minor one: young objects only); false if this runtime offers none. */
+function collectGarbage(minor: boolean): boolean {
+  if (gc === undefined) gc = obtainGc()
+  if (gc === null) return false
+  if (minor) (gc as (options: object) => void)({ type: 'minor', execution: 'sync' })
+  else gc()
+  return true
+}
+
+/**
+ * Frees the hand-outs found collected: every time when `always`, else only if a GC ran
+ * since the last look (cheap enough to run before every `stats()`). False if it did not
+ * look.
+ */
+export function sweepUnreachable(always: boolean): boolean {
+  const waiting = native.sweepUnreachable(always ? 1 : 0)
+  if (waiting > 0) reclaimDeadViews()
+  return waiting >= 0
+}
+
+/**
+ * The arena is out of memory: every unreachable hand-out goes back before it gives up
+ * (pending views enter the weak table, a full GC runs, the table is swept).
+ */
+export function reclaimByGc(): void {
+  registerPendingViews()
+  collectGarbage(false)
+  sweepUnreachable(true)
+  pressure = 0
+}
+
+/** Bytes handed out and not freed since the last look, past which the arena looks. */
+const PRESSURE_BYTES = 16 << 20
+let pressure = 0
+
+/**
+ * `bytes` handed out (exclusive buffers, views entering the weak table) or, negative,
+ * freed or handed off. Past PRESSURE_BYTES the arena sweeps what GCs found since the last
+ * look, and runs a minor GC first if none ran: memory dropped without `free` comes back
+ * as soon as Buffer.alloc's would.
+ */
+export function addPressure(bytes: number): void {
+  pressure += bytes
+  if (pressure < PRESSURE_BYTES) return
+  pressure = 0
+  if (sweepUnreachable(false)) return
+  registerPendingViews()
+  collectGarbage(true)
+  sweepUnreachable(true)
+}
+
+let transferGuarded = false
+
+/**
+ * `ArrayBuffer.prototype.transfer` (and `transferToFixedLength`) moves a buffer's memory to
+ * a new ArrayBuffer the arena does not know: after that, the old exclusive buffer dying
+ * says nothing about the block, which the new buffer still reaches. Installed before the
+ * first exclusive hand-out of this thread, the guard tells the addon first, which then
+ * leaves the block to the finalizer (it runs when the new buffer dies). Every other
+ * ArrayBuffer goes straight through to the original method.
+ */
+export function guardTransfer(): void {
+  if (transferGuarded) return
+  transferGuarded = true
+  const proto = ArrayBuffer.prototype as unknown as Record<string, unknown>
+  for (const name of ['transfer', 'transferToFixedLength']) {
+    const original = proto[name]
+    if (typeof original !== 'function') continue
+    const guarded = {
+      [name](this: unknown, ...args: unknown[]): unknown {
+        if (typeof this === 'object' && this !== null) {
+          const state = ExclusiveMark.stateOf(this)
+          if (state !== undefined && state.live && state.buffer === this) {
+            native.markMoved(state.buffer, state.generation)
+          }
+        }
+        return Reflect.apply(original, this, args)
+      },
+    }[name]
+    Object.defineProperty(proto, name, { value: guarded, writable: true, enumerable: false, configurable: true })
+  }
+}
