@@ -7,7 +7,7 @@ import os from 'node:os'
 
 import { BURST, BURST_VARIANTS, EMBED, EMBED_VARIANTS, GC_BATCH, SCENARIOS, SIZES, VARIANTS } from './cases.mjs'
 import { PIPELINE_SIZES, PIPELINE_VARIANTS } from './pipeline.mjs'
-import { RSS_VARIANTS } from './gc-rss.mjs'
+import { RSS_LOOPS, RSS_SIZES, RSS_VARIANTS, rssRow } from './gc-rss.mjs'
 import { RATIO_GOALS } from './svg.mjs'
 import { sizeLabel } from './suites.mjs'
 
@@ -115,17 +115,20 @@ export function checkGoals(summary, rss) {
       met: ratios.every((r) => r <= 1.2),
     })
   }
-  if (rss) {
-    for (const scenario of ['alloc', 'touch']) {
-      const base = rss[scenario]?.['buffer-alloc']?.peakRss
-      for (const id of ['array', 'view']) {
-        const row = rss[scenario]?.[id]
-        if (!row) continue
-        const ratio = row.peakRss / base
+  if (rss?.rows) {
+    for (const id of ['array', 'view']) {
+      for (const loop of RSS_LOOPS) {
+        const cells = RSS_SIZES.map((size) => {
+          const row = rssRow(rss, size, loop, id)
+          const base = rssRow(rss, size, loop, 'buffer-alloc')
+          return { size, row, ratio: row && base ? row.peakRss / base.peakRss : Number.NaN }
+        })
         goals.push({
-          goal: `GC-only ${id} at 1 MiB, yield every ${rss.batch}: peak RSS ≤ 1.5 × Buffer.alloc's (${scenario === 'touch' ? 'alloc + write 1 byte per page' : 'alloc only'})`,
-          value: `${mib(row.peakRss)} vs ${mib(base)} = ${ratio.toFixed(2)}×${row.oomAt != null ? ` (arena out of memory after ${row.oomAt} ops)` : ''}`,
-          met: ratio <= 1.5 && row.oomAt == null,
+          goal: `GC-only ${id}, ${loop === 'sync' ? 'loop that never yields' : `yield every ${rss.batch}`}, a byte written per page: peak RSS ≤ 1.5 × Buffer.alloc's, no out-of-memory`,
+          value: cells
+            .map((c) => `${sizeLabel(c.size)} ${c.ratio.toFixed(2)}×${c.row?.oomAt != null ? ` (OOM at op ${c.row.oomAt})` : ''}`)
+            .join(' · '),
+          met: cells.every((c) => c.ratio <= 1.5 && c.row?.oomAt == null),
         })
       }
     }
@@ -182,12 +185,18 @@ export function consoleReport(summary, rss, pipeline) {
       lines.push(`${v.label.padEnd(28)}${`${fmtOps(c.ops)} (${fmtRatio(c.ratio)})`.padStart(22)}`)
     }
   }
-  if (rss) {
-    lines.push(`\nGC-only path, 1 MiB, yield every ${rss.batch}, ${rss.ops} ops: peak RSS`)
-    for (const scenario of ['alloc', 'touch']) {
-      for (const v of RSS_VARIANTS) {
-        const row = rss[scenario][v.id]
-        lines.push(`${scenario.padEnd(6)} ${v.label.padEnd(24)} ${mib(row.peakRss).padStart(9)}${row.oomAt != null ? `  (arena OOM after ${row.oomAt} ops)` : ''}`)
+  if (rss?.rows) {
+    lines.push(`\nGC-only path (no free, a byte written per page): peak RSS, ÷ Buffer.alloc's`)
+    for (const size of RSS_SIZES) {
+      for (const loop of RSS_LOOPS) {
+        const base = rssRow(rss, size, loop, 'buffer-alloc')?.peakRss
+        const cells = RSS_VARIANTS.map((v) => {
+          const row = rssRow(rss, size, loop, v.id)
+          if (!row) return ''
+          const oom = row.oomAt != null ? ` OOM@${row.oomAt}` : ''
+          return `${v.id} ${mib(row.peakRss)} (${(row.peakRss / base).toFixed(2)}×)${oom}`
+        })
+        lines.push(`${sizeLabel(size).padEnd(7)} ${loop.padEnd(6)} ${cells.join('   ')}`)
       }
     }
   }
@@ -267,31 +276,28 @@ export function markdownSection({ summary, rss, pipeline, info, command, seconds
       ),
     )
   }
-  if (rss) {
+  if (rss?.rows) {
     s.push('')
-    s.push(`### GC-only path: peak RSS (1 MiB, no explicit free, \`await setImmediate\` every ${rss.batch} operations)`)
+    s.push('### GC-only path: peak RSS (no explicit free, one byte written per 4 KiB page)')
     s.push('')
     s.push(
-      `\`node benchmark/node/gc-rss.mjs\`: one child process per variant and run (${rss.runs ?? 3} runs, median), ${rss.ops} operations, \`process.memoryUsage.rss()\` sampled after every operation. "alloc only" allocates; "touch" also writes one byte per 4 KiB page (memory in use: calloc'd or fresh pages that are never touched do not count in RSS).`,
+      `\`node benchmark/node/gc-rss.mjs\`: one child process per variant, size, loop and run (${rss.runs ?? 3} runs, median); each loop hands out ${mib(rss.bytes)} in all (at least 128 operations) and never frees; \`process.memoryUsage.rss()\` sampled after every operation. "sync": a loop that never yields (no finalizer or FinalizationRegistry callback can run); "yield": \`await setImmediate\` every ${rss.batch} operations.`,
     )
     s.push('')
     const rows = []
-    for (const scenario of ['alloc', 'touch']) {
-      const base = rss[scenario]['buffer-alloc'].peakRss
-      for (const v of RSS_VARIANTS) {
-        const row = rss[scenario][v.id]
-        rows.push([
-          scenario === 'touch' ? 'alloc + touch' : 'alloc only',
-          v.label,
-          mib(row.peakRss),
-          mib(row.baseRss),
-          v.id === 'buffer-alloc' ? '—' : mib(row.peakLive),
-          `${(row.peakRss / base).toFixed(2)}×`,
-          row.oomAt != null ? `arena out of memory after ${row.oomAt} operations` : '',
-        ])
+    for (const size of RSS_SIZES) {
+      for (const loop of RSS_LOOPS) {
+        const base = rssRow(rss, size, loop, 'buffer-alloc')
+        const cell = (id) => {
+          const row = rssRow(rss, size, loop, id)
+          if (!row) return '—'
+          const oom = row.oomAt != null ? `, out of memory at op ${row.oomAt}` : ''
+          return id === 'buffer-alloc' ? mib(row.peakRss) : `${mib(row.peakRss)} (${(row.peakRss / base.peakRss).toFixed(2)}×${oom})`
+        }
+        rows.push([sizeLabel(size), loop, mib(base.baseRss), cell('buffer-alloc'), cell('array'), cell('view')])
       }
     }
-    s.push(table(['scenario', 'variant', 'peak RSS', 'RSS at start', 'peak live arena bytes', 'peak ÷ Buffer.alloc', 'note'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'l']))
+    s.push(table(['size', 'loop', 'RSS at start', 'Buffer.alloc', 'array (÷ Buffer.alloc)', 'view (÷ Buffer.alloc)'], rows, ['l', 'l', 'r', 'r', 'r', 'r']))
   }
   if (pipeline) {
     s.push('')

@@ -51,7 +51,6 @@ function parseArgs(argv) {
     maxTime: value('--max-time', full ? 0.8 : 0.1),
     minSamples: value('--min-samples', full ? 5 : 2),
     rssRuns: full ? 3 : 1,
-    rssOps: 2000,
     pipelineRuns: full ? 5 : 3,
     pipelineSeconds: full ? 0.5 : 0.2,
     viewsOnly: argv.includes('--views-only'),
@@ -118,7 +117,7 @@ const raw = await runSuites({
   viewsOnly: options.viewsOnly,
 })
 const summary = summarize(raw)
-const rss = options.rss ? { ...measureRss({ runs: options.rssRuns, ops: options.rssOps }), runs: options.rssRuns } : undefined
+const rss = options.rss ? { ...measureRss({ runs: options.rssRuns }), runs: options.rssRuns } : undefined
 const pipeline = options.pipeline ? await runPipeline({ runs: options.pipelineRuns, seconds: options.pipelineSeconds }) : undefined
 const seconds = (Date.now() - started) / 1000
 
