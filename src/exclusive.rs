@@ -15,13 +15,10 @@ use crate::external::{self, External};
 use crate::raw;
 use crate::registry::{self, ThreadArena};
 use crate::view::{alloc_args, allocate_block, free_at, offset_of};
-use crate::weak;
 
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
 /// arena mapped while the buffer is reachable.
 pub(crate) struct Hint {
-    /// The arena's id (the weak table frees through this thread's cache for it).
-    pub(crate) arena: usize,
     pub(crate) allocator: Allocator,
     pub(crate) ptr: NonNull<u8>,
     pub(crate) generation: u32,
@@ -53,7 +50,7 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::n
         Ok((a, arena.allocator.clone()))
     });
     match allocated {
-        Ok(Ok((a, allocator))) => expose(env, Hint { arena: id, allocator, ptr: a.ptr, generation: a.generation }, len),
+        Ok(Ok((a, allocator))) => expose(env, Hint { allocator, ptr: a.ptr, generation: a.generation }, len),
         Ok(Err(code)) => unsafe_number(env, code),
         Err(code) => unsafe_number(env, code.as_return()),
     }
@@ -63,18 +60,11 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::n
 /// if the runtime refuses, frees the block and returns the refusal code.
 pub(crate) fn expose(env: sys::napi_env, hint: Hint, len: usize) -> sys::napi_value {
     let data = hint.ptr.as_ptr();
-    let (arena, ptr, generation, allocator) = (hint.arena, hint.ptr, hint.generation, hint.allocator.clone());
     let hint = Box::into_raw(Box::new(hint));
     // SAFETY: the block stays allocated until `finalize` or an explicit free, and the
     // arena stays mapped while the hint's allocator handle lives.
     match unsafe { external::create(env, data, len, Some(finalize), hint.cast()) } {
-        External::Created(value) => {
-            // Freed at once when a GC finds the buffer unreachable, instead of a turn later
-            // by `finalize` (which then finds the block freed and does nothing).
-            // SAFETY: `value` is a handle of this callback.
-            unsafe { weak::track_exclusive(env, value, arena, allocator, ptr, generation, len) };
-            value
-        }
+        External::Created(value) => value,
         External::Refused => {
             // SAFETY: refused up front, so `finalize` never runs: the hint is ours.
             let hint = unsafe { Box::from_raw(hint) };

@@ -43,6 +43,7 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"reclaim", handoff::reclaim),
             (c"floorBuffer", floor::floor_buffer),
             (c"floorDetach", floor::floor_detach),
+            (c"trackExclusive", weak::track_exclusive),
             (c"trackView", weak::track_view),
             (c"untrack", weak::untrack),
             (c"markMoved", weak::mark_moved),

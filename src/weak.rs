@@ -202,34 +202,46 @@ impl Table {
     }
 }
 
-/// Remembers the exclusive buffer `buffer` over the hand-out `(ptr, generation)` of
-/// `allocator`; returns its entry index (`None` if Node-API refuses a reference: the
-/// buffer is then reclaimed by its finalizer only).
-///
-/// # Safety
-/// `env` is the running callback's env and `buffer` one of its handles.
-pub(crate) unsafe fn track_exclusive(
-    env: sys::napi_env,
-    buffer: sys::napi_value,
-    arena: usize,
-    allocator: Allocator,
-    ptr: NonNull<u8>,
-    generation: u32,
-    bytes: usize,
-) -> Option<u32> {
-    // SAFETY: forwarded.
-    let reference = unsafe { weak(env, buffer) }?;
-    let kind = Kind::Exclusive { arena, allocator, ptr, generation, moved: false };
-    with_table(|t| {
-        // SAFETY: forwarded.
-        unsafe { t.maybe_sweep(env) };
-        t.insert(Entry { reference, kind }, bytes)
-    })
-}
-
 fn result(env: sys::napi_env, value: f64) -> sys::napi_value {
     // SAFETY: `env` is the running callback's env.
     unsafe { raw::number(env, value) }
+}
+
+/// `trackExclusive(buffer, id, generation)`: remembers the live exclusive `buffer` of arena
+/// `id` (the hand-out of that generation, over the block its data pointer names); returns
+/// its entry index, or -1 if it is not an arena block or Node-API refuses a reference (the
+/// finalizer alone then returns the block).
+pub(crate) unsafe extern "C" fn track_exclusive(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: `env`/`info` are this callback's.
+    let Some([buffer, id, generation]) = (unsafe { raw::args::<3>(env, info) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: argument handles of this callback.
+    let parsed = unsafe {
+        (crate::exclusive::buffer_info(env, buffer), raw::index_arg(env, id), raw::index_arg(env, generation))
+    };
+    let (Ok((data, len)), Some(id), Some(generation)) = parsed else {
+        return result(env, -1.0);
+    };
+    let (Ok(generation), Some(ptr)) = (u32::try_from(generation), NonNull::new(data as *mut u8)) else {
+        return result(env, -1.0);
+    };
+    let Ok(Some(allocator)) =
+        registry::with_arena(id, |a, _| a.allocator.contains(ptr.as_ptr()).then(|| a.allocator.clone()))
+    else {
+        return result(env, -1.0);
+    };
+    // SAFETY: `buffer` is a handle of this callback.
+    let Some(reference) = (unsafe { weak(env, buffer) }) else {
+        return result(env, -1.0);
+    };
+    let kind = Kind::Exclusive { arena: id, allocator, ptr, generation, moved: false };
+    let index = with_table(|t| {
+        // SAFETY: forwarded.
+        unsafe { t.maybe_sweep(env) };
+        t.insert(Entry { reference, kind }, len)
+    });
+    index.map_or_else(|| result(env, -1.0), |i| result(env, f64::from(i)))
 }
 
 /// `trackView(view, bytes)`: remembers a live view; returns its entry index (or -1 if

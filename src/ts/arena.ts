@@ -24,7 +24,14 @@ import type { Exclusive } from './exclusive-state.js'
 import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
 import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
-import { addPressure, forgetView, guardTransfer, reclaimByGc, rememberView, sweepUnreachable } from './unreachable.js'
+import {
+  forgetExclusive,
+  forgetView,
+  reclaimByGc,
+  rememberExclusive,
+  rememberView,
+  sweepUnreachable,
+} from './unreachable.js'
 import { viewOver, zeroFill } from './view-make.js'
 import { checkHandle, kindCode, type TransferHandle } from './transfer-handle.js'
 import { toArenaStats } from './stats.js'
@@ -195,7 +202,6 @@ export class Arena {
   }
 
   private exclusive(id: number, byteLength: number, zero: number): Exclusive {
-    guardTransfer()
     let result = native.allocExclusive(id, byteLength, zero)
     if (result === OUT_OF_MEMORY) {
       flushViewSlots(id)
@@ -207,9 +213,9 @@ export class Arena {
     }
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
-    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true }
+    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true, pendingAt: -1 }
     ExclusiveMark.stamp(result, state)
-    addPressure(byteLength)
+    rememberExclusive(state)
     return state
   }
 
@@ -376,7 +382,7 @@ export class Arena {
     const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)
     state.live = false
-    addPressure(-state.byteLength)
+    forgetExclusive(state)
   }
 
   /**
@@ -430,7 +436,7 @@ export class Arena {
     const token = native.handOff(id, state.offset, state.generation, state.buffer, byteLength, kindCode(kind, dtype))
     if (token < 0) throw this.failure(token, 0)
     state.live = false
-    addPressure(-byteLength)
+    forgetExclusive(state)
     if (dtype === null) {
       return { arena: id, token, kind: 'buffer', dtype: null, length: byteLength, byteLength, offset: state.offset }
     }
@@ -467,7 +473,6 @@ export class Arena {
       rememberView(view, slots, slot)
       return view as unknown as T
     }
-    guardTransfer()
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
     const state: Exclusive = {
@@ -477,8 +482,10 @@ export class Arena {
       buffer,
       byteLength: h.byteLength,
       live: true,
+      pendingAt: -1,
     }
     ExclusiveMark.stamp(buffer, state)
+    rememberExclusive(state)
     if (h.kind === 'buffer') return buffer as unknown as T
     const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView
     ExclusiveMark.stamp(array, state)

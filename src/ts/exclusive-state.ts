@@ -9,4 +9,6 @@ export interface Exclusive {
   /** `buffer.byteLength` at hand-out: differs once something else detached the buffer. */
   readonly byteLength: number
   live: boolean
+  /** Its place in the pending-reclaim list (unreachable.ts) until it enters the weak table; -1 after. */
+  pendingAt: number
 }

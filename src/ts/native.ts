@@ -56,6 +56,8 @@ export interface RawNative {
   floorBuffer(byteLength: number): ArrayBuffer
   /** Benchmark floor: detaches a buffer `floorBuffer` made. */
   floorDetach(buffer: ArrayBuffer): void
+  /** Remembers a live exclusive buffer with a weak reference (src/weak.rs): its entry index, or -1. */
+  trackExclusive(buffer: ArrayBuffer, id: number, generation: number): number
   /** Remembers a live view with a weak reference (src/weak.rs): its entry index, or -1. */
   trackView(view: ArrayBufferView, bytes: number): number
   /** Forgets the entry of a view freed or handed off. */
@@ -89,6 +91,7 @@ export const RAW_FUNCTIONS = Object.freeze([
   'reclaim',
   'floorBuffer',
   'floorDetach',
+  'trackExclusive',
   'trackView',
   'untrack',
   'markMoved',

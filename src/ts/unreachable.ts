@@ -2,34 +2,45 @@
 //
 // Node runs external-buffer finalizers and FinalizationRegistry callbacks at a later
 // event-loop turn, so code that drops buffers without freeing them in a loop that never
-// yields would exhaust the arena. The addon keeps a weak reference to every exclusive
-// buffer and every registered view (src/weak.rs), cleared by the GC that collects it; a
-// sweep frees what the GC collected. The arena makes GCs happen as Buffer.alloc's memory
-// does: it counts the bytes handed out and not freed since the last look (its *pressure*),
-// and past PRESSURE_BYTES without a GC in between it runs a minor GC itself (V8 runs one
-// for Buffer.alloc's young backing stores); at exhaustion, a full GC.
+// yields would exhaust the arena. So an exclusive buffer or view that outlives its turn
+// (or a burst of them) enters the addon's weak table (src/weak.rs): a weak reference the
+// GC clears when it collects the object, and a sweep after the GC frees the block. The
+// arena makes GCs happen as Buffer.alloc's memory does: it counts the bytes handed out and
+// not freed since the last look (its *pressure*), and past PRESSURE_BYTES without a GC in
+// between it runs a minor GC itself (V8 runs one for Buffer.alloc's young backing stores);
+// at exhaustion, a full GC.
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
+import type { Exclusive } from './exclusive-state.js'
 import { ExclusiveMark, ViewMark } from './marks.js'
 import { native } from './native.js'
 import type { ViewSlots } from './view-slots.js'
 
-// A view that is never freed is remembered in the native weak table (src/weak.rs), which
-// finds it collected in the GC that collects it, even in a loop that never yields. Entering
-// the table costs ~100 ns, several views' worth, so a new view is first only remembered in
-// a *pending* list (its place kept in its slot); at the next event-loop turn, after
-// PENDING_MAX views or after PENDING_BYTES of views, the ones still live enter the table.
-// A view freed in the same turn leaves the list at once, so it dies young.
-// The list is a new array after every flush, so it stays young: storing a new view in an
+// Entering the weak table costs ~100–200 ns (a Node-API reference, deleted later), several
+// views' worth and a sixth of an exclusive buffer, so a new hand-out is first only
+// remembered in a *pending* list (its place kept in its slot or state); at the next
+// event-loop turn, after PENDING_MAX hand-outs or after PENDING_BYTES of them, the ones
+// still live enter the table. A hand-out freed in the same turn leaves the list at once.
+// The lists are new arrays after every flush, so they stay young: storing a new view in an
 // old array would cost an old-to-new write barrier (about 8 ns per view).
 const PENDING_MAX = 4096
-/** Bytes of pending views after which they enter the table (a loop of big views that never yields). */
+/** Bytes of pending hand-outs after which they enter the table (a loop of big ones that never yields). */
 const PENDING_BYTES = 8 << 20
 let pendingViews: (ArrayBufferView | undefined)[] = new Array(PENDING_MAX)
 let pendingCount = 0
+let pendingExclusive: (Exclusive | undefined)[] = new Array(PENDING_MAX)
+let pendingExclusiveCount = 0
+/** Bytes of both pending lists. */
 let pendingBytes = 0
 let flushScheduled = false
+
+function scheduleFlush(): void {
+  if (!flushScheduled) {
+    flushScheduled = true
+    setImmediate(flushPending).unref()
+  }
+}
 
 // Bytes of views in the table are reported to V8 as external memory (in steps of at least
 // 1 MiB), so garbage views trigger GCs like garbage ArrayBuffers do.
@@ -105,10 +116,11 @@ function registerAll(views: ArrayBufferView[]): void {
   addPressure(0)
 }
 
-/** At the end of a turn: registers every view still live. */
-function flushPendingViews(): void {
+/** At the end of a turn: every pending hand-out still live enters the weak table. */
+function flushPending(): void {
   flushScheduled = false
   registerAll(takeLivePending())
+  registerPendingExclusive()
 }
 
 /**
@@ -137,20 +149,68 @@ export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: numb
   pendingCount = n + 1
   pendingBytes += slots.bytes[slot]
   if (n === 0) {
-    if (!flushScheduled) {
-      flushScheduled = true
-      setImmediate(flushPendingViews).unref()
-    }
+    scheduleFlush()
   } else if (pendingBytes >= PENDING_BYTES) {
-    registerAll(takeLivePending())
+    registerPendingViews()
+    registerPendingExclusive()
   } else if (n + 1 === PENDING_MAX) {
     flushEarly()
   }
 }
 
 /** Registers the pending views now (before a forced GC: a pending view is held strongly). */
-export function registerPendingViews(): void {
+function registerPendingViews(): void {
   if (pendingCount > 0) registerAll(takeLivePending())
+}
+
+/**
+ * Every pending exclusive hand-out still live enters the weak table: still live and
+ * attached (one detached by something else, e.g. `ArrayBuffer.prototype.transfer`, moved
+ * its memory to another buffer, and is left to the finalizer). The list is emptied.
+ */
+function registerPendingExclusive(): void {
+  const states = pendingExclusive
+  const count = pendingExclusiveCount
+  if (count === 0) return
+  pendingExclusive = new Array(PENDING_MAX)
+  pendingExclusiveCount = 0
+  for (let i = 0; i < count; i++) {
+    const state = states[i]
+    if (state === undefined) continue
+    pendingBytes -= state.byteLength
+    state.pendingAt = -1
+    if (state.live && state.buffer.byteLength === state.byteLength) {
+      native.trackExclusive(state.buffer, state.arena, state.generation)
+    }
+  }
+  addPressure(0)
+}
+
+/** An exclusive hand-out just made (alloc, array, receive): reclaimed by GC if it is never freed. */
+export function rememberExclusive(state: Exclusive): void {
+  if (!transferGuarded) guardTransfer()
+  const n = pendingExclusiveCount
+  state.pendingAt = n
+  pendingExclusive[n] = state
+  pendingExclusiveCount = n + 1
+  pendingBytes += state.byteLength
+  pressure += state.byteLength
+  if (n === 0) scheduleFlush()
+  else if (pendingBytes >= PENDING_BYTES || n + 1 === PENDING_MAX) {
+    registerPendingExclusive()
+    registerPendingViews()
+  }
+}
+
+/** An exclusive hand-out freed or handed off: no longer to be reclaimed by GC. */
+export function forgetExclusive(state: Exclusive): void {
+  pressure -= state.byteLength
+  const at = state.pendingAt
+  if (at >= 0 && at < pendingExclusiveCount && pendingExclusive[at] === state) {
+    pendingExclusive[at] = undefined
+    pendingBytes -= state.byteLength
+  }
+  state.pendingAt = -1
 }
 
 /**
@@ -227,6 +287,7 @@ export function sweepUnreachable(always: boolean): boolean {
  */
 export function reclaimByGc(): void {
   registerPendingViews()
+  registerPendingExclusive()
   collectGarbage(false)
   sweepUnreachable(true)
   pressure = 0
@@ -242,12 +303,13 @@ let pressure = 0
  * look, and runs a minor GC first if none ran: memory dropped without `free` comes back
  * as soon as Buffer.alloc's would.
  */
-export function addPressure(bytes: number): void {
+function addPressure(bytes: number): void {
   pressure += bytes
   if (pressure < PRESSURE_BYTES) return
   pressure = 0
   if (sweepUnreachable(false)) return
   registerPendingViews()
+  registerPendingExclusive()
   collectGarbage(true)
   sweepUnreachable(true)
 }
@@ -262,8 +324,7 @@ let transferGuarded = false
  * leaves the block to the finalizer (it runs when the new buffer dies). Every other
  * ArrayBuffer goes straight through to the original method.
  */
-export function guardTransfer(): void {
-  if (transferGuarded) return
+function guardTransfer(): void {
   transferGuarded = true
   const proto = ArrayBuffer.prototype as unknown as Record<string, unknown>
   for (const name of ['transfer', 'transferToFixedLength']) {
