@@ -25,7 +25,10 @@ import type { ViewSlots } from './view-slots.js'
 // The lists are new arrays after every flush, so they stay young: storing a new view in an
 // old array would cost an old-to-new write barrier (about 8 ns per view).
 const PENDING_MAX = 4096
-/** Bytes of pending hand-outs after which they enter the table (a loop of big ones that never yields). */
+/**
+ * Bytes of pending hand-outs past which the next one makes them all enter the table (a loop
+ * of big ones that never yields).
+ */
 const PENDING_BYTES = 8 << 20
 let pendingViews: (ArrayBufferView | undefined)[] = new Array(PENDING_MAX)
 let pendingCount = 0
@@ -147,10 +150,12 @@ export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: numb
   slots.reclaimAt[slot] = n
   pendingViews[n] = view
   pendingCount = n + 1
-  pendingBytes += slots.bytes[slot]
+  // The bytes pending before this one: a single big view freed at once never enters the table.
+  const before = pendingBytes
+  pendingBytes = before + slots.bytes[slot]
   if (n === 0) {
     scheduleFlush()
-  } else if (pendingBytes >= PENDING_BYTES) {
+  } else if (before >= PENDING_BYTES) {
     registerPendingViews()
     registerPendingExclusive()
   } else if (n + 1 === PENDING_MAX) {
@@ -193,10 +198,11 @@ export function rememberExclusive(state: Exclusive): void {
   state.pendingAt = n
   pendingExclusive[n] = state
   pendingExclusiveCount = n + 1
-  pendingBytes += state.byteLength
+  const before = pendingBytes
+  pendingBytes = before + state.byteLength
   pressure += state.byteLength
   if (n === 0) scheduleFlush()
-  else if (pendingBytes >= PENDING_BYTES || n + 1 === PENDING_MAX) {
+  else if (before >= PENDING_BYTES || n + 1 === PENDING_MAX) {
     registerPendingExclusive()
     registerPendingViews()
   }
