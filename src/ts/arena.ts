@@ -208,6 +208,7 @@ export class Arena {
       result = native.allocExclusive(id, byteLength, zero)
       if (result === OUT_OF_MEMORY) {
         reclaimByGc()
+        flushViewSlots(id) // reclaimed views' blocks went to the lent stacks
         result = native.allocExclusive(id, byteLength, zero)
       }
     }
@@ -307,6 +308,7 @@ export class Arena {
       offset = native.viewAlloc(id, bytes, zero)
       if (offset === OUT_OF_MEMORY) {
         reclaimByGc()
+        slots.flush() // reclaimed views' blocks went to the lent stacks
         offset = native.viewAlloc(id, bytes, zero)
       }
     }
