@@ -50,8 +50,6 @@ pub(crate) struct CacheRegistry {
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) config: AllocatorConfig,
-    /// Per-allocator secret (hand-off token MACs).
-    pub(crate) secret: u64,
     pub(crate) align_mask: usize,
     pub(crate) arena: Arena,
     pub(crate) geo: [ClassGeometry; NUM_CLASSES],
@@ -111,7 +109,6 @@ impl Allocator {
             inner: Arc::new(Inner {
                 id,
                 config,
-                secret,
                 align_mask: config.alignment - 1,
                 arena,
                 geo,

@@ -14,8 +14,22 @@
 //! - a received block is `LIVE` again and owned by the receiving cache: its frees are the
 //!   receiver's local frees, and the receiver's teardown frees it
 //! - `in_flight_bytes = Σ requested` of the records
-//! - a token is `sequence << 21 | mac(sequence)`: below 2^53, so JavaScript numbers carry it
-//!   exactly; a token with a valid mac and no record was received or reclaimed already
+//! - a record names the cache that sent it; once that cache is torn down
+//!   ([`Allocator::free_all_owned_by`]) or dropped, the record is *orphaned* (its sender is
+//!   gone) and [`Allocator::orphaned_hand_offs`] lists it with its token
+//!
+//! **Tokens.** A token is the only credential of a hand-off: whoever presents it claims
+//! (or reclaims) the block. It is 128 bits ([`Token`], written as 32 lowercase hex digits):
+//! the high half is `tag = SipHash-2-4(k_tag, sequence)`, the low half is
+//! `sequence ^ SipHash-2-4(k_mask, tag)`, where `sequence` numbers the allocator's
+//! hand-offs and the two 128-bit keys come from the operating system's CSPRNG
+//! (`getrandom`) at the allocator's first hand-off. A token decodes to its sequence and is
+//! genuine only if its tag is that sequence's: without the key, any guess names a given
+//! hand-off with probability 2⁻⁶⁴ at most (the tag is a 64-bit PRF output), and the
+//! masked low half keeps the sequence (how many hand-offs there were) hidden too. A genuine
+//! token whose sequence was issued but has no record was received or reclaimed already
+//! ([`HandoffError::AlreadyReceived`]); anything else is [`HandoffError::InvalidHandle`].
+//! Telling the two apart needs only the sequence counter, not a list of spent tokens.
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
@@ -26,7 +40,142 @@ use crate::free::Expect;
 use crate::meta::{self, BlockMeta, FREE, IN_FLIGHT, LIVE, STATE_STEP};
 use crate::thread_cache::ThreadCache;
 
-const MAC_BITS: u32 = 21;
+/// A hand-off token: 128 bits, the hand-off's only credential (see the module docs).
+/// [`Token::to_text`] / [`Token::parse`] write and read it as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u128);
+
+impl Token {
+    /// Characters of [`Token::to_text`].
+    pub const TEXT_LEN: usize = 32;
+
+    /// The token with these bits.
+    #[must_use]
+    pub const fn from_bits(bits: u128) -> Self {
+        Self(bits)
+    }
+
+    /// Its 128 bits.
+    #[must_use]
+    pub const fn bits(self) -> u128 {
+        self.0
+    }
+
+    /// 32 lowercase hex digits, most significant first.
+    #[must_use]
+    pub fn to_text(self) -> [u8; Self::TEXT_LEN] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; Self::TEXT_LEN];
+        for (i, c) in out.iter_mut().enumerate() {
+            *c = DIGITS[((self.0 >> (4 * (Self::TEXT_LEN - 1 - i))) & 0xf) as usize];
+        }
+        out
+    }
+
+    /// Reads [`Token::to_text`]'s form: exactly 32 characters `0-9a-f` (UTF-8 bytes or
+    /// UTF-16 units); anything else (other lengths, upper case, other characters) is `None`,
+    /// so a token has one spelling and every altered character is a different token or none.
+    #[must_use]
+    pub fn parse<C: Copy + Into<u32>>(text: &[C]) -> Option<Self> {
+        if text.len() != Self::TEXT_LEN {
+            return None;
+        }
+        let mut bits = 0u128;
+        for &c in text {
+            let digit = match c.into() {
+                c @ 0x30..=0x39 => c - 0x30,
+                c @ 0x61..=0x66 => c - 0x61 + 10,
+                _ => return None,
+            };
+            bits = (bits << 4) | u128::from(digit);
+        }
+        Some(Self(bits))
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({self})")
+    }
+}
+
+/// One SipHash round.
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
+/// SipHash-2-4 of the 8 bytes of `message` (little-endian), keyed by `key` (k0, k1): a
+/// 64-bit PRF (Aumasson & Bernstein, 2012).
+fn siphash24(key: [u64; 2], message: u64) -> u64 {
+    let mut v = [
+        key[0] ^ 0x736f_6d65_7073_6575,
+        key[1] ^ 0x646f_7261_6e64_6f6d,
+        key[0] ^ 0x6c79_6765_6e65_7261,
+        key[1] ^ 0x7465_6462_7974_6573,
+    ];
+    // The message block, then the final block: the length (8) in the top byte.
+    for block in [message, 8 << 56] {
+        v[3] ^= block;
+        sip_round(&mut v);
+        sip_round(&mut v);
+        v[0] ^= block;
+    }
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// The secret keys of an allocator's tokens.
+#[derive(Clone, Copy)]
+struct Keys {
+    tag: [u64; 2],
+    mask: [u64; 2],
+}
+
+impl Keys {
+    /// 256 bits from the operating system's CSPRNG.
+    fn from_os() -> Result<Self, HandoffError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|_| HandoffError::RandomUnavailable)?;
+        let mut words = [0u64; 4];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(chunk);
+            *word = u64::from_le_bytes(le);
+        }
+        Ok(Self { tag: [words[0], words[1]], mask: [words[2], words[3]] })
+    }
+
+    fn token(&self, sequence: u64) -> Token {
+        let tag = siphash24(self.tag, sequence);
+        Token((u128::from(tag) << 64) | u128::from(sequence ^ siphash24(self.mask, tag)))
+    }
+
+    /// The sequence of a genuine token (its tag is the sequence's), else `None`.
+    fn sequence_of(&self, token: Token) -> Option<u64> {
+        let tag = (token.0 >> 64) as u64;
+        let sequence = (token.0 as u64) ^ siphash24(self.mask, tag);
+        (siphash24(self.tag, sequence) == tag).then_some(sequence)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct InFlight {
@@ -34,6 +183,10 @@ struct InFlight {
     generation: u32,
     requested: usize,
     label: u64,
+    /// Id of the cache that sent it.
+    sender: u32,
+    /// Its sender was torn down or dropped.
+    orphaned: bool,
 }
 
 impl InFlight {
@@ -43,12 +196,14 @@ impl InFlight {
     }
 }
 
-/// The in-flight records of one allocator.
+/// The in-flight records of one allocator, by sequence.
 #[derive(Default)]
 pub(crate) struct Handoffs {
     records: HashMap<u64, InFlight>,
     next_sequence: u64,
     bytes: usize,
+    /// Drawn at the first hand-off.
+    keys: Option<Keys>,
 }
 
 impl Handoffs {
@@ -58,6 +213,11 @@ impl Handoffs {
 
     pub(crate) const fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The sequence of `token` if it is genuine.
+    fn sequence_of(&self, token: Token) -> Option<u64> {
+        self.keys.as_ref().and_then(|keys| keys.sequence_of(token))
     }
 }
 
@@ -70,6 +230,8 @@ pub enum HandoffError {
     AlreadyReceived,
     /// The token was never issued by this allocator, or the details do not match it.
     InvalidHandle,
+    /// The operating system's random number generator failed, so no token can be made.
+    RandomUnavailable,
 }
 
 impl HandoffError {
@@ -80,6 +242,7 @@ impl HandoffError {
             Self::Free(e) => e.code(),
             Self::AlreadyReceived => "ERR_ALREADY_RECEIVED",
             Self::InvalidHandle => "ERR_INVALID_HANDLE",
+            Self::RandomUnavailable => "ERR_RANDOM_UNAVAILABLE",
         }
     }
 }
@@ -90,6 +253,7 @@ impl std::fmt::Display for HandoffError {
             Self::Free(e) => e.fmt(f),
             Self::AlreadyReceived => f.write_str("this hand-off was received or reclaimed already"),
             Self::InvalidHandle => f.write_str("not a hand-off issued by this allocator"),
+            Self::RandomUnavailable => f.write_str("the operating system's random number generator is unavailable"),
         }
     }
 }
@@ -107,22 +271,16 @@ pub struct Received {
     pub label: u64,
 }
 
+/// An in-flight hand-off whose sender is gone (see [`Allocator::orphaned_hand_offs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its token: [`Allocator::receive`] or [`Allocator::reclaim`] it.
+    pub token: Token,
+    /// The block, its generation, requested size and label, as a receiver would get them.
+    pub block: Received,
+}
+
 impl Allocator {
-    fn mac(&self, sequence: u64) -> u64 {
-        let x = (sequence ^ self.inner.secret.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (x >> 40) & ((1 << MAC_BITS) - 1)
-    }
-
-    fn check_token(&self, token: u64) -> HandoffError {
-        let sequence = token >> MAC_BITS;
-        let issued = sequence < self.inner.handoffs.lock().next_sequence;
-        if token < (1 << 53) && issued && self.mac(sequence) == token & ((1 << MAC_BITS) - 1) {
-            HandoffError::AlreadyReceived
-        } else {
-            HandoffError::InvalidHandle
-        }
-    }
-
     /// The metadata of the block at `ptr` if it is a live hand-out with `generation`.
     fn live_meta(&self, ptr: NonNull<u8>, generation: u32) -> Result<&BlockMeta, FreeError> {
         let addr = ptr.as_ptr() as usize;
@@ -135,32 +293,45 @@ impl Allocator {
     }
 
     /// Removes the in-flight record of `token` (claimed exactly once), or says why not.
-    fn take_record(&self, token: u64) -> Result<InFlight, HandoffError> {
-        let record = {
-            let mut handoffs = self.inner.handoffs.lock();
-            let record = handoffs.records.remove(&token);
-            if let Some(r) = record {
-                handoffs.bytes -= r.requested;
+    fn take_record(&self, token: Token) -> Result<InFlight, HandoffError> {
+        let mut handoffs = self.inner.handoffs.lock();
+        let sequence = handoffs.sequence_of(token).ok_or(HandoffError::InvalidHandle)?;
+        match handoffs.records.remove(&sequence) {
+            Some(record) => {
+                handoffs.bytes -= record.requested;
+                Ok(record)
             }
-            record
-        };
-        record.ok_or_else(|| self.check_token(token))
+            // A genuine, issued token without a record was claimed already.
+            None if sequence < handoffs.next_sequence => Err(HandoffError::AlreadyReceived),
+            None => Err(HandoffError::InvalidHandle),
+        }
     }
 
-    /// Starts a hand-off of the live block `ptr` (hand-out `generation`): the block stays
-    /// allocated but no thread holds it until [`Allocator::receive`]; the generation is
-    /// bumped, so the sender's handle is stale from now on. `label` is kept with the
-    /// hand-off for the receiver to check (what the sender says it sent). Returns the
-    /// token and the new generation.
+    /// Starts a hand-off of the live block `ptr` (hand-out `generation`) from `sender`
+    /// (the calling thread's cache): the block stays allocated but no thread holds it until
+    /// [`Allocator::receive`]; the generation is bumped, so the sender's handle is stale
+    /// from now on. `label` is kept with the hand-off for the receiver to check (what the
+    /// sender says it sent). Returns the token and the new generation.
     ///
     /// # Safety
     /// The caller gives up `ptr`: nothing of the sender may use it afterwards.
     ///
     /// # Errors
-    /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation.
-    pub unsafe fn hand_off(&self, ptr: NonNull<u8>, generation: u32, label: u64) -> Result<(u64, u32), HandoffError> {
+    /// [`HandoffError::Free`] when `ptr` is not a live hand-out with this generation;
+    /// [`HandoffError::RandomUnavailable`] when the first hand-off cannot draw its keys.
+    pub unsafe fn hand_off(
+        &self,
+        ptr: NonNull<u8>,
+        generation: u32,
+        label: u64,
+        sender: &ThreadCache,
+    ) -> Result<(Token, u32), HandoffError> {
         let mut handoffs = self.inner.handoffs.lock();
         let meta = self.live_meta(ptr, generation).map_err(HandoffError::Free)?;
+        let keys = match handoffs.keys {
+            Some(keys) => keys,
+            None => *handoffs.keys.insert(Keys::from_os()?),
+        };
         let addr = ptr.as_ptr() as usize;
         let class = meta::class_of(meta.tag());
         let requested = if class == meta::LARGE_CLASS {
@@ -173,10 +344,10 @@ impl Allocator {
         meta.set_tag(meta.tag() + STATE_STEP);
         let sequence = handoffs.next_sequence;
         handoffs.next_sequence += 1;
-        let token = (sequence << MAC_BITS) | self.mac(sequence);
-        handoffs.records.insert(token, InFlight { addr, generation: next, requested, label });
+        let record = InFlight { addr, generation: next, requested, label, sender: sender.id, orphaned: false };
+        handoffs.records.insert(sequence, record);
         handoffs.bytes += requested;
-        Ok((token, next))
+        Ok((keys.token(sequence), next))
     }
 
     /// Claims the in-flight block of `token`, exactly once; `cache` becomes its owner
@@ -184,26 +355,19 @@ impl Allocator {
     ///
     /// # Errors
     /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
-    pub fn receive(&self, token: u64, cache: &ThreadCache) -> Result<Received, HandoffError> {
+    pub fn receive(&self, token: Token, cache: &ThreadCache) -> Result<Received, HandoffError> {
         let record = self.take_record(token)?;
         let meta = self.claim(&record)?;
         meta.set_owner(cache.id);
-        Ok(Received {
-            allocation: Allocation { ptr: record.ptr(), generation: record.generation },
-            requested: record.requested,
-            label: record.label,
-        })
+        Ok(record.received())
     }
 
     /// The in-flight block of `token` without claiming it, to check a handle's details.
     #[must_use]
-    pub fn in_flight(&self, token: u64) -> Option<Received> {
+    pub fn in_flight(&self, token: Token) -> Option<Received> {
         let handoffs = self.inner.handoffs.lock();
-        handoffs.records.get(&token).map(|r| Received {
-            allocation: Allocation { ptr: r.ptr(), generation: r.generation },
-            requested: r.requested,
-            label: r.label,
-        })
+        let sequence = handoffs.sequence_of(token)?;
+        handoffs.records.get(&sequence).map(InFlight::received)
     }
 
     /// Frees the in-flight block of `token` (a hand-off nobody will receive). Returns its
@@ -211,12 +375,51 @@ impl Allocator {
     ///
     /// # Errors
     /// As [`Allocator::receive`].
-    pub fn reclaim(&self, token: u64) -> Result<usize, HandoffError> {
+    pub fn reclaim(&self, token: Token) -> Result<usize, HandoffError> {
         let record = self.take_record(token)?;
         self.claim(&record)?;
         // SAFETY: the in-flight block is allocated and nobody holds it.
         let freed = unsafe { self.free_uncached(record.ptr(), Expect::Generation(u64::from(record.generation)), true) };
         freed.map(|()| record.requested).map_err(HandoffError::Free)
+    }
+
+    /// Undoes a hand-off whose token never reached anyone (the caller could not pass it
+    /// on): the block is `LIVE` again with its generation from before the hand-off, held
+    /// by its sender as if the hand-off had not happened.
+    ///
+    /// # Errors
+    /// As [`Allocator::receive`] (nothing changes).
+    pub fn cancel_hand_off(&self, token: Token) -> Result<(), HandoffError> {
+        let record = self.take_record(token)?;
+        let meta = self.claim(&record)?;
+        meta.set_generation(record.generation.wrapping_sub(1));
+        Ok(())
+    }
+
+    /// The in-flight hand-offs whose sending cache is gone (torn down with
+    /// [`Allocator::free_all_owned_by`], or dropped while bound to this allocator), in the
+    /// order they were made, with their tokens: nobody may ever receive them, so
+    /// [`Allocator::reclaim`] returns their memory. Receive and reclaim stay exactly-once:
+    /// a token the sender passed on before it went away may still be presented by its
+    /// receiver, and whichever call comes first wins (the other gets
+    /// [`HandoffError::AlreadyReceived`]).
+    #[must_use]
+    pub fn orphaned_hand_offs(&self) -> Vec<Orphan> {
+        let handoffs = self.inner.handoffs.lock();
+        let Some(keys) = handoffs.keys else { return Vec::new() };
+        let mut orphans: Vec<(u64, Received)> =
+            handoffs.records.iter().filter(|(_, r)| r.orphaned).map(|(&s, r)| (s, r.received())).collect();
+        orphans.sort_unstable_by_key(|&(sequence, _)| sequence);
+        orphans.into_iter().map(|(sequence, block)| Orphan { token: keys.token(sequence), block }).collect()
+    }
+
+    /// Marks the in-flight hand-offs sent by the cache with id `sender` as orphaned: that
+    /// cache is going away and never sends or receives again.
+    pub(crate) fn orphan_hand_offs_of(&self, sender: u32) {
+        let mut handoffs = self.inner.handoffs.lock();
+        for record in handoffs.records.values_mut().filter(|r| r.sender == sender) {
+            record.orphaned = true;
+        }
     }
 
     /// Makes the block of a record just taken `LIVE` again.
@@ -231,6 +434,16 @@ impl Allocator {
     }
 }
 
+impl InFlight {
+    fn received(&self) -> Received {
+        Received {
+            allocation: Allocation { ptr: self.ptr(), generation: self.generation },
+            requested: self.requested,
+            label: self.label,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,12 +455,84 @@ mod tests {
         (allocator, ThreadCache::new(), ThreadCache::new())
     }
 
+    /// Hands off a fresh block of `size` bytes from `sender`.
+    fn send(a: &Allocator, sender: &mut ThreadCache, size: usize) -> Token {
+        let sent = a.allocate_tracked(sender, size).unwrap();
+        // SAFETY: the sender gives the block up.
+        unsafe { a.hand_off(sent.ptr, sent.generation, 7, sender) }.unwrap().0
+    }
+
+    #[test]
+    fn siphash24_matches_the_reference_vector_and_std() {
+        // The reference implementation's vectors: key 00..0f, message 00..07 (entry 8).
+        let key = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
+        assert_eq!(siphash24(key, 0x0706_0504_0302_0100), 0x93f5_f579_9a93_2462);
+        // std's (deprecated) SipHasher is SipHash-2-4 too.
+        let mut x = 0x1234_5678_9abc_def0_u64;
+        for _ in 0..1000 {
+            x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ 0xA5A5;
+            let key = [x, x.rotate_left(17) ^ 0x55];
+            #[allow(deprecated, reason = "the reference for the test only")]
+            let mut std_hasher = std::hash::SipHasher::new_with_keys(key[0], key[1]);
+            std::hash::Hasher::write(&mut std_hasher, &x.to_le_bytes());
+            assert_eq!(siphash24(key, x), std::hash::Hasher::finish(&std_hasher));
+        }
+    }
+
+    #[test]
+    fn token_text_is_32_lowercase_hex_digits_with_one_spelling() {
+        let token = Token::from_bits(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(&token.to_text(), b"0123456789abcdeffedcba9876543210");
+        assert_eq!(token.to_string(), "0123456789abcdeffedcba9876543210");
+        assert_eq!(Token::parse(&token.to_text()), Some(token));
+        let units: Vec<u16> = token.to_string().encode_utf16().collect();
+        assert_eq!(Token::parse(&units), Some(token));
+        for bad in [
+            &b"0123456789ABCDEFFEDCBA9876543210"[..],
+            b"0123456789abcdeffedcba987654321",
+            b"0123456789abcdeffedcba98765432100",
+            b"0123456789abcdeffedcba987654321g",
+            b" 123456789abcdeffedcba9876543210",
+            b"",
+        ] {
+            assert_eq!(Token::parse(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // A UTF-16 unit whose low byte is a digit is not that digit.
+        let mut wide = units.clone();
+        wide[0] = 0x0130;
+        assert_eq!(Token::parse(&wide), None);
+    }
+
+    #[test]
+    fn tokens_are_neither_sequential_nor_shared_between_allocators() {
+        let (a, mut sender, _) = setup();
+        let (b, mut other, _) = setup();
+        let tokens: Vec<u128> = (0..512).map(|_| send(&a, &mut sender, 64).bits()).collect();
+        let others: Vec<u128> = (0..512).map(|_| send(&b, &mut other, 64).bits()).collect();
+        // Same sequences, independent keys: no token in common.
+        assert!(tokens.iter().all(|t| !others.contains(t)));
+        // Consecutive tokens differ in about half of their 128 bits (expected 64, σ ≈ 5.7; the
+        // bounds are 7σ away) and never by a small step.
+        for pair in tokens.windows(2) {
+            let distance = (pair[0] ^ pair[1]).count_ones();
+            assert!((24..=104).contains(&distance), "{:032x} → {:032x}", pair[0], pair[1]);
+            assert!(pair[1].abs_diff(pair[0]) > 1 << 64);
+        }
+        // Every one of the 128 bits is set in about half of the tokens (expected 256 of 512,
+        // σ ≈ 11; the bounds are over 9σ away, so a genuine token stream fails with
+        // probability below 10⁻¹⁸).
+        for bit in 0..128 {
+            let ones = tokens.iter().filter(|&&t| t >> bit & 1 == 1).count();
+            assert!((156..=356).contains(&ones), "bit {bit} set in {ones} of 512 tokens");
+        }
+    }
+
     #[test]
     fn a_hand_off_is_received_exactly_once_and_becomes_the_receivers() {
         let (a, mut sender, mut receiver) = setup();
         let sent = a.allocate_tracked(&mut sender, 5000).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
+        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 7, &sender) }.unwrap();
         assert_eq!((a.stats().in_flight_count, a.stats().in_flight_bytes), (1, 5000));
         let got = a.receive(token, &receiver).unwrap();
         assert_eq!(
@@ -268,16 +553,69 @@ mod tests {
     }
 
     #[test]
-    fn forged_tokens_are_invalid_and_reclaim_frees_an_unreceived_block() {
+    fn every_bit_flip_of_a_token_is_invalid_and_a_spent_genuine_token_is_already_received() {
         let (a, mut sender, receiver) = setup();
-        let sent = a.allocate_tracked(&mut sender, 100).unwrap();
-        // SAFETY: the sender gives the block up.
-        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
-        assert_eq!(a.receive(token ^ 1, &receiver), Err(HandoffError::InvalidHandle));
-        assert_eq!(a.receive(token + (1 << 30), &receiver), Err(HandoffError::InvalidHandle));
+        let token = send(&a, &mut sender, 100);
+        let spent = send(&a, &mut sender, 200);
+        assert_eq!(a.reclaim(spent), Ok(200));
+        for bit in 0..128 {
+            let altered = Token::from_bits(token.bits() ^ (1 << bit));
+            assert_eq!(a.in_flight(altered), None, "bit {bit}");
+            assert_eq!(a.receive(altered, &receiver), Err(HandoffError::InvalidHandle), "bit {bit}");
+            assert_eq!(a.reclaim(altered), Err(HandoffError::InvalidHandle), "bit {bit}");
+            let altered_spent = Token::from_bits(spent.bits() ^ (1 << bit));
+            assert_eq!(a.reclaim(altered_spent), Err(HandoffError::InvalidHandle), "spent, bit {bit}");
+        }
+        // Tag and masked sequence swapped, zeros, ones: invalid too.
+        let swapped = Token::from_bits(token.bits().rotate_left(64));
+        for forged in [swapped, Token::from_bits(0), Token::from_bits(u128::MAX)] {
+            assert_eq!(a.receive(forged, &receiver), Err(HandoffError::InvalidHandle), "{forged}");
+        }
+        assert_eq!(a.stats().in_flight_count, 1, "nothing was claimed");
+        assert_eq!(a.reclaim(spent), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.reclaim(token), Ok(100));
         assert_eq!(a.reclaim(token), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn a_token_of_another_allocator_or_before_any_hand_off_is_invalid() {
+        let (a, mut sender, receiver) = setup();
+        let (b, mut other, _) = setup();
+        let theirs = send(&b, &mut other, 64);
+        assert_eq!(a.receive(theirs, &receiver), Err(HandoffError::InvalidHandle), "a has no keys yet");
+        let mine = send(&a, &mut sender, 64);
+        assert_eq!(a.receive(theirs, &receiver), Err(HandoffError::InvalidHandle));
+        assert_eq!(b.reclaim(mine), Err(HandoffError::InvalidHandle));
+        assert_eq!((a.reclaim(mine), b.reclaim(theirs)), (Ok(64), Ok(64)));
+    }
+
+    #[test]
+    fn a_seeded_brute_force_of_100k_tokens_claims_nothing() {
+        let (a, mut sender, receiver) = setup();
+        let tokens: Vec<Token> = (0..64).map(|_| send(&a, &mut sender, 64)).collect();
+        let mut x = 0x5EED_0012_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..100_000u64 {
+            // Random bits, and random tags over every plausible masked sequence.
+            let guess = if i % 2 == 0 {
+                Token::from_bits((u128::from(next()) << 64) | u128::from(next()))
+            } else {
+                let t = tokens[(i as usize / 2) % tokens.len()].bits();
+                Token::from_bits((u128::from(next()) << 64) | (t & u128::from(u64::MAX)))
+            };
+            assert_eq!(a.receive(guess, &receiver), Err(HandoffError::InvalidHandle));
+        }
+        assert_eq!(a.stats().in_flight_count, 64);
+        for token in tokens {
+            assert_eq!(a.reclaim(token), Ok(64));
+        }
     }
 
     #[test]
@@ -286,7 +624,7 @@ mod tests {
         let sent = a.allocate_tracked(&mut sender, 64).unwrap();
         let kept = a.allocate_tracked(&mut sender, 64).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7) }.unwrap();
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7, &sender) }.unwrap();
         // SAFETY: the sender is going away.
         assert_eq!(unsafe { a.free_all_owned_by(&sender) }, (1, 64));
         let got = a.receive(token, &receiver).unwrap();
@@ -295,5 +633,69 @@ mod tests {
         assert_eq!(unsafe { a.free_all_owned_by(&receiver) }, (1, 64));
         assert_ne!(got.allocation.ptr, kept.ptr);
         assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn hand_offs_of_a_torn_down_sender_are_listed_as_orphans_with_working_tokens() {
+        let (a, mut gone, mut alive) = setup();
+        let receiver = ThreadCache::new();
+        let orphan_tokens: Vec<Token> = [100, 5000, 20 << 20].iter().map(|&n| send(&a, &mut gone, n)).collect();
+        let live_token = send(&a, &mut alive, 300);
+        assert_eq!(a.orphaned_hand_offs(), Vec::new(), "both senders alive");
+        // Received before the sender goes: not in flight, never listed.
+        let early = send(&a, &mut gone, 64);
+        let early = a.receive(early, &receiver).unwrap();
+        // SAFETY: `gone`'s thread is going away; nothing uses its blocks.
+        unsafe { a.free_all_owned_by(&gone) };
+        let orphans = a.orphaned_hand_offs();
+        assert_eq!(orphans.iter().map(|o| o.token).collect::<Vec<_>>(), orphan_tokens, "in hand-off order");
+        assert_eq!(orphans.iter().map(|o| o.block.requested).collect::<Vec<_>>(), [100, 5000, 20 << 20]);
+        for orphan in &orphans {
+            assert_eq!(a.in_flight(orphan.token), Some(orphan.block));
+        }
+        // Receive first wins over a later reclaim, and reclaim first over a later receive.
+        let got = a.receive(orphans[0].token, &receiver).unwrap();
+        assert_eq!(got, orphans[0].block);
+        assert_eq!(a.reclaim(orphans[0].token), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.reclaim(orphans[1].token), Ok(5000));
+        assert_eq!(a.receive(orphans[1].token, &receiver), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.orphaned_hand_offs(), vec![orphans[2]]);
+        assert_eq!(a.reclaim(orphans[2].token), Ok(20 << 20));
+        assert_eq!(a.orphaned_hand_offs(), Vec::new());
+        let stats = a.stats();
+        assert_eq!((stats.in_flight_count, stats.in_flight_bytes), (1, 300), "the live sender's hand-off stays");
+        assert_eq!(a.reclaim(live_token), Ok(300));
+        // SAFETY: the receiver's blocks are unused.
+        unsafe {
+            a.deallocate_tracked(&mut ThreadCache::new(), got.allocation.ptr, got.allocation.generation).unwrap();
+            a.deallocate_tracked(&mut ThreadCache::new(), early.allocation.ptr, early.allocation.generation).unwrap();
+        }
+        assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn a_cancelled_hand_off_gives_the_sender_its_block_back_under_its_old_generation() {
+        let (a, mut sender, receiver) = setup();
+        let sent = a.allocate_tracked(&mut sender, 640).unwrap();
+        // SAFETY: the sender gives the block up (and gets it back below).
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, 7, &sender) }.unwrap();
+        assert_eq!(a.cancel_hand_off(token), Ok(()));
+        assert_eq!(a.cancel_hand_off(token), Err(HandoffError::AlreadyReceived));
+        assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
+        let stats = a.stats();
+        assert_eq!((stats.in_flight_count, stats.in_flight_bytes, stats.live_allocations), (0, 0, 1));
+        // SAFETY: the sender holds the block again, under its old generation.
+        unsafe { a.deallocate_tracked(&mut sender, sent.ptr, sent.generation) }.unwrap();
+        assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn dropping_a_bound_sender_orphans_its_hand_offs() {
+        let (a, mut sender, _) = setup();
+        let token = send(&a, &mut sender, 64);
+        drop(sender);
+        let orphans = a.orphaned_hand_offs();
+        assert_eq!(orphans.iter().map(|o| o.token).collect::<Vec<_>>(), [token]);
+        assert_eq!(a.reclaim(token), Ok(64));
     }
 }

@@ -68,7 +68,7 @@ pub use config::{AllocatorConfig, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT};
 pub use error::{AllocError, FreeError, InitError};
 pub use global::{allocate, deallocate, deallocate_with_size, global_stats, reallocate};
 pub use global_alloc::TensorArenaGlobalAlloc;
-pub use handoff::{HandoffError, Received};
+pub use handoff::{HandoffError, Orphan, Received, Token};
 pub use lent::{LENT_WORDS, LentTier, LentWords};
 pub use meta::BLOCK_METADATA_BYTES;
 pub use realloc::ReallocError;

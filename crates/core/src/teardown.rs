@@ -12,11 +12,14 @@ use crate::thread_cache::ThreadCache;
 impl Allocator {
     /// Frees every block still allocated that `cache` handed out (small and large), as
     /// when the thread owning the cache goes away with live allocations. Returns the
-    /// number of blocks and the requested bytes freed.
+    /// number of blocks and the requested bytes freed. The hand-offs `cache` sent that are
+    /// still in flight are not freed (a receiver may still claim them) but become orphaned
+    /// (see [`Allocator::orphaned_hand_offs`]).
     ///
     /// # Safety
     /// No thread may use any of those blocks any more (each counts as freed here).
     pub unsafe fn free_all_owned_by(&self, cache: &ThreadCache) -> (usize, usize) {
+        self.orphan_hand_offs_of(cache.id);
         let inner = &*self.inner;
         let mut blocks = Vec::new();
         for central in &*inner.central {

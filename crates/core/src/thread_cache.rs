@@ -239,6 +239,9 @@ impl Drop for ThreadCache {
     fn drop(&mut self) {
         if let Some(allocator) = self.bound.take() {
             allocator.unbind(self);
+            // This cache never sends or receives again: its hand-offs still in flight are
+            // orphans.
+            allocator.orphan_hand_offs_of(self.id);
         }
     }
 }

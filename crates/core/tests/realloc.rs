@@ -269,7 +269,7 @@ fn reallocating_what_is_not_a_live_block_is_rejected_and_changes_nothing() {
         fill(live_large, 17 * MIB, 0x3F);
         common::free(&a, &mut cache, freed);
         common::free(&a, &mut cache, freed_large);
-        a.hand_off(sent.ptr, sent.generation, 0).unwrap().0
+        a.hand_off(sent.ptr, sent.generation, 0, &cache).unwrap().0
     };
     let boxed = Box::new([0u8; 128]);
     let heap = NonNull::from(&boxed[64]);

@@ -330,7 +330,7 @@ fn a_received_block_belongs_to_the_receiving_cache() {
     // SAFETY: a live block of 5000 bytes.
     unsafe { common::fill(sent.ptr, 5000, 0x21) };
     // SAFETY: the sender gives the block up.
-    let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 99) }.unwrap();
+    let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 99, &sender) }.unwrap();
     assert_ne!(generation, sent.generation);
     let stats = a.stats();
     assert_eq!((stats.in_flight_count, stats.in_flight_bytes, stats.live_allocations), (1, 5000, 1));
@@ -377,7 +377,7 @@ fn a_block_in_flight_is_freed_only_by_reclaiming_its_token() {
     for size in [100, 20 * MIB] {
         let sent = a.allocate_tracked(&mut sender, size).unwrap();
         // SAFETY: the sender gives the block up.
-        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 0) }.unwrap();
+        let (token, generation) = unsafe { a.hand_off(sent.ptr, sent.generation, 0, &sender) }.unwrap();
         let addr = sent.ptr.as_ptr() as usize;
         // SAFETY: every free below must be rejected: the block is held by nobody.
         unsafe {

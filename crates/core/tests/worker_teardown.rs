@@ -120,7 +120,7 @@ fn a_dead_worker_leaves_its_hand_offs_alone_and_a_receivers_teardown_frees_what_
         common::alloc(&a, &mut worker, size);
         let sent = a.allocate_tracked(&mut worker, size).unwrap();
         // SAFETY: the worker gives the block up.
-        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, size as u64) }.unwrap();
+        let (token, _) = unsafe { a.hand_off(sent.ptr, sent.generation, size as u64, &worker) }.unwrap();
         tokens.push((token, size));
     }
     // Half of the hand-offs are received before the worker dies, half stay in flight.
@@ -138,6 +138,9 @@ fn a_dead_worker_leaves_its_hand_offs_alone_and_a_receivers_teardown_frees_what_
     let stats = a.stats();
     assert_eq!((stats.in_flight_count, stats.in_flight_bytes), (2, in_flight_bytes as u64));
     assert_eq!(stats.live_allocations, 4);
+    // Its hand-offs still in flight are orphans now, listed with their tokens.
+    let orphans: Vec<_> = a.orphaned_hand_offs().iter().map(|o| (o.token, o.block.requested)).collect();
+    assert_eq!(orphans, in_flight);
     // The blocks in flight can still be received (by the survivor) or reclaimed.
     let (token, size) = in_flight[0];
     assert_eq!(a.receive(token, &receiver).map(|r| r.requested), Ok(size));
