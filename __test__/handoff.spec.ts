@@ -1,9 +1,10 @@
 // Zero-copy hand-off between threads: Arena.shared, transfer, receive, reclaim.
 // Each test uses its own shared arena (by name), so tests run concurrently without
 // reading each other's counters; only the defaultArena test touches the default arena.
+import * as path from 'node:path'
 import { MessageChannel, Worker } from 'node:worker_threads'
 import test, { type ExecutionContext } from 'ava'
-import { AllocatorError, Arena, array, defaultArena, free, receive, reclaim, stats, transfer } from 'tensor-arena'
+import { AllocatorError, Arena, array, defaultArena, free, orphanedTransfers, receive, reclaim, stats, transfer } from 'tensor-arena'
 import type { ArenaAllocation, TransferHandle } from 'tensor-arena'
 import { CHUNK, arenaIdOf, arenaOffsetOf, collect, collectUntil, fillPattern, hasPattern, MiB, native, repoRoot, turn } from './helpers'
 
@@ -16,6 +17,7 @@ const { parentPort, workerData } = require('node:worker_threads')
 const ta = ${REQUIRE}
 const arena = workerData.name ? ta.Arena.shared(workerData.name, workerData.options) : ta.defaultArena
 const held = new Map()
+const handles = []
 const bytesOf = (t) => t instanceof ArrayBuffer ? new Uint8Array(t) : new Uint8Array(t.buffer, t.byteOffset, t.byteLength)
 const fill = (u8, seed) => { for (let i = 0; i < u8.length; i++) u8[i] = (i * 31 + seed) & 0xff }
 const describe = (t) => ({
@@ -34,6 +36,9 @@ const ops = {
   free: (m) => { if (m.top) ta.free(held.get(m.key)); else arena.free(held.get(m.key)); held.delete(m.key); return null },
   flush: () => { arena.threadCache().flush(); return null },
   make: (m) => { const t = m.kind === 'buffer' ? arena.alloc(m.length) : arena[m.kind](m.dtype, m.length); fill(bytesOf(t), m.seed); return arena.transfer(t) },
+  // A hand-off whose handle stays here (never posted): only its details go back.
+  hold: (m) => { const h = ops.make(m); handles.push(h); const { token, ...rest } = h; return rest },
+  orphans: (m) => (m.top ? ta.orphanedTransfers() : arena.orphanedTransfers()),
   shared: (m) => ta.Arena.shared(m.name, m.options).maxBytes,
   exit: () => process.exit(0),
 }
@@ -91,6 +96,13 @@ const ARENA_OPTIONS = { maxBytes: 64 * MiB }
 const sharedArena = (name: string): Arena => Arena.shared(name, ARENA_OPTIONS)
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code
+
+// The TypeScript layer's mapping of native result codes (internal module).
+const { nativeFailure } = require(path.join(repoRoot, 'dist', 'errors.js')) as {
+  nativeFailure(result: number): { code: string }
+}
+/** The code of a native hand-off call's result: a negative number's, or 'ok'. */
+const nativeFailureCode = (result: unknown): string => (typeof result === 'number' && result < 0 ? nativeFailure(result).code : 'ok')
 
 function bytesOf(t: ArenaAllocation): Uint8Array {
   return t instanceof ArrayBuffer ? new Uint8Array(t) : new Uint8Array(t.buffer, t.byteOffset, t.byteLength)
@@ -339,11 +351,18 @@ test('an unreceived hand-off stays accounted in flight until reclaim (here or in
 type Forge = (h: TransferHandle) => unknown
 const INVALID = 'ERR_INVALID_HANDLE'
 const FORGED: [string, Kind, string | null, Forge, string, number?][] = [
-  ['token + 1', 'array', 'float32', (h) => ({ ...h, token: h.token + 1 }), INVALID],
-  ['token of the next sequence', 'array', 'float32', (h) => ({ ...h, token: h.token + 2 ** 21 }), INVALID],
-  ['token 0', 'buffer', null, (h) => ({ ...h, token: 0 }), INVALID],
-  ['token as a string', 'array', 'float32', (h) => ({ ...h, token: String(h.token) }), INVALID],
-  ['token fractional', 'array', 'float32', (h) => ({ ...h, token: h.token + 0.5 }), INVALID],
+  ['token’s last digit changed', 'array', 'float32', (h) => ({ ...h, token: h.token.slice(0, -1) + (h.token.endsWith('0') ? '1' : '0') }), INVALID],
+  ['token upper case', 'array', 'float32', (h) => ({ ...h, token: h.token.toUpperCase().replace(/^[0-9]*$/, 'A'.repeat(32)) }), INVALID],
+  ['token one digit short', 'array', 'float32', (h) => ({ ...h, token: h.token.slice(1) }), INVALID],
+  ['token one digit long', 'array', 'float32', (h) => ({ ...h, token: h.token + '0' }), INVALID],
+  ['token with a 0x prefix', 'array', 'float32', (h) => ({ ...h, token: '0x' + h.token.slice(2) }), INVALID],
+  ['token with spaces', 'array', 'float32', (h) => ({ ...h, token: ` ${h.token.slice(1, -1)} ` }), INVALID],
+  ['token of 32 zeros', 'buffer', null, (h) => ({ ...h, token: '0'.repeat(32) }), INVALID],
+  ['token empty', 'buffer', null, (h) => ({ ...h, token: '' }), INVALID],
+  ['token as a number', 'array', 'float32', (h) => ({ ...h, token: Number.parseInt(h.token.slice(0, 13), 16) }), INVALID],
+  ['token as a bigint', 'array', 'float32', (h) => ({ ...h, token: BigInt('0x' + h.token) }), INVALID],
+  ['token as a String object', 'array', 'float32', (h) => ({ ...h, token: new String(h.token) }), INVALID],
+  ['token with a wide character whose low byte is a digit', 'array', 'float32', (h) => ({ ...h, token: '\u0130' + h.token.slice(1) }), INVALID],
   ['offset + 64', 'array', 'float32', (h) => ({ ...h, offset: h.offset + 64 }), INVALID],
   ['offset − 4096 (view)', 'view', 'float32', (h) => ({ ...h, offset: h.offset - 4096 }), INVALID],
   ['offset past the arena', 'buffer', null, (h) => ({ ...h, offset: 2 ** 40 }), INVALID],
@@ -370,7 +389,7 @@ const FORGED: [string, Kind, string | null, Forge, string, number?][] = [
   ['an array of the values', 'array', 'float32', (h) => Object.values(h), INVALID],
   ['null', 'array', 'float32', () => null, 'TypeError'],
   ['undefined', 'array', 'float32', () => undefined, 'TypeError'],
-  ['the token number', 'array', 'float32', (h) => h.token, 'TypeError'],
+  ['the token string', 'array', 'float32', (h) => h.token, 'TypeError'],
   ['the handle as JSON', 'array', 'float32', (h) => JSON.stringify(h), 'TypeError'],
 ]
 for (const [what, kind, dtype, forge, expected, length = 256] of FORGED) {
@@ -399,6 +418,94 @@ for (const [what, kind, dtype, forge, expected, length = 256] of FORGED) {
     }
   })
 }
+
+test('a token is 32 lowercase hex digits, different in most digits from one hand-off to the next', (t) => {
+  const arena = sharedArena('handoff-token-format')
+  const handles = Array.from({ length: 64 }, () => arena.transfer(arena.array('uint8', 64)))
+  for (const h of handles) t.regex(h.token, /^[0-9a-f]{32}$/)
+  t.is(new Set(handles.map((h) => h.token)).size, handles.length, 'no token repeats')
+  for (let i = 1; i < handles.length; i++) {
+    const [a, b] = [handles[i - 1].token, handles[i].token]
+    const same = [...a].filter((c, j) => c === b[j]).length
+    // Expected 2 of 32 digits in common for unrelated tokens; 12 is over 7σ away.
+    t.true(same <= 12, `${a} → ${b}: ${same} digits in common`)
+  }
+  for (const h of handles) arena.reclaim(h)
+  t.is(arena.stats().inFlightCount, 0)
+})
+
+test('every altered token digit (each position, every other hex digit: all 128 bit flips and more) is ERR_INVALID_HANDLE and touches nothing, in TypeScript and natively', (t) => {
+  const arena = sharedArena('handoff-token-digits')
+  const id = arenaIdOf(arena)
+  const x = arena.array('float32', 256)
+  fillPattern(bytesOf(x), 5)
+  const h = arena.transfer(x)
+  const other = arena.transfer(arena.view('float32', 256))
+  const before = arena.stats()
+  const kind = 16 + 7 // kindCode('array', 'float32'): kind 1, float32 is DTYPES' entry 7
+  const codes = new Map<string, number>()
+  const count = (code: string | undefined): void => void codes.set(String(code), (codes.get(String(code)) ?? 0) + 1)
+  let altered = 0
+  for (let i = 0; i < 32; i++) {
+    for (const digit of '0123456789abcdef') {
+      if (digit === h.token[i]) continue
+      const token = h.token.slice(0, i) + digit + h.token.slice(i + 1)
+      altered++
+      count(codeOf(t.throws(() => arena.receive({ ...h, token }))))
+      count(codeOf(t.throws(() => arena.reclaim({ ...h, token }))))
+      // The native checks on their own, without the TypeScript layer's.
+      count(nativeFailureCode(native.receiveExclusive(id, token, h.offset, h.byteLength, kind)))
+      count(nativeFailureCode(native.reclaim(id, token, h.offset, h.byteLength, kind)))
+    }
+  }
+  t.is(altered, 32 * 15)
+  t.deepEqual([...codes], [['ERR_INVALID_HANDLE', 4 * altered]])
+  // Natively, a wide character whose low byte is the right digit is not that digit.
+  const wide = String.fromCharCode(0x100 + h.token.charCodeAt(0)) + h.token.slice(1)
+  t.is(nativeFailureCode(native.reclaim(id, wide, h.offset, h.byteLength, kind)), 'ERR_INVALID_HANDLE')
+  // Another in-flight hand-off's genuine token with this handle's details: refused too.
+  t.is(codeOf(t.throws(() => arena.receive({ ...h, token: other.token }))), 'ERR_INVALID_HANDLE')
+  const after = arena.stats()
+  t.deepEqual([after.inFlightCount, after.liveBytes, after.freesTotal], [before.inFlightCount, before.liveBytes, before.freesTotal], 'nothing touched')
+  const got = arena.receive(h)
+  t.true(hasPattern(bytesOf(got), 5), 'the genuine handle still works')
+  arena.free(got)
+  arena.reclaim(other)
+})
+
+test('a seeded brute force of 100,000 random tokens against 64 in-flight hand-offs claims nothing', (t) => {
+  const arena = sharedArena('handoff-brute-force')
+  const handles = Array.from({ length: 64 }, (_, i) => arena.transfer(i % 2 ? arena.view('uint8', 64) : arena.array('uint8', 64)))
+  const before = arena.stats()
+  let seed = 0x5eed_0012
+  const next = (): number => {
+    // xorshift32
+    seed ^= seed << 13
+    seed ^= seed >>> 17
+    seed ^= seed << 5
+    return seed >>> 0
+  }
+  const hex = (): string => next().toString(16).padStart(8, '0')
+  const outcomes = new Map<string, number>()
+  for (let i = 0; i < 100_000; i++) {
+    const target = handles[i % handles.length]
+    // Random tokens, and (every other guess) the target's low half with a random tag.
+    const token = i % 2 === 0 ? hex() + hex() + hex() + hex() : hex() + hex() + target.token.slice(16)
+    let outcome: string
+    try {
+      arena.reclaim({ ...target, token })
+      outcome = 'claimed'
+    } catch (error) {
+      outcome = String(codeOf(error))
+    }
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+  }
+  t.deepEqual([...outcomes], [['ERR_INVALID_HANDLE', 100_000]])
+  const after = arena.stats()
+  t.deepEqual([after.inFlightCount, after.freesTotal], [before.inFlightCount, before.freesTotal])
+  for (const h of handles) arena.reclaim(h)
+  t.is(arena.stats().inFlightCount, 0)
+})
 
 test('a handle for another arena throws ERR_NOT_OWNED and stays receivable by its own arena', (t) => {
   const arena = sharedArena('handoff-owner-a')
@@ -461,6 +568,117 @@ test('a terminated receiver returns the tensors it received; unreceived ones sta
   t.is(after.inFlightCount, base.inFlightCount + 1)
   arena.reclaim(pending)
   t.like(arena.stats(), { liveBytes: base.liveBytes, liveAllocations: base.liveAllocations, inFlightCount: base.inFlightCount })
+})
+
+// ---- orphaned hand-offs: the sender exited before its handle reached anyone ------------
+type Held = Omit<TransferHandle, 'token'>
+const detailsOf = (h: TransferHandle): Held => {
+  const { token: _token, ...rest } = h
+  return rest
+}
+
+test('a worker terminated between transfer and postMessage leaves orphans: orphanedTransfers lists them, reclaim returns their memory', async (t) => {
+  const arena = sharedArena('handoff-orphan-terminated')
+  const base = arena.stats()
+  const server = new Server(t, 'handoff-orphan-terminated')
+  const held: Held[] = []
+  for (const [i, [kind, dtype, length]] of KINDS.entries()) {
+    held.push(await server.ok<Held>('hold', { kind, dtype, length, seed: 70 + i }))
+  }
+  const bytes = held.reduce((sum, h) => sum + h.byteLength, 0)
+  t.deepEqual(arena.orphanedTransfers(), [], 'the sender is alive')
+  t.deepEqual(await server.ok('orphans'), [], 'in the sender too')
+  t.is(await server.worker.terminate(), 1)
+  const during = arena.stats()
+  t.is(during.inFlightCount - base.inFlightCount, KINDS.length)
+  t.is(during.inFlightBytes - base.inFlightBytes, bytes)
+  t.is(during.liveBytes - base.liveBytes, bytes, 'the terminated sender freed nothing it had handed off')
+  const orphans = arena.orphanedTransfers()
+  t.deepEqual(orphans.map(detailsOf), held, 'every hand-off the worker held, oldest first, with the details transfer gave')
+  for (const o of orphans) {
+    t.is(Object.getPrototypeOf(o), Object.prototype)
+    t.regex(o.token, /^[0-9a-f]{32}$/)
+    t.deepEqual(structuredClone(o), o)
+  }
+  t.not(arena.orphanedTransfers(), orphans, 'a new array each call')
+  t.deepEqual(arena.orphanedTransfers(), orphans, 'listing claims nothing')
+  for (const o of orphans) arena.reclaim(o)
+  t.deepEqual(arena.orphanedTransfers(), [])
+  const after = arena.stats()
+  t.like(after, { inFlightCount: base.inFlightCount, inFlightBytes: base.inFlightBytes, liveBytes: base.liveBytes, liveAllocations: base.liveAllocations })
+  t.is(after.freesTotal - base.freesTotal - (during.freesTotal - base.freesTotal), KINDS.length, 'each orphan freed once')
+})
+
+test('hand-offs of live senders are never listed: a live worker’s, and the main thread’s while other workers exit', async (t) => {
+  const arena = sharedArena('handoff-orphan-live')
+  const base = arena.stats()
+  const mine = arena.transfer(arena.array('float32', 100))
+  const alive = new Server(t, 'handoff-orphan-live')
+  const exiting = new Server(t, 'handoff-orphan-live')
+  const aliveHeld = await alive.ok<Held>('hold', { kind: 'view', dtype: 'uint8', length: 200, seed: 1 })
+  const gone = await exiting.ok<TransferHandle>('make', { kind: 'buffer', length: 300, seed: 2 })
+  t.deepEqual(arena.orphanedTransfers(), [])
+  t.deepEqual(await alive.ok('orphans'), [], 'no sender has exited yet')
+  await exiting.call('exit')
+  t.is(await exiting.exited, 0)
+  t.deepEqual(arena.orphanedTransfers(), [gone], 'only the exited worker’s hand-off, as it posted it')
+  t.deepEqual(await alive.ok('orphans'), [gone], 'the same from another worker')
+  t.is(arena.stats().inFlightCount - base.inFlightCount, 3)
+  arena.reclaim(gone)
+  // The live worker's hand-off becomes an orphan once it is terminated; the main thread's never.
+  await alive.worker.terminate()
+  const orphans = arena.orphanedTransfers()
+  t.deepEqual(orphans.map(detailsOf), [aliveHeld])
+  t.false(orphans.some((o) => o.token === mine.token), 'the main thread’s hand-off is not listed')
+  for (const o of orphans) arena.reclaim(o)
+  arena.reclaim(mine)
+  t.like(arena.stats(), { inFlightCount: base.inFlightCount, inFlightBytes: base.inFlightBytes, liveBytes: base.liveBytes })
+})
+
+test('an orphan is claimed exactly once: received first it cannot be reclaimed, reclaimed first it cannot be received (ERR_ALREADY_RECEIVED)', async (t) => {
+  const arena = sharedArena('handoff-orphan-race')
+  const base = arena.stats()
+  const server = new Server(t, 'handoff-orphan-race')
+  // The worker posted these handles just before it exited: they may still reach a receiver.
+  const posted = [
+    await server.ok<TransferHandle>('make', { kind: 'array', dtype: 'float64', length: 64, seed: 31 }),
+    await server.ok<TransferHandle>('make', { kind: 'view', dtype: 'int16', length: 640, seed: 32 }),
+  ]
+  await server.call('exit')
+  t.is(await server.exited, 0)
+  const orphans = arena.orphanedTransfers()
+  t.deepEqual(orphans, posted, 'the listed handles are the posted ones, token included')
+  // Received first (through the orphan list): the posted handle can no longer be reclaimed.
+  const got = arena.receive(orphans[0])
+  t.true(hasPattern(bytesOf(got), 31), 'the sender’s bytes')
+  t.is(codeOf(t.throws(() => arena.reclaim(posted[0]), { instanceOf: AllocatorError })), 'ERR_ALREADY_RECEIVED')
+  t.is(codeOf(t.throws(() => arena.receive(posted[0]), { instanceOf: AllocatorError })), 'ERR_ALREADY_RECEIVED')
+  // Reclaimed first: the posted handle can no longer be received, nor reclaimed again.
+  const freesBefore = arena.stats().freesTotal
+  arena.reclaim(orphans[1])
+  t.is(codeOf(t.throws(() => arena.receive(posted[1]), { instanceOf: AllocatorError })), 'ERR_ALREADY_RECEIVED')
+  t.is(codeOf(t.throws(() => arena.reclaim(posted[1]), { instanceOf: AllocatorError })), 'ERR_ALREADY_RECEIVED')
+  t.is(codeOf(t.throws(() => arena.reclaim(orphans[1]), { instanceOf: AllocatorError })), 'ERR_ALREADY_RECEIVED')
+  t.is(arena.stats().freesTotal - freesBefore, 1, 'freed once')
+  t.deepEqual(arena.orphanedTransfers(), [], 'claimed orphans are no longer listed')
+  arena.free(got)
+  t.like(arena.stats(), { inFlightCount: base.inFlightCount, inFlightBytes: base.inFlightBytes, liveBytes: base.liveBytes })
+})
+
+test.serial('orphanedTransfers on the default arena: the top-level helper lists a gone worker’s hand-off, never the main thread’s', async (t) => {
+  const base = stats()
+  const mine = transfer(array('uint8', 48))
+  const server = new Server(t)
+  const held = await server.ok<Held>('hold', { kind: 'array', dtype: 'uint32', length: 12, seed: 3 })
+  t.deepEqual(await server.ok('orphans', { top: true }), [])
+  t.is(await server.worker.terminate(), 1)
+  const orphans = orphanedTransfers()
+  t.deepEqual(orphans.map(detailsOf), [held])
+  t.deepEqual(defaultArena.orphanedTransfers(), orphans)
+  reclaim(orphans[0])
+  t.deepEqual(orphanedTransfers(), [])
+  reclaim(mine)
+  t.like(stats(), { inFlightCount: base.inFlightCount, inFlightBytes: base.inFlightBytes, liveBytes: base.liveBytes })
 })
 
 test.serial('defaultArena is shared the same way: top-level transfer / receive / reclaim', async (t) => {

@@ -38,9 +38,10 @@ test('every native function survives garbage arguments with a coded error or a n
     ['allocExclusive', (x) => native.allocExclusive(0, x as number, 0)],
     ['freeExclusive', (x) => native.freeExclusive(0, x as number, 0, x as ArrayBuffer, x as number)],
     ['handOff', (x) => native.handOff(0, x as number, x as number, undefined, x as number, x as number)],
-    ['receiveView', (x) => native.receiveView(0, x as number, x as number, x as number, x as number)],
-    ['receiveExclusive', (x) => native.receiveExclusive(0, x as number, x as number, x as number, x as number)],
-    ['reclaim', (x) => native.reclaim(0, x as number, x as number, x as number, x as number)],
+    ['receiveView', (x) => native.receiveView(0, x as string, x as number, x as number, x as number)],
+    ['receiveExclusive', (x) => native.receiveExclusive(0, x as string, x as number, x as number, x as number)],
+    ['reclaim', (x) => native.reclaim(0, x as string, x as number, x as number, x as number)],
+    ['orphanedTransfers', (x) => native.orphanedTransfers(x as number)],
   ]
   for (const [name, call] of calls) {
     for (const value of GARBAGE) {

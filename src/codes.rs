@@ -53,6 +53,9 @@ codes! {
     /// The runtime could not make a window onto arena memory (raised by the TypeScript layer).
     #[allow(dead_code, reason = "raised by the TypeScript layer only; listed for the generated table")]
     ViewUnsupported = 11 => "ERR_VIEW_UNSUPPORTED", "this runtime cannot create a window onto arena memory";
+    /// The operating system's random number generator failed: no hand-off token can be made.
+    RandomUnavailable = 12 => "ERR_RANDOM_UNAVAILABLE",
+        "the operating system's random number generator is unavailable: no hand-off token can be made";
 }
 
 impl Code {
@@ -96,6 +99,7 @@ impl From<HandoffError> for Code {
             HandoffError::Free(e) => e.into(),
             HandoffError::AlreadyReceived => Self::AlreadyReceived,
             HandoffError::InvalidHandle => Self::InvalidHandle,
+            HandoffError::RandomUnavailable => Self::RandomUnavailable,
         }
     }
 }

@@ -33,7 +33,7 @@ import {
   sweepUnreachable,
 } from './unreachable.js'
 import { viewOver, zeroFill } from './view-make.js'
-import { checkHandle, kindCode, type TransferHandle } from './transfer-handle.js'
+import { checkHandle, handleFrom, kindCode, type TransferHandle } from './transfer-handle.js'
 import { toArenaStats } from './stats.js'
 import { Windows } from './windows.js'
 
@@ -408,8 +408,13 @@ export class Arena {
    * (or the default arena). From now on `allocation` is unusable here: an exclusive buffer
    * is detached, and `free` of it (or of a view) throws `ERR_DOUBLE_FREE`.
    *
+   * The handle's `token` (32 lowercase hex digits, unguessable) is what claims the memory:
+   * anyone holding the handle can receive or reclaim it.
+   *
    * @param allocation - what `alloc`, `array` or `view` returned (or `receive`).
-   * @throws {AllocatorError} `ERR_NOT_OWNED` or `ERR_DOUBLE_FREE` as for {@link Arena.free}.
+   * @throws {AllocatorError} `ERR_NOT_OWNED` or `ERR_DOUBLE_FREE` as for {@link Arena.free};
+   *   `ERR_RANDOM_UNAVAILABLE` when the arena's first hand-off cannot get its token key from
+   *   the operating system's random number generator (nothing is handed off).
    */
   transfer<T extends ArenaAllocation>(allocation: T): TransferHandle<T> {
     if (typeof allocation !== 'object' || allocation === null) {
@@ -424,7 +429,7 @@ export class Arena {
       const dtype = dtypeOf(view) ?? 'uint8'
       const offset = slots.offsets[slot]
       const token = native.handOff(id, offset, slots.generations[slot], undefined, byteLength, kindCode('view', dtype))
-      if (token < 0) throw this.failure(token, 0)
+      if (typeof token === 'number') throw this.failure(token, 0)
       forgetView(view, slots, slot)
       slots.drop(slot)
       const length = byteLength / DTYPES[dtype].BYTES_PER_ELEMENT
@@ -436,7 +441,7 @@ export class Arena {
     const dtype = isBuffer ? null : (dtypeOf(allocation as ArrayBufferView) ?? 'uint8')
     const kind = isBuffer ? 'buffer' : 'array'
     const token = native.handOff(id, state.offset, state.generation, state.buffer, byteLength, kindCode(kind, dtype))
-    if (token < 0) throw this.failure(token, 0)
+    if (typeof token === 'number') throw this.failure(token, 0)
     state.live = false
     forgetExclusive(state)
     if (dtype === null) {
@@ -505,6 +510,38 @@ export class Arena {
     const h = this.checkHandle(handle)
     const result = native.reclaim(this.id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (result !== 0) throw this.failure(result, 0)
+  }
+
+  /**
+   * The hand-offs of this arena still in flight whose sending thread has exited (a worker
+   * that ended or was terminated between `transfer` and its handle reaching a receiver),
+   * oldest first, as full handles: {@link Arena.reclaim} returns their memory, or
+   * {@link Arena.receive} claims them. A thread's own hand-offs are listed only once it
+   * is gone, so while the main thread lives its hand-offs never are.
+   *
+   * The sender may have posted a handle just before it exited, and that message may still
+   * be delivered: receive and reclaim are exactly-once, so whichever comes first wins and
+   * the other throws `ERR_ALREADY_RECEIVED`. Reclaim orphans after the worker's `'exit'`
+   * event, once the messages it had posted were handled (and treat `ERR_ALREADY_RECEIVED`
+   * from `reclaim` as "someone received it").
+   *
+   * @returns a new array of handles (empty when there is nothing to reclaim).
+   * @throws {AllocatorError} `ERR_UNKNOWN_ARENA` when the arena no longer exists.
+   */
+  orphanedTransfers(): TransferHandle[] {
+    const id = this.resolve()
+    let orphans: ReturnType<typeof native.orphanedTransfers>
+    try {
+      orphans = native.orphanedTransfers(id)
+    } catch (error) {
+      throw fromNative(error)
+    }
+    const handles: TransferHandle[] = []
+    for (const o of orphans) {
+      const handle = handleFrom(id, o.token, o.offset, o.byteLength, o.kind)
+      if (handle !== undefined) handles.push(handle)
+    }
+    return handles
   }
 
   private checkHandle(handle: unknown): TransferHandle {

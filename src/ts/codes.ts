@@ -13,6 +13,7 @@ export type AllocatorErrorCode =
   | 'ERR_ALREADY_RECEIVED'
   | 'ERR_INVALID_HANDLE'
   | 'ERR_VIEW_UNSUPPORTED'
+  | 'ERR_RANDOM_UNAVAILABLE'
 
 /** Native numeric result codes: `NATIVE_CODES[-result]` is the code of a negative result. @internal */
 export const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = Object.freeze([
@@ -28,6 +29,7 @@ export const NATIVE_CODES: readonly (AllocatorErrorCode | undefined)[] = Object.
   'ERR_ALREADY_RECEIVED',
   'ERR_INVALID_HANDLE',
   'ERR_VIEW_UNSUPPORTED',
+  'ERR_RANDOM_UNAVAILABLE',
 ])
 
 /** The default message of each code. @internal */
@@ -43,4 +45,5 @@ export const MESSAGES: Readonly<Record<AllocatorErrorCode, string>> = Object.fre
   ERR_ALREADY_RECEIVED: "this hand-off was received (or reclaimed) already",
   ERR_INVALID_HANDLE: "not a hand-off handle issued by this arena, or an altered one",
   ERR_VIEW_UNSUPPORTED: "this runtime cannot create a window onto arena memory",
+  ERR_RANDOM_UNAVAILABLE: "the operating system's random number generator is unavailable: no hand-off token can be made",
 })

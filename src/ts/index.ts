@@ -86,3 +86,12 @@ export function receive<T extends ArenaAllocation>(handle: TransferHandle<T>): T
 export function reclaim(handle: TransferHandle): void {
   defaultArena.reclaim(handle)
 }
+
+/**
+ * `defaultArena.orphanedTransfers`: the default arena's in-flight hand-offs whose sending
+ * thread has exited, as handles to `reclaim` (or `receive`).
+ * @throws see {@link Arena.orphanedTransfers}
+ */
+export function orphanedTransfers(): TransferHandle[] {
+  return defaultArena.orphanedTransfers()
+}

@@ -34,9 +34,9 @@ export interface RawNative {
   /** Frees and detaches an exclusive buffer: 0, or a negative code. */
   freeExclusive(id: number, offset: number, generation: number, buffer: ArrayBuffer, byteLength: number): number
   /**
-   * Starts a hand-off: the token (new generation in scratch[0]) or a negative code;
-   * detaches `buffer` on success. `kind` = kind code × 16 + dtype code, kept with the
-   * hand-off and checked at receive.
+   * Starts a hand-off: the token, 32 lowercase hex digits (new generation in scratch[0]),
+   * or a negative code; detaches `buffer` on success. `kind` = kind code × 16 + dtype code,
+   * kept with the hand-off and checked at receive.
    */
   handOff(
     id: number,
@@ -45,13 +45,13 @@ export interface RawNative {
     buffer: ArrayBuffer | undefined,
     byteLength: number,
     kind: number,
-  ): number
+  ): string | number
   /** Claims a hand-off as a view: 0 (generation in scratch[0]) or a negative code. */
-  receiveView(id: number, token: number, offset: number, byteLength: number, kind: number): number
+  receiveView(id: number, token: string, offset: number, byteLength: number, kind: number): number
   /** Claims a hand-off as an exclusive buffer (generation in scratch[0]) or a negative code. */
-  receiveExclusive(id: number, token: number, offset: number, byteLength: number, kind: number): ArrayBuffer | number
+  receiveExclusive(id: number, token: string, offset: number, byteLength: number, kind: number): ArrayBuffer | number
   /** Frees a hand-off nobody received: 0 or a negative code. */
-  reclaim(id: number, token: number, offset: number, byteLength: number, kind: number): number
+  reclaim(id: number, token: string, offset: number, byteLength: number, kind: number): number
   /** Benchmark floor: an external ArrayBuffer over static memory (no allocator involved). */
   floorBuffer(byteLength: number): ArrayBuffer
   /** Benchmark floor: detaches a buffer `floorBuffer` made. */
@@ -106,13 +106,26 @@ const everyRawFunctionListed: [Unlisted] extends [never] ? true : Unlisted = tru
 void everyRawFunctionListed
 
 /**
- * The #[napi] functions as napi-rs declared them, with the two whose generated return type
+ * The #[napi] functions as napi-rs declared them, with those whose generated return type
  * is a bare `object` narrowed to the shape the addon builds.
  * @internal
  */
-export type GeneratedNative = Omit<typeof Generated, '__napiBindingTarget' | 'arenaStats' | 'threadCacheStats'> & {
+export type GeneratedNative = Omit<
+  typeof Generated,
+  '__napiBindingTarget' | 'arenaStats' | 'threadCacheStats' | 'orphanedTransfers'
+> & {
   arenaStats(id: number): RawStats
   threadCacheStats(id: number): RawThreadCacheStats
+  orphanedTransfers(id: number): RawOrphan[]
+}
+
+/** An in-flight hand-off whose sender is gone, as `orphanedTransfers` describes it. @internal */
+export interface RawOrphan {
+  token: string
+  offset: number
+  byteLength: number
+  /** Kind code × 16 + dtype code, as `handOff` got it. */
+  kind: number
 }
 
 /** The typed interface over the whole addon. @internal */
