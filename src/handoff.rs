@@ -125,15 +125,11 @@ fn block_at(arena: &ThreadArena, offset: usize) -> Result<NonNull<u8>, Code> {
 /// A handle's token and `[offset, byteLength, kind]`.
 type Handle = (Token, [usize; 3]);
 
-/// Checks a handle's details against its in-flight record without claiming it.
-fn check_handle(arena: &ThreadArena, (token, [offset, byte_length, kind]): Handle) -> Result<Token, Code> {
-    let Some(record) = arena.allocator.in_flight(token) else {
-        // Unknown token: received already, or never issued; `receive` tells which.
-        return Ok(token);
-    };
-    let matches =
-        arena.allocator.ptr_at(offset) == Some(record.allocation.ptr) && label(byte_length, kind) == Some(record.label);
-    if matches { Ok(token) } else { Err(Code::InvalidHandle) }
+/// Whether an in-flight block is what a handle with these details says it is.
+fn matches(arena: &ThreadArena, [offset, byte_length, kind]: [usize; 3]) -> impl FnOnce(&Received) -> bool {
+    let ptr = arena.allocator.ptr_at(offset);
+    let label = label(byte_length, kind);
+    move |block| ptr == Some(block.allocation.ptr) && label == Some(block.label)
 }
 
 /// Parses `(id, token, offset, byteLength, kind)`.
@@ -154,9 +150,9 @@ unsafe fn handle_args(env: sys::napi_env, info: sys::napi_callback_info) -> Opti
     Some((id, (token, [offset, byte_length, kind])))
 }
 
-fn claim(arena: &mut ThreadArena, handle: Handle) -> Result<Received, Code> {
-    let token = check_handle(arena, handle)?;
-    arena.allocator.receive(token, &arena.cache).map_err(Code::from)
+fn claim(arena: &mut ThreadArena, (token, details): Handle) -> Result<Received, Code> {
+    let accept = matches(arena, details);
+    arena.allocator.receive_if(token, &arena.cache, accept).map_err(Code::from)
 }
 
 /// `receiveView(id, token, offset, byteLength, kind)`: claims a hand-off as a view in this
@@ -208,8 +204,8 @@ pub(crate) unsafe extern "C" fn reclaim(env: sys::napi_env, info: sys::napi_call
         return number(env, Code::InvalidHandle.as_return());
     };
     let result = registry::with_arena(id, |arena, _| {
-        let token = check_handle(arena, handle)?;
-        arena.allocator.reclaim(token).map(|_| 0.0).map_err(Code::from)
+        let (token, details) = handle;
+        arena.allocator.reclaim_if(token, matches(arena, details)).map(|_| 0.0).map_err(Code::from)
     });
     number(env, result.and_then(|r| r).unwrap_or_else(Code::as_return))
 }

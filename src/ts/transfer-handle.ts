@@ -35,8 +35,8 @@ export interface TransferHandle<T extends ArenaAllocation = ArenaAllocation> {
 const KIND_CODES = { buffer: 0, array: 1, view: 2 } as const
 const KIND_NAMES = ['buffer', 'array', 'view'] as const
 const DTYPE_NAMES = Object.keys(DTYPES) as DType[]
-/** A token's only spelling. */
-const TOKEN = /^[0-9a-f]{32}$/
+/** Characters of a token (32 lowercase hex digits; the addon checks the digits). */
+const TOKEN_LENGTH = 32
 
 /** The kind/dtype code a hand-off carries natively: kind × 16 + dtype index (15: none). */
 export function kindCode(kind: TransferHandle['kind'], dtype: DType | null): number {
@@ -76,7 +76,9 @@ export function checkHandle(handle: unknown, id: number): TransferHandle {
   const h = handle as Record<string, unknown>
   const whole = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
   const kindOk = h.kind === 'buffer' || h.kind === 'array' || h.kind === 'view'
-  const tokenOk = typeof h.token === 'string' && TOKEN.test(h.token)
+  // Only the shape here: a regular expression would cost more than the whole native call,
+  // which refuses any other spelling (ERR_INVALID_HANDLE, nothing touched).
+  const tokenOk = typeof h.token === 'string' && h.token.length === TOKEN_LENGTH
   if (!whole(h.arena) || !tokenOk || !whole(h.length) || !whole(h.byteLength) || !whole(h.offset) || !kindOk) {
     throw allocatorError('ERR_INVALID_HANDLE')
   }

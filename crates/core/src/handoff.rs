@@ -80,18 +80,37 @@ impl Token {
         if text.len() != Self::TEXT_LEN {
             return None;
         }
-        let mut bits = 0u128;
-        for &c in text {
-            let digit = match c.into() {
-                c @ 0x30..=0x39 => c - 0x30,
-                c @ 0x61..=0x66 => c - 0x61 + 10,
-                _ => return None,
-            };
-            bits = (bits << 4) | u128::from(digit);
-        }
-        Some(Self(bits))
+        // Branch-free (random digits would mispredict a digit-or-letter branch every time),
+        // each half in its own 64-bit chain.
+        let half = |digits: &[C]| {
+            let (mut bits, mut bad) = (0u64, 0u8);
+            for &c in digits {
+                let c: u32 = c.into();
+                let value = HEX_VALUE[(c & 0xff) as usize] | (u8::from(c > 0xff) << 4);
+                bad |= value;
+                bits = (bits << 4) | u64::from(value & 0xf);
+            }
+            (bits, bad)
+        };
+        let (high, high_bad) = half(&text[..Self::TEXT_LEN / 2]);
+        let (low, low_bad) = half(&text[Self::TEXT_LEN / 2..]);
+        ((high_bad | low_bad) & INVALID_DIGIT == 0).then_some(Self((u128::from(high) << 64) | u128::from(low)))
     }
 }
+
+/// Marks a character that is not a lowercase hex digit in [`HEX_VALUE`].
+const INVALID_DIGIT: u8 = 0x10;
+
+/// The value of each Latin-1 character as a lowercase hex digit, or [`INVALID_DIGIT`].
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [INVALID_DIGIT; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -292,12 +311,15 @@ impl Allocator {
         }
     }
 
-    /// Removes the in-flight record of `token` (claimed exactly once), or says why not.
-    fn take_record(&self, token: Token) -> Result<InFlight, HandoffError> {
+    /// Removes the in-flight record of `token` (claimed exactly once) if `accept` takes its
+    /// block, or says why not (a refused record stays, [`HandoffError::InvalidHandle`]).
+    fn take_record(&self, token: Token, accept: impl FnOnce(&Received) -> bool) -> Result<InFlight, HandoffError> {
         let mut handoffs = self.inner.handoffs.lock();
         let sequence = handoffs.sequence_of(token).ok_or(HandoffError::InvalidHandle)?;
-        match handoffs.records.remove(&sequence) {
-            Some(record) => {
+        match handoffs.records.get(&sequence) {
+            Some(record) if !accept(&record.received()) => Err(HandoffError::InvalidHandle),
+            Some(_) => {
+                let record = handoffs.records.remove(&sequence).ok_or(HandoffError::InvalidHandle)?;
                 handoffs.bytes -= record.requested;
                 Ok(record)
             }
@@ -356,7 +378,23 @@ impl Allocator {
     /// # Errors
     /// [`HandoffError::AlreadyReceived`] or [`HandoffError::InvalidHandle`].
     pub fn receive(&self, token: Token, cache: &ThreadCache) -> Result<Received, HandoffError> {
-        let record = self.take_record(token)?;
+        self.receive_if(token, cache, |_| true)
+    }
+
+    /// [`Allocator::receive`] if `accept` takes the in-flight block (what the receiver was
+    /// told it gets: address, size, label); otherwise [`HandoffError::InvalidHandle`] and
+    /// the hand-off stays in flight. `accept` runs under the hand-off lock: it must not
+    /// call hand-off methods.
+    ///
+    /// # Errors
+    /// As [`Allocator::receive`].
+    pub fn receive_if(
+        &self,
+        token: Token,
+        cache: &ThreadCache,
+        accept: impl FnOnce(&Received) -> bool,
+    ) -> Result<Received, HandoffError> {
+        let record = self.take_record(token, accept)?;
         let meta = self.claim(&record)?;
         meta.set_owner(cache.id);
         Ok(record.received())
@@ -376,7 +414,16 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::receive`].
     pub fn reclaim(&self, token: Token) -> Result<usize, HandoffError> {
-        let record = self.take_record(token)?;
+        self.reclaim_if(token, |_| true)
+    }
+
+    /// [`Allocator::reclaim`] if `accept` takes the in-flight block (as in
+    /// [`Allocator::receive_if`]).
+    ///
+    /// # Errors
+    /// As [`Allocator::receive`].
+    pub fn reclaim_if(&self, token: Token, accept: impl FnOnce(&Received) -> bool) -> Result<usize, HandoffError> {
+        let record = self.take_record(token, accept)?;
         self.claim(&record)?;
         // SAFETY: the in-flight block is allocated and nobody holds it.
         let freed = unsafe { self.free_uncached(record.ptr(), Expect::Generation(u64::from(record.generation)), true) };
@@ -390,7 +437,7 @@ impl Allocator {
     /// # Errors
     /// As [`Allocator::receive`] (nothing changes).
     pub fn cancel_hand_off(&self, token: Token) -> Result<(), HandoffError> {
-        let record = self.take_record(token)?;
+        let record = self.take_record(token, |_| true)?;
         let meta = self.claim(&record)?;
         meta.set_generation(record.generation.wrapping_sub(1));
         Ok(())
@@ -577,6 +624,18 @@ mod tests {
         assert_eq!(a.reclaim(token), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.receive(token, &receiver), Err(HandoffError::AlreadyReceived));
         assert_eq!(a.stats().live_allocations, 0);
+    }
+
+    #[test]
+    fn a_refused_receive_if_or_reclaim_if_is_invalid_and_leaves_the_hand_off_in_flight() {
+        let (a, mut sender, receiver) = setup();
+        let token = send(&a, &mut sender, 300);
+        let expected = a.in_flight(token).unwrap();
+        assert_eq!(a.receive_if(token, &receiver, |b| b.requested == 301), Err(HandoffError::InvalidHandle));
+        assert_eq!(a.reclaim_if(token, |b| b.label != 7), Err(HandoffError::InvalidHandle));
+        assert_eq!((a.stats().in_flight_count, a.in_flight(token)), (1, Some(expected)));
+        assert_eq!(a.receive_if(token, &receiver, |b| *b == expected), Ok(expected));
+        assert_eq!(a.reclaim_if(token, |_| true), Err(HandoffError::AlreadyReceived));
     }
 
     #[test]
