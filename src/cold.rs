@@ -4,7 +4,9 @@
 use napi::Env;
 use napi::bindgen_prelude::{Error, Object, Result};
 use napi_derive::napi;
-use tensor_arena_core::{AllocatorStats, CLASS_SIZES, ClassStats, SizeClass, StatKind, ThreadCacheStats};
+use tensor_arena_core::{
+    AllocatorStats, CLASS_SIZES, ClassStats, MAX_ARENA_SIZE, SizeClass, StatKind, ThreadCacheStats,
+};
 
 use crate::codes::Code;
 use crate::registry;
@@ -13,15 +15,30 @@ fn failure(code: Code, message: impl ToString) -> Error<&'static str> {
     Error::new(code.name(), message)
 }
 
+/// The error for a thread-state failure (`ERR_UNKNOWN_ARENA`, `ERR_THREAD_STATE_UNAVAILABLE`)
+/// with its code's default message.
+fn state_failure(code: Code) -> Error<&'static str> {
+    let message = Code::ALL.iter().find(|&&(_, name, _)| name == code.name()).map_or("", |&(_, _, m)| m);
+    failure(code, message)
+}
+
 fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'static str>> {
-    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 9_007_199_254_740_991.0 {
-        Ok(value as usize)
-    } else {
-        Err(failure(
-            Code::InvalidConfig,
-            format!("invalid allocator configuration: {field} must be a non-negative integer"),
-        ))
+    const MAX: f64 = MAX_ARENA_SIZE as f64;
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= MAX {
+        return Ok(value as usize);
     }
+    let got = if value.is_finite() && value.abs() >= 1e21 { format!("{value:e}") } else { format!("{value}") };
+    let rule = if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
+        // A whole number above every limit: say what the limit is.
+        if field == "maxBytes" {
+            "must be at most 70368744177664 bytes (64 TiB), the largest arena tensor-arena reserves"
+        } else {
+            "must be at most 70368744177664 bytes (64 TiB)"
+        }
+    } else {
+        "must be a whole number of bytes (a non-negative integer)"
+    };
+    Err(failure(Code::InvalidConfig, format!("invalid arena options: {field} {rule}; got {got}")))
 }
 
 fn options(
@@ -69,15 +86,19 @@ pub(crate) fn arena_shared(
     match registry::shared(&name, &wanted) {
         Ok(id) => id_of(id),
         Err(registry::SharedError::Init(e)) => Err(failure(Code::from(e), camel_config_message(&e.to_string()))),
-        Err(registry::SharedError::Mismatch(why)) => {
-            Err(failure(Code::InvalidConfig, format!("Arena.shared('{name}'): {why}")))
-        }
+        Err(registry::SharedError::Mismatch(existing)) => Err(failure(
+            Code::InvalidConfig,
+            format!(
+                "Arena.shared('{name}'): the options differ from those the shared arena was created with ({existing}); pass the same options, or none to accept the existing ones"
+            ),
+        )),
     }
 }
 
 /// Core messages name snake_case fields; JavaScript users set camelCase options.
 fn camel_config_message(message: &str) -> String {
     message
+        .replace("invalid allocator configuration", "invalid arena options")
         .replace("max_bytes", "maxBytes")
         .replace("region_bytes", "regionBytes")
         .replace("refill_target_bytes", "refillTargetBytes")
@@ -89,14 +110,22 @@ fn camel_config_message(message: &str) -> String {
 /// Id of the process-wide default arena.
 #[napi]
 pub(crate) fn arena_default() -> std::result::Result<u32, Error<&'static str>> {
-    let id = registry::default_id().map_err(|e| failure(Code::from(e), e.to_string()))?;
+    let id = registry::default_id().map_err(|e| failure(Code::from(e), camel_config_message(&e.to_string())))?;
     u32::try_from(id).map_err(|_| failure(Code::InvalidConfig, "too many arenas"))
 }
 
-/// Drops the registry's handle on an arena whose `Arena` object was collected.
+/// Gives back the hold of an `Arena` object of this thread that was collected (or of one
+/// `arenaShared` call that found this thread's object alive). Returns whether the arena
+/// left the registry (its last hold, over all threads, is gone).
 #[napi]
-pub(crate) fn arena_release(id: u32) {
-    registry::release(id as usize);
+pub(crate) fn arena_release(id: u32) -> bool {
+    registry::release(id as usize)
+}
+
+/// `[arenas registered, arenas this thread has state for, holds this thread has]`.
+#[napi]
+pub(crate) fn arena_census() -> Vec<u32> {
+    registry::census().map(|n| u32::try_from(n).unwrap_or(u32::MAX)).to_vec()
 }
 
 fn camel(name: &str) -> String {
@@ -124,7 +153,7 @@ fn object_from(env: &Env, values: &[(&'static str, u64)]) -> Result<Object<'stat
 }
 
 fn allocator(id: u32) -> std::result::Result<tensor_arena_core::Allocator, Error<&'static str>> {
-    registry::with_arena(id as usize, |a, _| a.allocator.clone()).map_err(|code| failure(code, "unknown arena"))
+    registry::with_arena(id as usize, |a, _| a.allocator.clone()).map_err(state_failure)
 }
 
 fn js(error: Error) -> Error<&'static str> {
@@ -184,8 +213,7 @@ pub(crate) fn arena_info(id: u32) -> std::result::Result<Vec<f64>, Error<&'stati
 /// This thread's cache for arena `id`.
 #[napi]
 pub(crate) fn thread_cache_stats(env: Env, id: u32) -> std::result::Result<Object<'static>, Error<&'static str>> {
-    let stats: ThreadCacheStats =
-        registry::with_arena(id as usize, |a, _| a.cache.stats()).map_err(|code| failure(code, "unknown arena"))?;
+    let stats: ThreadCacheStats = registry::with_arena(id as usize, |a, _| a.cache.stats()).map_err(state_failure)?;
     let mut object = object_from(&env, &stats.field_values()).map_err(js)?;
     object.set("classBlocks", stats.class_blocks.iter().map(|&b| b as f64).collect::<Vec<_>>()).map_err(js)?;
     Ok(object)
@@ -194,8 +222,7 @@ pub(crate) fn thread_cache_stats(env: Env, id: u32) -> std::result::Result<Objec
 /// Hands this thread's cached blocks of arena `id` back to the central pool.
 #[napi]
 pub(crate) fn thread_cache_flush(id: u32) -> std::result::Result<(), Error<&'static str>> {
-    registry::with_arena(id as usize, |a, _| a.allocator.drain_thread_cache(&mut a.cache))
-        .map_err(|code| failure(code, "unknown arena"))
+    registry::with_arena(id as usize, |a, _| a.allocator.drain_thread_cache(&mut a.cache)).map_err(state_failure)
 }
 
 /// Payload size of every class, by class index.

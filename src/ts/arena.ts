@@ -23,7 +23,7 @@ import type { ArenaStats } from './stats.js'
 import type { Exclusive } from './exclusive-state.js'
 import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
-import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
+import { closeViewSlots, flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
 import {
   forgetExclusive,
   forgetView,
@@ -54,9 +54,38 @@ function scratch(): Float64Array {
   return scratchCache
 }
 
-// Arenas whose `Arena` object was collected give up the registry's handle (the memory stays
-// mapped while any buffer or view still reaches it).
-const arenaReclaimer = new FinalizationRegistry<number>((id) => native.arenaRelease(id))
+/**
+ * This thread's `Arena` object for each shared arena id, held weakly: a shared arena lives
+ * while any thread's object for it does.
+ */
+const sharedArenas = new Map<number, WeakRef<Arena>>()
+
+/** This thread's live `Arena` object for shared arena `id`, if any. */
+function liveShared(id: number): Arena | undefined {
+  return sharedArenas.get(id)?.deref()
+}
+
+/**
+ * An `Arena` object was collected: it gives back its hold on the arena (the arena leaves
+ * the registry, and every thread drops its state for it, when no thread's object for it
+ * is left). Unless this thread made a new object for the same shared arena meanwhile, the
+ * thread's view slots for it are closed (kept view blocks freed, windows let go). Buffers
+ * and views still reachable keep the arena's memory mapped and keep working.
+ */
+function arenaCollected(id: number): void {
+  // The GC that collected the object may have collected hand-outs too: what they held
+  // (blocks, allocator handles) goes first.
+  sweepUnreachable(true)
+  if (liveShared(id) !== undefined) {
+    native.arenaRelease(id)
+    return
+  }
+  sharedArenas.delete(id)
+  closeViewSlots(id)
+  native.arenaRelease(id)
+}
+
+const arenaReclaimer = new FinalizationRegistry<number>(arenaCollected)
 
 /**
  * An exclusive buffer detached by something else (`ArrayBuffer.prototype.transfer`,
@@ -76,8 +105,6 @@ function checkNotMoved(state: Exclusive): void {
 const LAZY = -1
 /** Native result code of an out-of-memory (src/codes.rs). */
 const OUT_OF_MEMORY = -1
-/** This thread's `Arena` object for each shared arena id. */
-const sharedArenas = new Map<number, Arena>()
 /** Largest ArrayBuffer this Node version creates (4 GiB on Node 20). */
 const MAX_EXTERNAL_BYTES = bufferConstants.MAX_LENGTH
 /** Largest integer a JavaScript number holds exactly. */
@@ -568,17 +595,22 @@ export class Arena {
     const o = options ?? {}
     let id: number
     try {
+      // Takes a hold on the arena for this thread (given back below if this thread's
+      // object for it is alive, else when the new object is collected).
       id = native.arenaShared(name, ...arenaArgs(o))
     } catch (error) {
       throw fromNative(error)
     }
-    let arena = sharedArenas.get(id)
-    if (arena === undefined) {
-      arena = new Arena(LAZY_DEFAULT)
-      arena.id = id
-      arena.cap = native.arenaInfo(id)[0]
-      sharedArenas.set(id, arena)
+    const live = liveShared(id)
+    if (live !== undefined) {
+      native.arenaRelease(id)
+      return live
     }
+    const arena = new Arena(LAZY_DEFAULT)
+    arena.id = id
+    arena.cap = native.arenaInfo(id)[0]
+    sharedArenas.set(id, new WeakRef(arena))
+    arenaReclaimer.register(arena, id)
     return arena
   }
 
@@ -606,7 +638,7 @@ export class Arena {
    * @returns a handle: `stats()`, `flush()`, `[Symbol.dispose]()` (flushes).
    */
   threadCache(): ThreadCache {
-    return new ThreadCache(this.resolve())
+    return new ThreadCache(this.resolve(), this)
   }
 }
 

@@ -9,10 +9,13 @@ import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
  */
 export class ThreadCache {
   private readonly arena: number
+  /** The `Arena` object this handle came from: the handle keeps it (so the arena) alive. */
+  private readonly owner: object | undefined
 
   /** @internal */
-  constructor(arena: number) {
+  constructor(arena: number, owner?: object) {
     this.arena = arena
+    this.owner = owner
   }
 
   /**

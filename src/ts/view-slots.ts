@@ -188,6 +188,16 @@ export class ViewSlots {
     this.lent = 0
   }
 
+  /**
+   * No `Arena` object of this thread uses the table any more: frees the lent blocks, lets
+   * the windows go, and makes every later free of a remaining live view a native free.
+   */
+  close(): void {
+    this.flush()
+    this.classes.fill(-1)
+    this.windows.fill(undefined)
+  }
+
   /** A never used slot, growing the tables when they are full. */
   private fresh(): number {
     if (this.used === this.marks.length) {
@@ -220,6 +230,18 @@ export function viewSlotsOf(id: number): ViewSlots {
     slotTables.set(id, slots)
   }
   return slots
+}
+
+/**
+ * This thread has no `Arena` object for arena `id` any more: its slot table is closed
+ * (lent blocks freed natively; views still live are freed natively when freed or
+ * reclaimed, never lent again) and forgotten, so it no longer keeps windows alive. @internal
+ */
+export function closeViewSlots(id: number): void {
+  const slots = slotTables.get(id)
+  if (slots === undefined) return
+  slotTables.delete(id)
+  slots.close()
 }
 
 /** Frees this thread's lent view blocks of arena `id`, if it has any. @internal */
