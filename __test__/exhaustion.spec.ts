@@ -173,3 +173,30 @@ test('without maxBytes an arena grows past any former fixed size; with maxBytes 
   expectOutOfMemory(t, capped, () => capped.alloc(MiB), MiB)
   for (const buffer of fits) capped.free(buffer)
 })
+
+test('out of memory at the cap says the cap, the request and what is free in bytes and MiB, and what to do', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  const held = fill(arena, () => arena.alloc(MiB))
+  const error = expectOutOfMemory(t, arena, () => arena.alloc(MiB), MiB)
+  const message = error?.message ?? ''
+  t.true(message.startsWith('arena out of memory at its cap: requested 1048576 bytes (1 MiB), but only '), message)
+  t.true(message.includes(`only ${error?.available} bytes`), message)
+  t.true(message.includes('of the cap of 16777216 bytes (16 MiB) (maxBytes) are free'), message)
+  t.true(message.includes('Free the buffers and views you no longer need (arena.free), or create the arena with a larger maxBytes'), message)
+  for (const buffer of held) arena.free(buffer)
+})
+
+test('a request above 16 MiB at the cap says it needs one contiguous run of pages when the free bytes are split', (t) => {
+  const arena = new Arena({ maxBytes: 64 * MiB })
+  const blocks = [arena.alloc(20 * MiB), arena.alloc(20 * MiB), arena.alloc(20 * MiB)]
+  arena.free(blocks[1]) // 20 MiB free in the middle, 4 MiB at the end: 24 MiB, not contiguous
+  const error = expectOutOfMemory(t, arena, () => arena.alloc(22 * MiB), 22 * MiB)
+  const message = error?.message ?? ''
+  t.is(error?.available, 24 * MiB)
+  t.true(message.includes('requested 23068672 bytes (22 MiB), but only 25165824 bytes (24 MiB) of the cap of 67108864 bytes (64 MiB)'), message)
+  t.true(message.includes('a request above 16 MiB (the largest size class) needs one contiguous run of 23068672 bytes (22 MiB): the free bytes add up to enough, but are split between live blocks'), message)
+  t.true(message.includes('or create the arena with a larger maxBytes'), message)
+  arena.free(blocks[0])
+  arena.free(blocks[2])
+  arena.free(arena.alloc(22 * MiB)) // contiguous again once the neighbours are free
+})

@@ -192,7 +192,7 @@ test('the removed arenaSize option throws TypeError ERR_INVALID_ARG_VALUE tellin
     ]) {
       const error = t.throws(make, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' }, `arenaSize ${String(arenaSize)}`)
       t.regex(error?.message ?? '', /arenaSize/)
-      t.regex(error?.message ?? '', /maxBytes/)
+      t.regex(error?.message ?? '', /removed, use "maxBytes"/)
     }
   }
   // Nothing was registered under the shared name by the rejected calls.
@@ -246,4 +246,57 @@ test('arena.maxBytes is the cap rounded up to whole pages, the same value stats 
   t.is(error?.code, 'ERR_OUT_OF_MEMORY')
   t.is(error?.maxBytes, 8192)
   for (const b of blocks) arena.free(b)
+})
+
+test('an absurd maxBytes is refused with the limit and the value in numbers', (t) => {
+  const cases: [number, string][] = [
+    [2 ** 53, 'maxBytes must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves; got 9007199254740992'],
+    [2 ** 60, 'maxBytes must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves; got 1152921504606847000'],
+    [2 ** 46 + 4096, 'maxBytes must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves; got 70368744181760'],
+    [1e300, 'maxBytes must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves; got 1e300'],
+    [1, 'maxBytes must be at least 4096 bytes (one page): a smaller cap is refused, not rounded up; got 1'],
+    [4095, 'maxBytes must be at least 4096 bytes (one page): a smaller cap is refused, not rounded up; got 4095'],
+    [-1, 'maxBytes must be a whole number of bytes (a non-negative integer); got -1'],
+    [1.5, 'maxBytes must be a whole number of bytes (a non-negative integer); got 1.5'],
+    [Number.NaN, 'maxBytes must be a whole number of bytes (a non-negative integer); got NaN'],
+  ]
+  for (const [maxBytes, expected] of cases) {
+    for (const make of [() => new Arena({ maxBytes }), () => Arena.shared(`validation-absurd-${maxBytes}`, { maxBytes })]) {
+      const error = t.throws(make, { instanceOf: AllocatorError, code: 'ERR_INVALID_CONFIG' }, String(maxBytes))
+      t.is(error?.message, `invalid arena options: ${expected}`)
+    }
+  }
+})
+
+test('other options out of range give their limits in numbers', (t) => {
+  const message = (options: object): string | undefined =>
+    t.throws(() => new Arena(options), { instanceOf: AllocatorError, code: 'ERR_INVALID_CONFIG' })?.message
+  t.is(message({ alignment: 96 }), 'invalid arena options: alignment must be a power of two from 64 to 4096; got 96')
+  t.is(message({ refillTargetBytes: 0 }), 'invalid arena options: refillTargetBytes must be between 1 and 70368744177664 bytes (64 TiB); got 0')
+  t.is(message({ localCacheTargetBytes: 2 ** 53 }), 'invalid arena options: localCacheTargetBytes must be at most 70368744177664 bytes (64 TiB); got 9007199254740992')
+})
+
+test('a cap that is not a whole number of pages is rounded up to pages, and maxBytes reports the rounded cap', (t) => {
+  for (const [asked, cap] of [[4097, 8192], [5000, 8192], [MiB + 1, MiB + 4096]]) {
+    const arena = new Arena({ maxBytes: asked })
+    t.is(arena.maxBytes, cap, `maxBytes ${asked}`)
+    t.is(arena.stats().maxBytes, cap)
+  }
+})
+
+test('the removed arenaSize option says "removed, use maxBytes" for absurd values too', (t) => {
+  for (const arenaSize of [2 ** 53, 1]) {
+    const error = t.throws(() => new Arena({ arenaSize } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' })
+    t.true(error?.message.startsWith(`The "options.arenaSize" option was removed, use "maxBytes" instead (received arenaSize ${arenaSize})`), error?.message)
+  }
+})
+
+test('Arena.shared with options other than the existing arena\'s says what the existing ones are', (t) => {
+  const arena = Arena.shared('validation-mismatch', { maxBytes: 8 * MiB })
+  const error = t.throws(() => Arena.shared('validation-mismatch', { maxBytes: 16 * MiB }), { instanceOf: AllocatorError, code: 'ERR_INVALID_CONFIG' })
+  t.is(
+    error?.message,
+    "Arena.shared('validation-mismatch'): the options differ from those the shared arena was created with (it exists with maxBytes: 8388608, alignment: 64, refillTargetBytes: 32768, localCacheTargetBytes: 65536); pass the same options, or none to accept the existing ones",
+  )
+  t.is(Arena.shared('validation-mismatch'), arena)
 })

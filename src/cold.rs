@@ -31,7 +31,7 @@ fn whole(value: f64, field: &'static str) -> std::result::Result<usize, Error<&'
     let rule = if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
         // A whole number above every limit: say what the limit is.
         if field == "maxBytes" {
-            "must be at most 70368744177664 bytes (64 TiB), the largest arena tensor-arena reserves"
+            "must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves"
         } else {
             "must be at most 70368744177664 bytes (64 TiB)"
         }

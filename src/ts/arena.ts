@@ -142,8 +142,11 @@ export class Arena {
    * @param options - sizes and alignment; every field is optional.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` or one of its fields has the wrong type.
    *   `ERR_INVALID_ARG_VALUE` for the removed `arenaSize` option (use `maxBytes`).
-   * @throws {AllocatorError} `ERR_INVALID_CONFIG` when a field is out of range (maxBytes
-   *   below 4096 or not an integer, alignment not a power of two in 64…4096, …).
+   * @throws {AllocatorError} `ERR_INVALID_CONFIG` when a field is out of range, with the
+   *   limit and the value in the message: maxBytes not a whole number, below 4096 (refused,
+   *   never rounded up) or above 64 TiB (70368744177664); alignment not a power of two in
+   *   64…4096; a target of 0 or above 64 TiB. Also when the operating system refuses to
+   *   reserve the arena's address space (the message says how much was asked).
    */
   constructor(options?: ArenaOptions) {
     this.windows = undefined
@@ -180,8 +183,9 @@ export class Arena {
   }
 
   /**
-   * The cap on the arena's memory (`maxBytes`, rounded up to whole pages), or `undefined`
-   * when the arena grows without one.
+   * The cap on the arena's memory: the `maxBytes` it was created with, rounded up to whole
+   * pages (`new Arena({ maxBytes: 5000 }).maxBytes` is 8192 with 4 KiB pages), or
+   * `undefined` when the arena grows without one.
    */
   get maxBytes(): number | undefined {
     this.resolve()

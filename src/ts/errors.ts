@@ -55,18 +55,57 @@ export function nativeFailure(result: number, requested?: number, available?: nu
     throw Object.assign(error, { code: 'ERR_INTERNAL_ASSERTION' as const })
   }
   if (code !== 'ERR_OUT_OF_MEMORY') return new AllocatorError(code, MESSAGES[code])
+  const want = requested ?? 0
   if (cap === undefined || cap === 0) {
     return new AllocatorError(
       code,
-      `out of memory: the operating system refused more memory for a request of ${requested} bytes; free buffers and views you no longer need`,
+      `out of memory: the operating system refused more memory for a request of ${bytesText(want)}. ` +
+        'This arena has no cap (maxBytes), so it grows until the system refuses: free the buffers and views you no ' +
+        'longer need (arena.free), or give the arena a maxBytes below what the machine can provide, so that it ' +
+        'reports ERR_OUT_OF_MEMORY before the system runs short',
       { requested },
     )
   }
+  const free = available ?? 0
   return new AllocatorError(
     code,
-    `arena out of memory: requested ${requested} bytes, but only ${available} of its cap of ${cap} bytes (maxBytes) are free; free buffers and views you no longer need, or raise maxBytes`,
+    `arena out of memory at its cap: requested ${bytesText(want)}, but only ${bytesText(free)} of the cap of ` +
+      `${bytesText(cap)} (maxBytes) are free${whyNotServed(want, free)}. Free the buffers and views you no longer ` +
+      'need (arena.free), or create the arena with a larger maxBytes',
     { requested, available, maxBytes: cap },
   )
+}
+
+/** Largest request a size class serves (larger ones get their own run of pages). */
+const LARGEST_CLASS = 16 * 1024 * 1024
+const PAGE = 4096
+
+/** Why `free` bytes did not serve a request of `requested` bytes, as a clause (or ''). */
+function whyNotServed(requested: number, free: number): string {
+  if (requested > LARGEST_CLASS) {
+    const run = Math.ceil(requested / PAGE) * PAGE
+    const split = free >= requested ? ': the free bytes add up to enough, but are split between live blocks' : ''
+    return `; a request above 16 MiB (the largest size class) needs one contiguous run of ${bytesText(run)}${split}`
+  }
+  if (free >= requested) {
+    return '; the free bytes are split between live blocks and the slabs of other size classes, and none forms the contiguous pages a new slab of this size class needs'
+  }
+  return ''
+}
+
+const UNITS: [string, number][] = [
+  ['TiB', 2 ** 40],
+  ['GiB', 2 ** 30],
+  ['MiB', 2 ** 20],
+  ['KiB', 2 ** 10],
+]
+
+/** `67108864 bytes (64 MiB)`: a byte count with the unit that suits it. @internal */
+export function bytesText(bytes: number): string {
+  const unit = UNITS.find(([, size]) => bytes >= size)
+  if (unit === undefined) return `${bytes} bytes`
+  const scaled = Number((bytes / unit[1]).toFixed(2))
+  return `${bytes} bytes (${scaled} ${unit[0]})`
 }
 
 /** An `AllocatorError` with the default message for `code`. @internal */

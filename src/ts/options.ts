@@ -5,7 +5,12 @@ import { invalidArgType } from './errors.js'
 export interface ArenaOptions {
   /**
    * A cap on the arena: at most this many bytes of memory are ever carved for buffers and
-   * views (rounded up to whole pages), and allocating past it throws `ERR_OUT_OF_MEMORY`.
+   * views, and allocating past it throws `ERR_OUT_OF_MEMORY`. A whole number of bytes from
+   * 4096 (one page) to 70368744177664 (64 TiB); anything else throws `ERR_INVALID_CONFIG`
+   * with the limit in the message (a cap below 4096 is refused, never rounded up). A cap
+   * that is not a multiple of the page size is rounded up to whole pages (4 KiB; larger
+   * where the OS pages are), and {@link Arena.maxBytes} reports the rounded cap. The cap
+   * is reserved as address space up front, not committed.
    * Without it the arena grows as long as the operating system gives it memory (address
    * space is reserved in large regions and committed a 4 MiB chunk at a time).
    * @defaultValue no cap
@@ -50,6 +55,10 @@ export function zeroOption(options: AllocOptions | undefined): number {
   return zero ? 1 : 0
 }
 
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value === 'bigint' ? `${value}n` : String(value)
+}
+
 function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number | undefined {
   const value = options[key]
   if (value === undefined) return undefined
@@ -62,10 +71,11 @@ function optionalNumber(options: ArenaOptions, key: keyof ArenaOptions): number 
  * native side checks their ranges.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` for a non-number field, `ERR_INVALID_ARG_VALUE` for the removed `arenaSize`
  */
-export function arenaArgs(options: ArenaOptions): [number?, number?, number?, number?] {
+export function arenaArgs(options: ArenaOptions & { arenaSize?: unknown }): [number?, number?, number?, number?] {
   if ('arenaSize' in options) {
     const error = new TypeError(
-      'The "options.arenaSize" option was replaced by "maxBytes": arenas now grow on demand, and maxBytes caps them',
+      `The "options.arenaSize" option was removed, use "maxBytes" instead (received arenaSize ${describeValue(options.arenaSize)}): ` +
+        'arenas now grow on demand, and maxBytes caps them (a whole number of bytes from 4096 to 64 TiB)',
     )
     throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const })
   }

@@ -10,6 +10,9 @@ pub const MIN_ALIGNMENT: usize = 64;
 pub const MAX_ALIGNMENT: usize = 4096;
 /// Largest supported cap (64 TiB).
 pub const MAX_ARENA_SIZE: usize = 1 << 46;
+/// Smallest cap (one 4 KiB page; on a machine with larger pages the cap is rounded up to
+/// one of them). Smaller caps are refused, never rounded up.
+pub const MIN_CAP: usize = 4096;
 
 /// How an [`Allocator`](crate::Allocator) is built. All sizes are in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,35 +76,52 @@ impl AllocatorConfig {
     /// # Errors
     /// [`InitError::InvalidConfig`] naming the field and the rule it breaks.
     pub const fn validate(&self) -> Result<(), InitError> {
-        const fn invalid(field: &'static str, reason: &'static str) -> Result<(), InitError> {
-            Err(InitError::InvalidConfig { field, reason })
+        const fn invalid(field: &'static str, reason: &'static str, value: usize) -> Result<(), InitError> {
+            Err(InitError::InvalidConfig { field, reason, value })
         }
         if let Some(cap) = self.max_bytes {
-            if cap < MAX_ALIGNMENT {
-                return invalid("max_bytes", "must be at least 4096 (one page)");
+            if cap < MIN_CAP {
+                return invalid(
+                    "max_bytes",
+                    "must be at least 4096 bytes (one page): a smaller cap is refused, not rounded up",
+                    cap,
+                );
             }
             if cap > MAX_ARENA_SIZE {
-                return invalid("max_bytes", "must be at most 64 TiB");
+                return invalid(
+                    "max_bytes",
+                    "must be at most 70368744177664 bytes (64 TiB), the largest arena this allocator reserves",
+                    cap,
+                );
             }
         }
         if self.region_bytes > MAX_ARENA_SIZE {
-            return invalid("region_bytes", "must be at most 64 TiB");
+            return invalid("region_bytes", "must be at most 70368744177664 bytes (64 TiB)", self.region_bytes);
         }
-        if !self.alignment.is_power_of_two() {
-            return invalid("alignment", "must be a power of two");
-        }
-        if self.alignment < MIN_ALIGNMENT || self.alignment > MAX_ALIGNMENT {
-            return invalid("alignment", "must be between 64 and 4096");
+        if !self.alignment.is_power_of_two() || self.alignment < MIN_ALIGNMENT || self.alignment > MAX_ALIGNMENT {
+            return invalid("alignment", "must be a power of two from 64 to 4096", self.alignment);
         }
         // Targets above the cap are harmless: counts are clamped to what fits.
         if self.refill_target_bytes == 0 || self.refill_target_bytes > MAX_ARENA_SIZE {
-            return invalid("refill_target_bytes", "must be between 1 and 64 TiB");
+            return invalid(
+                "refill_target_bytes",
+                "must be between 1 and 70368744177664 bytes (64 TiB)",
+                self.refill_target_bytes,
+            );
         }
         if self.local_cache_target_bytes == 0 || self.local_cache_target_bytes > MAX_ARENA_SIZE {
-            return invalid("local_cache_target_bytes", "must be between 1 and 64 TiB");
+            return invalid(
+                "local_cache_target_bytes",
+                "must be between 1 and 70368744177664 bytes (64 TiB)",
+                self.local_cache_target_bytes,
+            );
         }
         if self.slab_target_bytes == 0 || self.slab_target_bytes > MAX_ARENA_SIZE {
-            return invalid("slab_target_bytes", "must be between 1 and 64 TiB");
+            return invalid(
+                "slab_target_bytes",
+                "must be between 1 and 70368744177664 bytes (64 TiB)",
+                self.slab_target_bytes,
+            );
         }
         Ok(())
     }
@@ -210,6 +230,20 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(AllocatorConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn messages_give_the_limit_and_the_value_in_numbers() {
+        let message = |c: AllocatorConfig| c.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let huge = message(AllocatorConfig { max_bytes: Some(1 << 53), ..AllocatorConfig::default() });
+        assert!(huge.contains("70368744177664 bytes (64 TiB)") && huge.contains("got 9007199254740992"), "{huge}");
+        let tiny = message(AllocatorConfig { max_bytes: Some(1), ..AllocatorConfig::default() });
+        assert!(
+            tiny.contains("at least 4096 bytes") && tiny.contains("not rounded up") && tiny.ends_with("got 1"),
+            "{tiny}"
+        );
+        let align = message(AllocatorConfig { alignment: 96, ..AllocatorConfig::default() });
+        assert!(align.contains("power of two from 64 to 4096") && align.ends_with("got 96"), "{align}");
     }
 
     #[test]

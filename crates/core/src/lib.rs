@@ -64,8 +64,8 @@ mod teardown;
 mod thread_cache;
 
 pub use allocator::{Allocation, Allocator};
-pub use config::{AllocatorConfig, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT};
-pub use error::{AllocError, FreeError, InitError};
+pub use config::{AllocatorConfig, MAX_ALIGNMENT, MAX_ARENA_SIZE, MIN_ALIGNMENT, MIN_CAP};
+pub use error::{AllocError, Bytes, FreeError, InitError};
 pub use global::{allocate, deallocate, deallocate_with_size, global_stats, reallocate};
 pub use global_alloc::TensorArenaGlobalAlloc;
 pub use handoff::{HandoffError, Orphan, Received, Token};

@@ -18,7 +18,7 @@ fn rejected_field(adjust: impl FnOnce(&mut AllocatorConfig)) -> &'static str {
     let built = Allocator::new(config).err();
     assert_eq!(validated.err(), built, "validate() and Allocator::new disagree for {config:?}");
     match built {
-        Some(InitError::InvalidConfig { field, reason }) => {
+        Some(InitError::InvalidConfig { field, reason, .. }) => {
             assert!(!reason.is_empty());
             field
         }
@@ -236,7 +236,7 @@ fn a_tiny_arena_still_serves_a_one_byte_request() {
 fn init_errors_have_stable_codes_and_name_the_field() {
     let err = rejected_field(|c| c.alignment = 32);
     assert_eq!(err, "alignment");
-    let err = InitError::InvalidConfig { field: "alignment", reason: "must be a power of two" };
+    let err = InitError::InvalidConfig { field: "alignment", reason: "must be a power of two", value: 32 };
     assert_eq!(err.code(), "ERR_INVALID_CONFIG");
     let text = err.to_string();
     assert!(text.contains("alignment") && text.contains("power of two"), "{text}");

@@ -481,7 +481,7 @@ fn every_error_has_its_stable_code() {
     assert_eq!(system.code(), "ERR_OUT_OF_MEMORY");
     assert!(system.to_string().contains("5000") && system.to_string().contains("12"), "{system}");
     assert_eq!(AllocError::CacheUnavailable.code(), "ERR_CACHE_UNAVAILABLE");
-    let init = InitError::InvalidConfig { field: "alignment", reason: "r" };
+    let init = InitError::InvalidConfig { field: "alignment", reason: "r", value: 32 };
     assert_eq!(AllocError::InitFailed(init).code(), "ERR_INVALID_CONFIG");
 
     let p = common::alloc(&a, &mut cache, 10);
