@@ -12,7 +12,7 @@ import {
   type ClassStats,
   type ThreadCacheStats,
 } from 'tensor-arena'
-import { MiB, native } from './helpers'
+import { MiB, collect, native } from './helpers'
 
 // ---- compile-time checks (tsc -p tsconfig.test.json) -------------------------------------
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
@@ -245,4 +245,235 @@ test('counters only grow; gauges return to their start', (t) => {
   t.true(s1.carvedBytes >= s0.carvedBytes)
   t.true(s1.reservedBytes >= s0.reservedBytes)
   t.true(s1.regions >= s0.regions)
+})
+
+// ---- every field, exactly, through a scripted sequence -----------------------------------
+// Each step lists the fields that change from the step before; the test compares the whole
+// snapshot with the accumulated table, so every field is asserted at every step, and the
+// key sets must match the table: a stat field added later without an entry here fails.
+type Numbers = Record<string, number>
+/** Per class index: [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes]; any class not listed is all 0. */
+type ClassRow = [number, number, number, number, number]
+interface Step {
+  name: string
+  run: () => void
+  arena: Numbers
+  classes?: Record<number, ClassRow>
+  cache: { bound?: boolean; blocks?: number; bytes?: number }
+  classBlocks?: Record<number, number>
+}
+
+const CAP = 64 * MiB
+/** Every ArenaStats number field (and its kind) at the start: the table's key set. */
+const FRESH: Numbers = {
+  maxBytes: CAP, // gauge
+  reservedBytes: CAP, // gauge
+  regions: 1, // gauge
+  carvedBytes: 0, // gauge
+  remainingBytes: CAP, // gauge
+  metadataBytes: 0, // gauge
+  freeSpanBytes: 0, // gauge
+  retainedBytes: 0, // gauge
+  releasedBytesTotal: 0, // counter
+  liveAllocations: 0, // gauge
+  liveBytes: 0, // gauge
+  largeLiveAllocations: 0, // gauge
+  largeLiveBytes: 0, // gauge
+  inFlightCount: 0, // gauge
+  inFlightBytes: 0, // gauge
+  centralBlocks: 0, // gauge
+  centralBytes: 0, // gauge
+  inboxBlocks: 0, // gauge
+  threadCaches: 0, // gauge
+  threadCacheBlocks: 0, // gauge
+  threadCacheBytes: 0, // gauge
+  slabs: 0, // gauge
+  emptySlabs: 0, // gauge
+  allocationsTotal: 0, // counter
+  freesTotal: 0, // counter
+  remoteFreesTotal: 0, // counter
+  rejectedFreesTotal: 0, // counter
+}
+const CLASS_KEYS = ['payload', 'block', 'metadataPerBlock', 'slabs', 'centralBlocks', 'centralBytes', 'cachedBlocks', 'cachedBytes']
+const CACHE_KEYS = ['id', 'bound', 'blocks', 'bytes', 'classBlocks']
+
+// Classes of the sequence (alignment 64, checked against sizeClassOf in the test): 100 B →
+// class 1 (128 B blocks, 64 KiB slabs of 512, refills of 256 = 32 KiB); 4000 B → class 19
+// (4096 B blocks, slabs of 16, refills of 8); 8000 B → class 23 (8192 B blocks, slabs of 8,
+// refills of 4); 20 MiB → the large path (its own page span).
+const LARGE = 20 * MiB
+const box: { buffer?: ArrayBuffer; array?: Float32Array; view?: Float64Array; big?: Uint8Array; handle?: unknown; received?: Uint8Array } = {}
+let seqArena: Arena
+let otherArena: Arena
+
+function rejects(code: string, fn: () => void): void {
+  try {
+    fn()
+  } catch (error) {
+    if ((error as { code?: string }).code === code) return
+    throw error
+  }
+  throw new Error(`expected ${code}`)
+}
+
+const STEPS: Step[] = [
+  { name: 'fresh', run: () => {}, arena: {}, cache: { bound: false, blocks: 0, bytes: 0 } },
+  {
+    name: 'alloc(100), array(float32, 1000), view(float64, 1000), view(uint8, 20 MiB)',
+    run: () => {
+      box.buffer = seqArena.alloc(100)
+      box.array = seqArena.array('float32', 1000)
+      box.view = seqArena.view('float64', 1000)
+      box.big = seqArena.view('uint8', LARGE)
+    },
+    arena: {
+      carvedBytes: 3 * 64 * 1024 + LARGE, // three 64 KiB slabs and the 20 MiB span
+      remainingBytes: CAP - 3 * 64 * 1024 - LARGE,
+      metadataBytes: 33296,
+      liveAllocations: 4,
+      liveBytes: 100 + 4000 + 8000 + LARGE,
+      largeLiveAllocations: 1,
+      largeLiveBytes: LARGE,
+      // each slab's second half stays central: 256 + 8 + 4 blocks, 32 KiB of each class
+      centralBlocks: 268,
+      centralBytes: 3 * 32768,
+      threadCaches: 1,
+      // each refill's first block is live: 255 + 7 + 3 blocks
+      threadCacheBlocks: 265,
+      threadCacheBytes: 255 * 128 + 7 * 4096 + 3 * 8192,
+      slabs: 3,
+      allocationsTotal: 4,
+    },
+    classes: { 1: [1, 256, 32768, 255, 32640], 19: [1, 8, 32768, 7, 28672], 23: [1, 4, 32768, 3, 24576] },
+    cache: { bound: true, blocks: 265, bytes: 85888 },
+    classBlocks: { 1: 255, 19: 7, 23: 3 },
+  },
+  {
+    name: 'free the buffer, the view and the array',
+    run: () => {
+      seqArena.free(box.buffer as ArrayBuffer)
+      seqArena.free(box.view as Float64Array)
+      seqArena.free(box.array as Float32Array)
+    },
+    arena: { liveAllocations: 1, liveBytes: LARGE, threadCacheBlocks: 268, threadCacheBytes: 98304, freesTotal: 3 },
+    classes: { 1: [1, 256, 32768, 256, 32768], 19: [1, 8, 32768, 8, 32768], 23: [1, 4, 32768, 4, 32768] },
+    cache: { blocks: 268, bytes: 98304 },
+    classBlocks: { 1: 256, 19: 8, 23: 4 },
+  },
+  {
+    // Refused in JavaScript (the buffer is detached, the view's mark moved on): the
+    // allocator never sees them, so rejectedFreesTotal does not count them.
+    name: 'double frees of the buffer and the view throw ERR_DOUBLE_FREE',
+    run: () => {
+      rejects('ERR_DOUBLE_FREE', () => seqArena.free(box.buffer as ArrayBuffer))
+      rejects('ERR_DOUBLE_FREE', () => seqArena.free(box.view as Float64Array))
+    },
+    arena: {},
+    cache: {},
+  },
+  {
+    name: 'frees of a plain ArrayBuffer and of another arena’s buffer throw ERR_NOT_OWNED',
+    run: () => {
+      rejects('ERR_NOT_OWNED', () => seqArena.free(new ArrayBuffer(8)))
+      rejects('ERR_NOT_OWNED', () => seqArena.free(otherArena.alloc(10)))
+    },
+    arena: {},
+    cache: {},
+  },
+  {
+    name: 'transfer the 20 MiB view: in flight',
+    run: () => {
+      box.handle = seqArena.transfer(box.big as Uint8Array)
+    },
+    arena: { inFlightCount: 1, inFlightBytes: LARGE },
+    cache: {},
+  },
+  {
+    name: 'receive it in the same thread',
+    run: () => {
+      box.received = seqArena.receive(box.handle as never) as Uint8Array
+    },
+    arena: { inFlightCount: 0, inFlightBytes: 0 },
+    cache: {},
+  },
+  {
+    name: 'free the received view: its span goes back to the span heap',
+    run: () => seqArena.free(box.received as Uint8Array),
+    arena: {
+      remainingBytes: CAP - 3 * 64 * 1024,
+      metadataBytes: 33280, // the large span's 16-byte table entry is gone
+      freeSpanBytes: LARGE,
+      retainedBytes: LARGE,
+      liveAllocations: 0,
+      liveBytes: 0,
+      largeLiveAllocations: 0,
+      largeLiveBytes: 0,
+      freesTotal: 4,
+    },
+    cache: {},
+  },
+  {
+    name: 'trim: the free span is released',
+    run: () => {
+      if (seqArena.trim() !== LARGE) throw new Error('trim released another amount')
+    },
+    arena: { retainedBytes: 0, releasedBytesTotal: LARGE },
+    cache: {},
+  },
+  {
+    name: 'flush the thread cache (lent view blocks included): every slab is empty in the central pool',
+    run: () => seqArena.threadCache().flush(),
+    arena: { centralBlocks: 536, centralBytes: 196608, threadCacheBlocks: 0, threadCacheBytes: 0, emptySlabs: 3 },
+    classes: { 1: [1, 512, 65536, 0, 0], 19: [1, 16, 65536, 0, 0], 23: [1, 8, 65536, 0, 0] },
+    cache: { blocks: 0, bytes: 0 },
+    classBlocks: {},
+  },
+]
+
+test.serial('every stat field has its exact value after each step of a scripted sequence', async (t) => {
+  seqArena = new Arena({ maxBytes: CAP })
+  otherArena = new Arena({ maxBytes: 16 * MiB })
+  t.deepEqual([sizeClassOf(100), sizeClassOf(4000), sizeClassOf(8000), sizeClassOf(LARGE)], [1, 19, 23, undefined])
+  t.deepEqual(Object.keys(FRESH), [...ARENA_STAT_FIELDS], 'the table covers every ArenaStats field, in order')
+  const expected: Numbers = { ...FRESH }
+  let classes: Record<number, ClassRow> = {}
+  const cache: { bound: boolean; blocks: number; bytes: number } = { bound: false, blocks: 0, bytes: 0 }
+  let classBlocks: Record<number, number> = {}
+  const cacheId = seqArena.threadCache().stats().id
+  const check = (step: string): void => {
+    const s = seqArena.stats()
+    const { classes: actualClasses, ...top } = s
+    t.deepEqual(Object.keys(s).sort(), [...Object.keys(expected), 'classes'].sort(), `${step}: ArenaStats keys`)
+    t.deepEqual(top, expected, `${step}: ArenaStats`)
+    t.is(actualClasses.length, SIZE_CLASS_BYTES.length)
+    actualClasses.forEach((c, i) => {
+      t.deepEqual(Object.keys(c), CLASS_KEYS, `${step}: class ${i} keys`)
+      const block = Math.ceil(SIZE_CLASS_BYTES[i] / 64) * 64
+      const [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes] = classes[i] ?? [0, 0, 0, 0, 0]
+      const want = { payload: SIZE_CLASS_BYTES[i], block, metadataPerBlock: metadataPerBlock(block), slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes }
+      t.deepEqual(c, want, `${step}: class ${i}`)
+    })
+    const c = seqArena.threadCache().stats()
+    t.deepEqual(Object.keys(c).sort(), [...CACHE_KEYS].sort(), `${step}: ThreadCacheStats keys`)
+    const perClass = SIZE_CLASS_BYTES.map((_, i) => classBlocks[i] ?? 0)
+    t.deepEqual(c, { id: cacheId, ...cache, classBlocks: perClass }, `${step}: ThreadCacheStats`)
+  }
+  for (const step of STEPS) {
+    step.run()
+    Object.assign(expected, step.arena)
+    if (step.classes !== undefined) classes = step.classes
+    Object.assign(cache, step.cache)
+    if (step.classBlocks !== undefined) classBlocks = step.classBlocks
+    check(step.name)
+  }
+  // The GC finalizers of the explicitly freed buffer and array run: they free nothing and
+  // count no rejected free (the block was freed by `free`, not rejected).
+  box.buffer = undefined
+  box.array = undefined
+  box.view = undefined
+  box.big = undefined
+  box.received = undefined
+  await collect(6)
+  check('after the finalizers of the freed buffer and array ran')
+  t.true(cacheId > 0)
 })

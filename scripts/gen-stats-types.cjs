@@ -31,14 +31,14 @@ ${classes.map((f) => member(f)).join('\n')}
 /** A snapshot of an arena's statistics, over all threads. Best effort: read while other threads work. */
 export interface ArenaStats {
 ${arena.map((f) => member(f)).join('\n')}
-  /** Per size class, indexed by class index. */
+  /** Per size class, indexed by class index; every field of each entry is a gauge. */
   readonly classes: readonly ClassStats[]
 }
 
 /** One thread's cache for one arena. */
 export interface ThreadCacheStats {
 ${cache.map((f) => member(f, f.name === 'bound' ? 'boolean' : 'number')).join('\n')}
-  /** Free blocks held, per class index. */
+  /** Free blocks held, per class index (lent blocks included). Gauge. */
   readonly classBlocks: readonly number[]
 }
 

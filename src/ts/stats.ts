@@ -75,9 +75,9 @@ export interface ArenaStats {
   readonly freesTotal: number
   /** Frees of a block owned by another thread cache (through the inbox). Monotonic counter. */
   readonly remoteFreesTotal: number
-  /** Frees rejected with an error. Monotonic counter. */
+  /** Frees the allocator rejected with an error (not allocated, not a block start, size mismatch); a finalizer that finds its block freed already counts none. In Node, frees refused by the JavaScript layer before they reach the allocator (stale views, detached, foreign or moved buffers) are not counted. Monotonic counter. */
   readonly rejectedFreesTotal: number
-  /** Per size class, indexed by class index. */
+  /** Per size class, indexed by class index; every field of each entry is a gauge. */
   readonly classes: readonly ClassStats[]
 }
 
@@ -91,7 +91,7 @@ export interface ThreadCacheStats {
   readonly blocks: number
   /** Block bytes of blocks. Gauge. */
   readonly bytes: number
-  /** Free blocks held, per class index. */
+  /** Free blocks held, per class index (lent blocks included). Gauge. */
   readonly classBlocks: readonly number[]
 }
 
