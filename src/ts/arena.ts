@@ -76,6 +76,7 @@ function arenaCollected(id: number): void {
   // The GC that collected the object may have collected hand-outs too: what they held
   // (blocks, allocator handles) goes first.
   sweepUnreachable(true)
+  sweepAfterGc.register({}, SWEEP_ROUNDS)
   if (liveShared(id) !== undefined) {
     native.arenaRelease(id)
     return
@@ -86,6 +87,19 @@ function arenaCollected(id: number): void {
 }
 
 const arenaReclaimer = new FinalizationRegistry<number>(arenaCollected)
+
+/**
+ * Sweeps this thread's weak table after each of the next `rounds` GCs. The hand-outs of a
+ * dropped arena are often collected by a GC after the one that collected its `Arena`
+ * object (they may still have been waiting to enter the weak table then); their entries
+ * hold the arena's allocator handle, so without a sweep an idle thread would keep the
+ * arena mapped.
+ */
+const sweepAfterGc = new FinalizationRegistry<number>((rounds) => {
+  sweepUnreachable(true)
+  if (rounds > 1) sweepAfterGc.register({}, rounds - 1)
+})
+const SWEEP_ROUNDS = 3
 
 /**
  * An exclusive buffer detached by something else (`ArrayBuffer.prototype.transfer`,
