@@ -197,6 +197,14 @@ pub(crate) fn stat_fields() -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Counts a free the TypeScript layer refused (a stale view, a detached, foreign or moved
+/// buffer) in the arena's `rejectedFreesTotal`. Cold: only on the error path.
+#[napi]
+pub(crate) fn note_rejected_free(id: u32) -> std::result::Result<(), Error<&'static str>> {
+    allocator(id)?.record_rejected_free();
+    Ok(())
+}
+
 /// Returns idle memory to the OS; bytes released.
 #[napi]
 pub(crate) fn arena_trim(id: u32) -> std::result::Result<f64, Error<&'static str>> {

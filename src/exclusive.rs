@@ -134,6 +134,7 @@ pub(crate) unsafe extern "C" fn free_exclusive(env: sys::napi_env, info: sys::na
     };
     let result = registry::with_arena(id, |arena, _| {
         if !is_block_buffer(arena, offset, (data, byte_length), expected_len) {
+            arena.allocator.record_rejected_free();
             return Err(Code::NotOwned);
         }
         free_at(arena, offset, generation)

@@ -419,13 +419,28 @@ export class Arena {
     this.freeChecked(allocation)
   }
 
+  /** Counts a free refused here (the allocator never saw it) in `rejectedFreesTotal`. */
+  private noteRejectedFree(): void {
+    try {
+      native.noteRejectedFree(this.resolve())
+    } catch {
+      // The arena cannot be resolved (its creation failed): there are no stats to count in.
+    }
+  }
+
   /** {@link Arena.free} of anything but a live view of this arena. */
   private freeChecked(allocation: ArenaAllocation): void {
     if (typeof allocation !== 'object' || allocation === null) {
       throw invalidArgType('allocation', 'an ArrayBuffer or typed array', allocation)
     }
-    this.liveSlot(allocation) // throws for a view of another arena and for a stale view
-    const state = this.liveExclusive(allocation)
+    let state: Exclusive
+    try {
+      this.liveSlot(allocation) // throws for a view of another arena and for a stale view
+      state = this.liveExclusive(allocation)
+    } catch (error) {
+      this.noteRejectedFree()
+      throw error
+    }
     const result = native.freeExclusive(this.id, state.offset, state.generation, state.buffer, state.byteLength)
     if (result !== 0) throw this.failure(result, 0)
     state.live = false

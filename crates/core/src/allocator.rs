@@ -249,6 +249,13 @@ impl Allocator {
         }
     }
 
+    /// Counts a free that a layer above the allocator refused before calling it (the Node
+    /// binding refuses a stale view or a foreign buffer by its own bookkeeping), so that
+    /// `rejected_frees_total` stays the one count of refused frees.
+    pub fn record_rejected_free(&self) {
+        self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Returns idle memory to the OS now: every fully free slab goes back to the span
     /// heap and every free span's pages are released. Blocks held by thread caches stay
     /// (drain them first). Returns the bytes released.

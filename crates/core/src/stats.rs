@@ -88,7 +88,7 @@ stat_struct! {
         allocations_total: Counter = "Successful allocations.",
         frees_total: Counter = "Successful frees.",
         remote_frees_total: Counter = "Frees of a block owned by another thread cache (through the inbox).",
-        rejected_frees_total: Counter = "Frees the allocator rejected with an error (not allocated, not a block start, size mismatch); a finalizer that finds its block freed already counts none. In Node, frees refused by the JavaScript layer before they reach the allocator (stale views, detached, foreign or moved buffers) are not counted.",
+        rejected_frees_total: Counter = "Frees rejected with an error (double free, not allocated here, not a block start, size mismatch), by the allocator or by a layer above it that refused before calling it (record_rejected_free: in Node, stale views, detached, foreign or moved buffers); a finalizer that finds its block freed already counts none.",
     }
     /// Per size class, indexed by class index.
     pub classes: [ClassStats; NUM_CLASSES],
