@@ -75,7 +75,7 @@ export interface ArenaStats {
   readonly freesTotal: number
   /** Frees of a block owned by another thread cache (through the inbox). Monotonic counter. */
   readonly remoteFreesTotal: number
-  /** Frees the allocator rejected with an error (not allocated, not a block start, size mismatch); a finalizer that finds its block freed already counts none. In Node, frees refused by the JavaScript layer before they reach the allocator (stale views, detached, foreign or moved buffers) are not counted. Monotonic counter. */
+  /** Frees rejected with an error (double free, not allocated here, not a block start, size mismatch), by the allocator or by a layer above it that refused before calling it (record_rejected_free: in Node, stale views, detached, foreign or moved buffers); a finalizer that finds its block freed already counts none. Monotonic counter. */
   readonly rejectedFreesTotal: number
   /** Per size class, indexed by class index; every field of each entry is a gauge. */
   readonly classes: readonly ClassStats[]
