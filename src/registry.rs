@@ -306,6 +306,18 @@ pub(crate) fn with_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena, &mut Scr
     result
 }
 
+/// Runs `f` with this thread's state for arena `id` if the thread has one (never creates
+/// it: for work that only makes sense where the thread used the arena).
+pub(crate) fn with_existing_arena<R>(id: usize, f: impl FnOnce(&mut ThreadArena) -> R) -> Option<R> {
+    THREAD
+        .try_with(|cell| {
+            let mut state = cell.try_borrow_mut().ok()?;
+            state.arenas.iter_mut().find(|a| a.id == id).map(f)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Makes the hot path write its side values to `scratch` (the TypeScript layer's buffer,
 /// which the caller keeps alive until teardown). Returns false if the thread state is gone.
 pub(crate) fn use_scratch(scratch: *mut Scratch) -> bool {

@@ -39,7 +39,6 @@ use std::cell::RefCell;
 use std::ptr::{self, NonNull};
 
 use napi::sys;
-use tensor_arena_core::Allocator;
 
 use crate::{raw, registry};
 
@@ -50,7 +49,7 @@ const CHECK_BYTES: usize = 8 << 20;
 
 enum Kind {
     /// An exclusive buffer: its block is freed here once the buffer is unreachable.
-    Exclusive { arena: usize, allocator: Allocator, ptr: NonNull<u8>, generation: u32, moved: bool },
+    Exclusive { arena: usize, ptr: NonNull<u8>, generation: u32, moved: bool },
     /// A view: the TypeScript layer reclaims its slot.
     View,
 }
@@ -172,20 +171,17 @@ impl Table {
             // SAFETY: this env's reference, deleted once.
             unsafe { sys::napi_delete_reference(env, entry.reference) };
             match entry.kind {
-                Kind::Exclusive { arena, allocator, ptr, generation, moved } => {
+                Kind::Exclusive { arena, ptr, generation, moved } => {
+                    // Through this thread's cache, so the block is reused here first. A
+                    // moved buffer, or an arena this thread has no state for any more, is
+                    // left to the finalizer (which holds its own allocator handle).
                     if !moved {
-                        // Through this thread's cache when it still has one for the arena,
-                        // so the block is reused here first.
-                        let cached = registry::with_arena(arena, |a, _| {
+                        registry::with_existing_arena(arena, |a| {
                             // SAFETY: the buffer over the block is gone and its memory was
                             // not moved to another buffer, so nothing reaches the block; a
                             // stale hand-out is left alone.
                             unsafe { a.allocator.reclaim_unreachable_cached(&mut a.cache, ptr, generation) }
                         });
-                        if cached.is_err() {
-                            // SAFETY: as above.
-                            unsafe { allocator.reclaim_unreachable(ptr, generation) };
-                        }
                     }
                     self.free.push(index as u32);
                 }
@@ -226,16 +222,14 @@ pub(crate) unsafe extern "C" fn track_exclusive(env: sys::napi_env, info: sys::n
     let (Ok(generation), Some(ptr)) = (u32::try_from(generation), NonNull::new(data as *mut u8)) else {
         return result(env, -1.0);
     };
-    let Ok(Some(allocator)) =
-        registry::with_arena(id, |a, _| a.allocator.contains(ptr.as_ptr()).then(|| a.allocator.clone()))
-    else {
+    if registry::with_arena(id, |a, _| a.allocator.contains(ptr.as_ptr())) != Ok(true) {
         return result(env, -1.0);
-    };
+    }
     // SAFETY: `buffer` is a handle of this callback.
     let Some(reference) = (unsafe { weak(env, buffer) }) else {
         return result(env, -1.0);
     };
-    let kind = Kind::Exclusive { arena: id, allocator, ptr, generation, moved: false };
+    let kind = Kind::Exclusive { arena: id, ptr, generation, moved: false };
     let index = with_table(|t| {
         // SAFETY: forwarded.
         unsafe { t.maybe_sweep(env) };

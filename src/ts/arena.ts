@@ -73,10 +73,9 @@ function liveShared(id: number): Arena | undefined {
  * and views still reachable keep the arena's memory mapped and keep working.
  */
 function arenaCollected(id: number): void {
-  // The GC that collected the object may have collected hand-outs too: what they held
-  // (blocks, allocator handles) goes first.
+  // The GC that collected the object may have collected its hand-outs too: their blocks
+  // go back first (through this thread's cache, while it still has one for the arena).
   sweepUnreachable(true)
-  sweepAfterGc.register({}, SWEEP_ROUNDS)
   if (liveShared(id) !== undefined) {
     native.arenaRelease(id)
     return
@@ -87,19 +86,6 @@ function arenaCollected(id: number): void {
 }
 
 const arenaReclaimer = new FinalizationRegistry<number>(arenaCollected)
-
-/**
- * Sweeps this thread's weak table after each of the next `rounds` GCs. The hand-outs of a
- * dropped arena are often collected by a GC after the one that collected its `Arena`
- * object (they may still have been waiting to enter the weak table then); their entries
- * hold the arena's allocator handle, so without a sweep an idle thread would keep the
- * arena mapped.
- */
-const sweepAfterGc = new FinalizationRegistry<number>((rounds) => {
-  sweepUnreachable(true)
-  if (rounds > 1) sweepAfterGc.register({}, rounds - 1)
-})
-const SWEEP_ROUNDS = 3
 
 /**
  * An exclusive buffer detached by something else (`ArrayBuffer.prototype.transfer`,
