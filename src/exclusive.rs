@@ -19,6 +19,8 @@ use crate::view::{alloc_args, allocate_block, free_at, offset_of};
 /// What the finalizer of an exclusive buffer needs: the allocator handle also keeps the
 /// arena mapped while the buffer is reachable.
 pub(crate) struct Hint {
+    /// The arena's id: the finalizer frees through this thread's cache for it, if any.
+    pub(crate) arena: usize,
     pub(crate) allocator: Allocator,
     pub(crate) ptr: NonNull<u8>,
     pub(crate) generation: u32,
@@ -27,9 +29,18 @@ pub(crate) struct Hint {
 unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     // SAFETY: `hint` is the boxed `Hint` made in `alloc_exclusive`, handed over once.
     let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
-    // SAFETY: the buffer over this block is gone; a block freed explicitly (and maybe
-    // handed out again) before is left alone, and not counted as a rejected free.
-    unsafe { hint.allocator.reclaim_unreachable(hint.ptr, hint.generation) };
+    // Finalizers run on the thread that made the buffer: through its cache while it has
+    // state for the arena (the block is reused here first; the central inbox is drained
+    // only on refills), else straight to the central pool.
+    let cached = registry::with_existing_arena(hint.arena, |a| {
+        // SAFETY: the buffer over this block is gone; a block freed explicitly (and maybe
+        // handed out again) before is left alone, and not counted as a rejected free.
+        unsafe { a.allocator.reclaim_unreachable_cached(&mut a.cache, hint.ptr, hint.generation) }
+    });
+    if cached.is_none() {
+        // SAFETY: as above.
+        unsafe { hint.allocator.reclaim_unreachable(hint.ptr, hint.generation) };
+    }
 }
 
 /// `allocExclusive(id, byteLength, zero)`: an external ArrayBuffer of exactly
@@ -50,7 +61,7 @@ pub(crate) unsafe extern "C" fn alloc_exclusive(env: sys::napi_env, info: sys::n
         Ok((a, arena.allocator.clone()))
     });
     match allocated {
-        Ok(Ok((a, allocator))) => expose(env, Hint { allocator, ptr: a.ptr, generation: a.generation }, len),
+        Ok(Ok((a, allocator))) => expose(env, Hint { arena: id, allocator, ptr: a.ptr, generation: a.generation }, len),
         Ok(Err(code)) => unsafe_number(env, code),
         Err(code) => unsafe_number(env, code.as_return()),
     }

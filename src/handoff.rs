@@ -189,7 +189,8 @@ pub(crate) unsafe extern "C" fn receive_exclusive(
     });
     match result.and_then(|r| r) {
         Ok((received, allocator)) => {
-            let hint = Hint { allocator, ptr: received.allocation.ptr, generation: received.allocation.generation };
+            let hint =
+                Hint { arena: id, allocator, ptr: received.allocation.ptr, generation: received.allocation.generation };
             exclusive::expose(env, hint, byte_length)
         }
         Err(code) => number(env, code.as_return()),

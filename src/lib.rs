@@ -48,6 +48,7 @@ pub(crate) fn init(env: Env, exports: Object<'_>) -> Result<()> {
             (c"untrack", weak::untrack),
             (c"markMoved", weak::mark_moved),
             (c"sweepUnreachable", weak::sweep_unreachable),
+            (c"takeReclaimedBytes", weak::take_reclaimed_bytes),
             (c"deadViewCount", weak::dead_view_count),
             (c"takeDeadViews", weak::take_dead_views),
         ],

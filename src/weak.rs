@@ -49,7 +49,7 @@ const CHECK_BYTES: usize = 8 << 20;
 
 enum Kind {
     /// An exclusive buffer: its block is freed here once the buffer is unreachable.
-    Exclusive { arena: usize, ptr: NonNull<u8>, generation: u32, moved: bool },
+    Exclusive { arena: usize, ptr: NonNull<u8>, generation: u32, bytes: usize, moved: bool },
     /// A view: the TypeScript layer reclaims its slot.
     View,
 }
@@ -70,6 +70,8 @@ struct Table {
     added_bytes: usize,
     /// Live entries after the last sweep.
     after_sweep: usize,
+    /// Bytes of exclusive buffers the sweeps freed since `takeReclaimedBytes` last read it.
+    reclaimed_bytes: usize,
 }
 
 thread_local! {
@@ -171,17 +173,19 @@ impl Table {
             // SAFETY: this env's reference, deleted once.
             unsafe { sys::napi_delete_reference(env, entry.reference) };
             match entry.kind {
-                Kind::Exclusive { arena, ptr, generation, moved } => {
+                Kind::Exclusive { arena, ptr, generation, bytes, moved } => {
                     // Through this thread's cache, so the block is reused here first. A
                     // moved buffer, or an arena this thread has no state for any more, is
                     // left to the finalizer (which holds its own allocator handle).
-                    if !moved {
-                        registry::with_existing_arena(arena, |a| {
+                    let freed = !moved
+                        && registry::with_existing_arena(arena, |a| {
                             // SAFETY: the buffer over the block is gone and its memory was
                             // not moved to another buffer, so nothing reaches the block; a
                             // stale hand-out is left alone.
                             unsafe { a.allocator.reclaim_unreachable_cached(&mut a.cache, ptr, generation) }
-                        });
+                        }) == Some(true);
+                    if freed {
+                        self.reclaimed_bytes = self.reclaimed_bytes.saturating_add(bytes);
                     }
                     self.free.push(index as u32);
                 }
@@ -229,7 +233,7 @@ pub(crate) unsafe extern "C" fn track_exclusive(env: sys::napi_env, info: sys::n
     let Some(reference) = (unsafe { weak(env, buffer) }) else {
         return result(env, -1.0);
     };
-    let kind = Kind::Exclusive { arena: id, ptr, generation, moved: false };
+    let kind = Kind::Exclusive { arena: id, ptr, generation, bytes: len, moved: false };
     let index = with_table(|t| {
         // SAFETY: forwarded.
         unsafe { t.maybe_sweep(env) };
@@ -307,6 +311,16 @@ pub(crate) unsafe extern "C" fn mark_moved(env: sys::napi_env, info: sys::napi_c
         }
     });
     ptr::null_mut()
+}
+
+/// `takeReclaimedBytes()`: bytes of exclusive buffers the sweeps freed since the last call
+/// (how much a GC the arena ran gave back).
+pub(crate) unsafe extern "C" fn take_reclaimed_bytes(
+    env: sys::napi_env,
+    _info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let bytes = with_table(|t| std::mem::take(&mut t.reclaimed_bytes)).unwrap_or(0);
+    result(env, bytes as f64)
 }
 
 /// `deadViewCount()`: dead view entries waiting for `takeDeadViews`.

@@ -27,6 +27,7 @@ import { closeViewSlots, flushViewSlots, viewSlotsOf, type ViewSlots } from './v
 import {
   forgetExclusive,
   forgetView,
+  noteNewViewBlock,
   reclaimByGc,
   rememberExclusive,
   rememberView,
@@ -344,6 +345,7 @@ export class Arena {
       }
     }
     if (offset < 0) throw this.failure(offset, bytes)
+    noteNewViewBlock(bytes)
     return slots.add(offset, scratchCache[0], bytes)
   }
 

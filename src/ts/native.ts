@@ -69,6 +69,8 @@ export interface RawNative {
    * unreachable exclusive buffers; returns the dead view entries waiting (-1: no sweep).
    */
   sweepUnreachable(always: number): number
+  /** Bytes of exclusive buffers the weak table's sweeps freed since the last call. */
+  takeReclaimedBytes(): number
   /** Dead view entries waiting for {@link RawNative.takeDeadViews}. */
   deadViewCount(): number
   /** The entry indices of views found collected (their indices are free again). */
@@ -96,6 +98,7 @@ export const RAW_FUNCTIONS = Object.freeze([
   'untrack',
   'markMoved',
   'sweepUnreachable',
+  'takeReclaimedBytes',
   'deadViewCount',
   'takeDeadViews',
 ] as const satisfies readonly (keyof RawNative)[])

@@ -34,8 +34,14 @@ let pendingViews: (ArrayBufferView | undefined)[] = new Array(PENDING_MAX)
 let pendingCount = 0
 let pendingExclusive: (Exclusive | undefined)[] = new Array(PENDING_MAX)
 let pendingExclusiveCount = 0
-/** Bytes of both pending lists. */
-let pendingBytes = 0
+/** Bytes of the pending exclusive hand-outs. */
+let pendingExclusiveBytes = 0
+/**
+ * Bytes of new view blocks (from the allocator, not recycled) since the pending views were
+ * last taken: a loop of views that are never freed gets every block new. Counted off the
+ * fast path (a recycled view is not counted, a freed one not subtracted).
+ */
+let newViewBytes = 0
 let flushScheduled = false
 
 function scheduleFlush(): void {
@@ -77,8 +83,21 @@ export function reclaimDeadViews(): void {
   for (const index of native.takeDeadViews()) {
     const h = held[index]
     held[index] = undefined
-    if (h !== undefined && h[0].reclaim(h[1], h[2])) reportExternal(-h[3])
+    if (h !== undefined && h[0].reclaim(h[1], h[2])) {
+      reportExternal(-h[3])
+      reclaimedViewBytes += h[3]
+    }
   }
+}
+
+/** Bytes of views reclaimed since {@link takeReclaimed} last read it. */
+let reclaimedViewBytes = 0
+
+/** Bytes of hand-outs (views and exclusive buffers) reclaimed since the last call. */
+function takeReclaimed(): number {
+  const views = reclaimedViewBytes
+  reclaimedViewBytes = 0
+  return views + native.takeReclaimedBytes()
 }
 
 /** The live views of the pending list, which is emptied (a new, young array). */
@@ -87,7 +106,7 @@ function takeLivePending(): ArrayBufferView[] {
   const count = pendingCount
   pendingViews = new Array(PENDING_MAX)
   pendingCount = 0
-  pendingBytes = 0
+  newViewBytes = 0
   const live: ArrayBufferView[] = []
   for (let i = 0; i < count; i++) {
     const view = views[i]
@@ -115,6 +134,7 @@ function register(view: ArrayBufferView): void {
 
 function registerAll(views: ArrayBufferView[]): void {
   for (const view of views) register(view)
+  views.length = 0 // a GC `addPressure` runs must be free to collect them
   reclaimDeadViews()
   addPressure(0)
 }
@@ -140,7 +160,6 @@ function flushEarly(): void {
     const slot = ViewMark.slot(view)
     slots.reclaimAt[slot] = pendingCount
     pendingViews[pendingCount++] = view
-    pendingBytes += slots.bytes[slot]
   }
 }
 
@@ -150,16 +169,25 @@ export function rememberView(view: ArrayBufferView, slots: ViewSlots, slot: numb
   slots.reclaimAt[slot] = n
   pendingViews[n] = view
   pendingCount = n + 1
-  // The bytes pending before this one: a single big view freed at once never enters the table.
-  const before = pendingBytes
-  pendingBytes = before + slots.bytes[slot]
   if (n === 0) {
     scheduleFlush()
-  } else if (before >= PENDING_BYTES) {
-    registerPendingViews()
-    registerPendingExclusive()
   } else if (n + 1 === PENDING_MAX) {
     flushEarly()
+  }
+}
+
+/**
+ * A view block of `bytes` just came from the allocator (its view is made next). Past
+ * PENDING_BYTES of them since the pending views were last taken, the pending hand-outs
+ * enter the weak table (the bytes before this one count: a single big view freed at once
+ * never does).
+ */
+export function noteNewViewBlock(bytes: number): void {
+  const before = newViewBytes
+  newViewBytes = before + bytes
+  if (before >= PENDING_BYTES) {
+    registerPendingViews()
+    registerPendingExclusive()
   }
 }
 
@@ -182,7 +210,8 @@ function registerPendingExclusive(): void {
   for (let i = 0; i < count; i++) {
     const state = states[i]
     if (state === undefined) continue
-    pendingBytes -= state.byteLength
+    states[i] = undefined // a GC `addPressure` runs must be free to collect it
+    pendingExclusiveBytes -= state.byteLength
     state.pendingAt = -1
     if (state.live && state.buffer.byteLength === state.byteLength) {
       native.trackExclusive(state.buffer, state.arena, state.generation)
@@ -198,8 +227,8 @@ export function rememberExclusive(state: Exclusive): void {
   state.pendingAt = n
   pendingExclusive[n] = state
   pendingExclusiveCount = n + 1
-  const before = pendingBytes
-  pendingBytes = before + state.byteLength
+  const before = pendingExclusiveBytes
+  pendingExclusiveBytes = before + state.byteLength
   pressure += state.byteLength
   if (n === 0) scheduleFlush()
   else if (before >= PENDING_BYTES || n + 1 === PENDING_MAX) {
@@ -214,7 +243,7 @@ export function forgetExclusive(state: Exclusive): void {
   const at = state.pendingAt
   if (at >= 0 && at < pendingExclusiveCount && pendingExclusive[at] === state) {
     pendingExclusive[at] = undefined
-    pendingBytes -= state.byteLength
+    pendingExclusiveBytes -= state.byteLength
   }
   state.pendingAt = -1
 }
@@ -226,10 +255,7 @@ export function forgetExclusive(state: Exclusive): void {
 export function forgetView(view: ArrayBufferView, slots: ViewSlots, slot: number): void {
   if (slots.registered[slot] === 0) {
     const at = slots.reclaimAt[slot]
-    if (at < pendingCount && pendingViews[at] === view) {
-      pendingViews[at] = undefined
-      pendingBytes -= slots.bytes[slot]
-    }
+    if (at < pendingCount && pendingViews[at] === view) pendingViews[at] = undefined
     return
   }
   slots.registered[slot] = 0
@@ -302,22 +328,40 @@ export function reclaimByGc(): void {
 /** Bytes handed out and not freed since the last look, past which the arena looks. */
 const PRESSURE_BYTES = 16 << 20
 let pressure = 0
+/**
+ * Bytes the looks (and the minor GCs they ran) did not get back, past which the next look
+ * runs a full GC: V8 runs one for about every 64 MiB of external memory growth too.
+ */
+const FULL_GC_BYTES = 64 << 20
+let unrelieved = 0
 
 /**
  * `bytes` handed out (exclusive buffers, views entering the weak table) or, negative,
  * freed or handed off. Past PRESSURE_BYTES the arena sweeps what GCs found since the last
- * look, and runs a minor GC first if none ran: memory dropped without `free` comes back
- * as soon as Buffer.alloc's would.
+ * look, and runs a minor GC first if none ran; what that did not give back accumulates,
+ * and past FULL_GC_BYTES it runs a full GC (Node's external buffers outlive minor GCs):
+ * memory dropped without `free` comes back about as soon as Buffer.alloc's would.
  */
 function addPressure(bytes: number): void {
   pressure += bytes
   if (pressure < PRESSURE_BYTES) return
+  const owed = pressure
   pressure = 0
-  if (sweepUnreachable(false)) return
+  // What came back since the last look (sweeps after V8's own GCs included) counts.
+  if (!sweepUnreachable(false)) {
+    registerPendingViews()
+    registerPendingExclusive()
+    collectGarbage(true)
+    sweepUnreachable(true)
+  }
+  unrelieved += Math.max(0, owed - takeReclaimed())
+  if (unrelieved < FULL_GC_BYTES) return
+  unrelieved = 0
   registerPendingViews()
   registerPendingExclusive()
-  collectGarbage(true)
+  collectGarbage(false)
   sweepUnreachable(true)
+  takeReclaimed()
 }
 
 let transferGuarded = false
