@@ -3,15 +3,18 @@
 //! Node runs the finalizer of an external ArrayBuffer in a later event-loop turn, and a
 //! `FinalizationRegistry` callback too: never inside a loop that does not yield. A loop
 //! that drops buffers without freeing them (as code written for `Buffer.alloc` does)
-//! would never get their memory back. So every hand-out that may be dropped — each
-//! exclusive buffer, and each view still live when the TypeScript layer registers it — is
+//! would never get their memory back. So every hand-out still live when the TypeScript
+//! layer registers it (at the end of its turn, or in a burst: src/ts/unreachable.ts) is
 //! remembered here with a *weak reference* (a Node-API reference with count 0), which V8
 //! clears in the very GC that collects the object.
 //!
-//! A *sweep* takes every cleared entry: the block of an exclusive buffer is freed here
-//! (only if it is still that hand-out: one freed explicitly, handed off, or handed out
-//! again is left alone); a view's entry goes to the TypeScript layer, which owns the
-//! view's slot and takes the list with `takeDeadViews`.
+//! A *sweep* takes every cleared entry: the block of an exclusive buffer is freed here,
+//! through this thread's cache (only if it is still that hand-out: one freed explicitly,
+//! handed off, or handed out again is left alone; without thread state for the arena any
+//! more, the buffer's finalizer frees it), and its bytes are counted for
+//! `takeReclaimedBytes` (the TypeScript layer escalates to a full GC when minor GCs give too
+//! little back); a view's entry goes to the TypeScript layer, which owns the view's slot
+//! and takes the list with `takeDeadViews`.
 //!
 //! A sweep only finds something after a GC, so the table keeps a weak *sentinel*: a fresh
 //! object nothing references, gone after any GC. After enough additions since the last
