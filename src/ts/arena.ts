@@ -20,16 +20,16 @@ import {
 import { native } from './native.js'
 import { arenaArgs, zeroOption, type AllocOptions, type ArenaOptions } from './options.js'
 import type { ArenaStats } from './stats.js'
-import type { Exclusive } from './exclusive-state.js'
+import { exclusiveHandOut, type Exclusive } from './exclusive-state.js'
 import { ExclusiveMark, NOT_A_VIEW, OTHER_VIEW, ViewMark } from './marks.js'
 import { ThreadCache } from './thread-cache.js'
-import { closeViewSlots, flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
+import { flushViewSlots, viewSlotsOf, type ViewSlots } from './view-slots.js'
+import { liveShared, rememberShared, watchArena } from './arena-lifecycle.js'
 import {
   forgetExclusive,
   forgetView,
   noteNewViewBlock,
   reclaimByGc,
-  rememberExclusive,
   rememberView,
   sweepUnreachable,
 } from './unreachable.js'
@@ -54,39 +54,6 @@ native.setScratch(scratchCache.buffer as ArrayBuffer)
 function scratch(): Float64Array {
   return scratchCache
 }
-
-/**
- * This thread's `Arena` object for each shared arena id, held weakly: a shared arena lives
- * while any thread's object for it does.
- */
-const sharedArenas = new Map<number, WeakRef<Arena>>()
-
-/** This thread's live `Arena` object for shared arena `id`, if any. */
-function liveShared(id: number): Arena | undefined {
-  return sharedArenas.get(id)?.deref()
-}
-
-/**
- * An `Arena` object was collected: it gives back its hold on the arena (the arena leaves
- * the registry, and every thread drops its state for it, when no thread's object for it
- * is left). Unless this thread made a new object for the same shared arena meanwhile, the
- * thread's view slots for it are closed (kept view blocks freed, windows let go). Buffers
- * and views still reachable keep the arena's memory mapped and keep working.
- */
-function arenaCollected(id: number): void {
-  // The GC that collected the object may have collected its hand-outs too: their blocks
-  // go back first (through this thread's cache, while it still has one for the arena).
-  sweepUnreachable(true)
-  if (liveShared(id) !== undefined) {
-    native.arenaRelease(id)
-    return
-  }
-  sharedArenas.delete(id)
-  closeViewSlots(id)
-  native.arenaRelease(id)
-}
-
-const arenaReclaimer = new FinalizationRegistry<number>(arenaCollected)
 
 /**
  * An exclusive buffer detached by something else (`ArrayBuffer.prototype.transfer`,
@@ -167,7 +134,7 @@ export class Arena {
       throw fromNative(error)
     }
     this.cap = native.arenaInfo(this.id)[0]
-    arenaReclaimer.register(this, this.id)
+    watchArena(this, this.id)
   }
 
   /** Resolves the lazily created default arena. */
@@ -246,10 +213,7 @@ export class Arena {
     }
     if (typeof result === 'number') throw this.failure(result, byteLength)
     const s = scratch()
-    const state: Exclusive = { arena: id, offset: s[2], generation: s[0], buffer: result, byteLength, live: true, pendingAt: -1 }
-    ExclusiveMark.stamp(result, state)
-    rememberExclusive(state)
-    return state
+    return exclusiveHandOut(id, s[2], s[0], result, byteLength)
   }
 
   /**
@@ -530,17 +494,7 @@ export class Arena {
     }
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
-    const state: Exclusive = {
-      arena: id,
-      offset: h.offset,
-      generation: scratch()[0],
-      buffer,
-      byteLength: h.byteLength,
-      live: true,
-      pendingAt: -1,
-    }
-    ExclusiveMark.stamp(buffer, state)
-    rememberExclusive(state)
+    const state = exclusiveHandOut(id, h.offset, scratch()[0], buffer, h.byteLength)
     if (h.kind === 'buffer') return buffer as unknown as T
     const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView
     ExclusiveMark.stamp(array, state)
@@ -622,7 +576,7 @@ export class Arena {
     } catch (error) {
       throw fromNative(error)
     }
-    const live = liveShared(id)
+    const live = liveShared(id) as Arena | undefined
     if (live !== undefined) {
       native.arenaRelease(id)
       return live
@@ -630,8 +584,7 @@ export class Arena {
     const arena = new Arena(LAZY_DEFAULT)
     arena.id = id
     arena.cap = native.arenaInfo(id)[0]
-    sharedArenas.set(id, new WeakRef(arena))
-    arenaReclaimer.register(arena, id)
+    rememberShared(id, arena)
     return arena
   }
 
