@@ -1,9 +1,9 @@
 // Cost of one hand-off round trip in one thread: transfer + receive + free, per kind
 // (array: exclusive typed array; view: window view), against alloc + free alone. Reports the
 // fastest of `rounds` rounds (the least disturbed by other load on the machine) and the median.
-// Usage: node benchmark/handoff-cost.cjs [rounds]   (TA_ROOT=<package dir> to measure another build)
+// Usage: node benchmark/node/handoff-cost.cjs [rounds]   (TA_ROOT=<package dir> to measure another build)
 'use strict'
-const { Arena } = require(process.env.TA_ROOT ?? '..')
+const { Arena } = require(process.env.TA_ROOT ?? 'tensor-arena')
 
 const arena = Arena.shared('handoff-cost', { maxBytes: 256 * 1024 * 1024 })
 const rounds = Number(process.argv[2] ?? 31)
