@@ -300,3 +300,27 @@ test('Arena.shared with options other than the existing arena\'s says what the e
   )
   t.is(Arena.shared('validation-mismatch'), arena)
 })
+
+// Found by the property test of issue 13: with a view block kept for reuse, view()'s fast
+// path ran `length >>> 0` before any type check.
+test('view refuses a BigInt, Symbol or object length with ERR_INVALID_ARG_TYPE even when a block of that size is kept', (t) => {
+  const arena = new Arena({ maxBytes: 16 * MiB })
+  arena.free(arena.view('float32', 10)) // keeps a 40-byte block for the next view of 10 floats
+  let coerced = 0
+  const objectLength = {
+    valueOf() {
+      coerced++
+      return 10
+    },
+  }
+  for (const [label, length] of [
+    ['BigInt', 10n],
+    ['Symbol', Symbol('10')],
+    ['object with valueOf', objectLength],
+  ] as const) {
+    t.throws(() => arena.view('float32', length as unknown as number), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, label)
+  }
+  t.is(coerced, 0, 'valueOf is never called')
+  t.is(arena.stats().liveAllocations, 0)
+  arena.free(arena.view('float32', 10)) // the kept block still serves a valid call
+})
