@@ -128,12 +128,51 @@ fn nn(addr: usize) -> NonNull<u8> {
     NonNull::new(addr as *mut u8).unwrap_or(NonNull::dangling())
 }
 
+/// What `Model::step` does for each value of its first byte (modulo 32).
+const OP_NAMES: [&str; 32] = [
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "allocate",
+    "free",
+    "free",
+    "free",
+    "free",
+    "free",
+    "free",
+    "realloc",
+    "realloc",
+    "drain",
+    "trim",
+    "drop cache",
+    "teardown",
+    "hand off",
+    "hand off",
+    "receive",
+    "reclaim or cancel",
+    "spent token",
+    "forged token",
+    "free stale",
+    "free foreign",
+    "free in flight",
+    "reclaim unreachable",
+    "check stats",
+];
+
 struct Model<'u, 'd> {
+    /// `TENSOR_ARENA_FUZZ_TRACE` is set: print each operation (to follow a reproducer).
+    trace: bool,
     u: &'u mut Unstructured<'d>,
     a: Allocator,
     cap: Option<usize>,
     caches: Vec<ThreadCache>,
-    /// Ids of caches dropped or torn down (their in-flight hand-offs are orphans).
+    /// Ids of caches torn down or dropped while bound (their in-flight hand-offs are
+    /// orphans).
     gone: HashSet<u64>,
     live: BTreeMap<usize, Block>,
     /// Keys of `live` in hand-out order (swap-removed): picks do not depend on addresses.
@@ -152,6 +191,8 @@ struct Model<'u, 'd> {
     budget: usize,
     scribble: bool,
     full_scribbles: u32,
+    /// Bit per cache used since the last invariant check.
+    touched: u8,
     op: usize,
 }
 
@@ -159,7 +200,15 @@ impl<'u, 'd> Model<'u, 'd> {
     fn new(u: &'u mut Unstructured<'d>, scribble: bool) -> Self {
         let mut c =
             AllocatorConfig { max_bytes: Some(64 * MIB), idle_release_ms: 3_600_000, ..AllocatorConfig::default() };
-        match u.int_in_range(0..=7u8).unwrap_or(0) {
+        let config = u.int_in_range(0..=7u8).unwrap_or(0);
+        if config != 0 {
+            // Smaller batches than the defaults (config 0): fewer blocks initialised per
+            // refill, so the invariant check after every step (which visits every
+            // initialised block) stays cheap and the fuzzer runs more inputs.
+            c.refill_target_bytes = 4 * KIB;
+            c.local_cache_target_bytes = 8 * KIB;
+        }
+        match config {
             0 => {}
             1 => c.alignment = 4096,
             2 => {
@@ -186,12 +235,13 @@ impl<'u, 'd> Model<'u, 'd> {
             _ => {
                 c.max_bytes = Some(256 * MIB);
                 c.alignment = 512;
-                c.refill_target_bytes = 4 * KIB;
+                c.slab_target_bytes = 256 * KIB;
             }
         }
         let caches = usize::from(u.int_in_range(1..=4u8).unwrap_or(1));
         let a = Allocator::new(c).unwrap_or_else(|e| panic!("Allocator::new({c:?}): {e}"));
         Self {
+            trace: std::env::var_os("TENSOR_ARENA_FUZZ_TRACE").is_some(),
             u,
             a,
             cap: c.max_bytes,
@@ -209,6 +259,7 @@ impl<'u, 'd> Model<'u, 'd> {
             budget: c.max_bytes.map_or(48 * MIB, |cap| (cap * 3 / 4).min(96 * MIB)),
             scribble,
             full_scribbles: 0,
+            touched: 0,
             op: 0,
         }
     }
@@ -231,8 +282,11 @@ impl<'u, 'd> Model<'u, 'd> {
         self.u.int_in_range(lo..=hi).unwrap_or(lo)
     }
 
+    /// A cache index (marked as touched: its invariants are checked after this step).
     fn cache(&mut self) -> usize {
-        self.below(self.caches.len())
+        let c = self.below(self.caches.len());
+        self.touched |= 1 << c;
+        c
     }
 
     /// A request size: 0, class boundaries and their neighbours, every size range up to
@@ -359,7 +413,11 @@ impl<'u, 'd> Model<'u, 'd> {
     // --- operations -----------------------------------------------------------------
 
     fn step(&mut self) {
-        match self.byte() % 32 {
+        let kind = self.byte() % 32;
+        if self.trace {
+            eprintln!("{}: {}", self.where_(), OP_NAMES[usize::from(kind)]);
+        }
+        match kind {
             0..=8 => self.allocate(),
             9..=14 => self.free(),
             15..=16 => self.realloc(),
@@ -510,7 +568,12 @@ impl<'u, 'd> Model<'u, 'd> {
     fn drop_cache(&mut self) {
         let c = self.cache();
         let old = std::mem::replace(&mut self.caches[c], ThreadCache::new());
-        self.gone.insert(old.id());
+        // Documented: the hand-offs of a cache dropped *while bound* become orphans (a
+        // cache is bound by its first allocation or free; `hand_off` takes `&ThreadCache`
+        // and does not bind it, so a never-bound sender's hand-offs are not orphaned).
+        if old.stats().bound != 0 {
+            self.gone.insert(old.id());
+        }
     }
 
     /// A thread going away: every block its cache owns is freed, its in-flight hand-offs
@@ -923,11 +986,15 @@ impl<'u, 'd> Model<'u, 'd> {
 
     // --- checks ---------------------------------------------------------------------
 
-    fn check_invariants(&self) {
+    /// The allocator's invariants, and those of the caches this step used (of every cache
+    /// every 16 steps: only a step that passes a cache changes its lists).
+    fn check_invariants(&mut self) {
         if let Err(e) = self.a.check_invariants() {
             panic!("{}: allocator invariant: {e}", self.where_());
         }
-        for cache in &self.caches {
+        let touched = if self.op % 16 == 15 { u8::MAX } else { self.touched };
+        self.touched = 0;
+        for (_, cache) in self.caches.iter().enumerate().filter(|&(c, _)| touched & (1 << c) != 0) {
             if let Err(e) = cache.check_invariants() {
                 panic!("{}: cache invariant: {e}", self.where_());
             }
@@ -974,6 +1041,7 @@ impl<'u, 'd> Model<'u, 'd> {
             self.live_bytes -= b.size as u64;
         }
         assert_eq!(self.live_bytes, 0);
+        self.touched = u8::MAX;
         self.check_invariants();
         self.caches.clear();
         let _ = self.a.trim();
