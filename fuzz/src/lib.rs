@@ -715,7 +715,7 @@ impl<'u, 'd> Model<'u, 'd> {
         let reissued = self.live.contains_key(&addr);
         let in_flight = self.pending.iter().any(|p| p.block.ptr == ptr);
         let c = self.cache();
-        let how = self.byte() % 4;
+        let how = self.byte() % 5;
         if how == 3 && reissued {
             // A reallocation takes no generation: it would resize the block living there.
             return;
@@ -733,6 +733,13 @@ impl<'u, 'd> Model<'u, 'd> {
                     } else {
                         Err(FreeError::DoubleFree { addr })
                     }
+                }
+                4 => {
+                    let sender = &self.caches[c];
+                    self.a.hand_off(ptr, g, 7, sender).map(|_| ()).map_err(|e| match e {
+                        HandoffError::Free(e) => e,
+                        other => panic!("stale hand-off: {other:?}"),
+                    })
                 }
                 _ => match self.a.reallocate(cache, ptr, 64) {
                     Ok(_) => Ok(()),
