@@ -193,6 +193,8 @@ struct Model<'u, 'd> {
     full_scribbles: u32,
     /// Bit per cache used since the last invariant check.
     touched: u8,
+    /// Frees and reallocations rejected so far (`rejected_frees_total`).
+    rejected: u64,
     op: usize,
 }
 
@@ -260,6 +262,7 @@ impl<'u, 'd> Model<'u, 'd> {
             scribble,
             full_scribbles: 0,
             touched: 0,
+            rejected: 0,
             op: 0,
         }
     }
@@ -403,9 +406,11 @@ impl<'u, 'd> Model<'u, 'd> {
         }
     }
 
-    fn expect_rejected(&self, what: &str, result: Result<(), FreeError>, allowed: &[Allowed]) {
+    /// A free (or reallocation) that must be rejected with one of `allowed` (and counted
+    /// in `rejected_frees_total`).
+    fn expect_rejected(&mut self, what: &str, result: Result<(), FreeError>, allowed: &[Allowed]) {
         match result {
-            Err(e) if allowed.iter().any(|f| f(&e)) => {}
+            Err(e) if allowed.iter().any(|f| f(&e)) => self.rejected += 1,
             other => panic!("{}: {what}: {other:?}", self.where_()),
         }
     }
@@ -748,6 +753,8 @@ impl<'u, 'd> Model<'u, 'd> {
                 },
             }
         };
+        // Rejected frees and reallocations count; `reclaim_unreachable` and `hand_off` do not.
+        self.rejected += u64::from(matches!(how, 0 | 1 | 3));
         match result {
             Err(FreeError::DoubleFree { .. }) => {}
             // No block starts there any more (the memory went to another class or a large
@@ -872,6 +879,7 @@ impl<'u, 'd> Model<'u, 'd> {
             "{}: realloc of an in-flight block: {moved:?}",
             self.where_()
         );
+        self.rejected += 1;
         // SAFETY: as above (stale generation: not reclaimed).
         assert!(!unsafe { self.a.reclaim_unreachable(ptr, old) }, "{}", self.where_());
         // The sender may not hand it off again either.
@@ -1018,6 +1026,7 @@ impl<'u, 'd> Model<'u, 'd> {
         assert_eq!(s.in_flight_bytes, in_flight_bytes, "{w}: in-flight bytes");
         let cached: u64 = self.caches.iter().map(|c| c.stats().blocks).sum();
         assert_eq!(s.thread_cache_blocks, cached, "{w}: cached blocks");
+        assert_eq!(s.rejected_frees_total, self.rejected, "{w}: rejected frees");
         if s.max_bytes > 0 {
             assert_eq!(s.remaining_bytes, s.max_bytes - s.carved_bytes + s.free_span_bytes, "{w}: remaining");
         }
