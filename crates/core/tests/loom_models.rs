@@ -112,8 +112,9 @@ fn central_pool_exchange_between_two_caches() {
     });
 }
 
-/// Another thread frees the owner's blocks (remote frees, pushed on the class inbox)
-/// while the owner allocates and frees through its cache (refills drain the inbox).
+/// Another thread frees the owner's blocks (remote frees, pushed on the class inbox) and
+/// then allocates, while the owner allocates and frees through its cache: both threads'
+/// refills and drains absorb the inbox under the class lock while pushes go on.
 #[test]
 fn remote_frees_while_the_owner_refills() {
     model("remote_frees_while_the_owner_refills", || {
@@ -130,6 +131,12 @@ fn remote_frees_while_the_owner_refills() {
                     // SAFETY: the owner gave these blocks to this thread.
                     unsafe { allocator.deallocate_with_cache(&mut cache, ptr) }.unwrap();
                 }
+                // Its own refill drains the inbox too, racing the owner's.
+                let own = allocator.allocate_with_cache(&mut cache, 64).unwrap();
+                stamp(own, 8);
+                check_stamp(own, 8);
+                // SAFETY: held by this thread, freed once.
+                unsafe { allocator.deallocate_with_cache(&mut cache, own) }.unwrap();
             })
         };
         let owning = {
