@@ -342,12 +342,15 @@ impl Model {
 
     /// Frees everything, checks the allocator is back to empty, and returns its final stats.
     fn finish(mut self, ops: u64) -> tensor_arena_core::AllocatorStats {
-        // The sequence did exercise what it is meant to.
-        let stats = self.a.stats();
-        assert!(self.issued > ops / 3, "{} allocations", self.issued);
-        assert!(self.large_issued > 0 && stats.remote_frees_total > ops / 20);
-        assert!(self.peak_reserved > self.reserved_cap / 2, "peak {} of {}", self.peak_reserved, self.reserved_cap);
-        assert!(self.rejected > ops / 100);
+        // The sequence did exercise what it is meant to (a full-length run: a shortened one
+        // under valgrind need not reach the arena's cap or a large request).
+        if ops_divisor() == 1 {
+            let stats = self.a.stats();
+            assert!(self.issued > ops / 3, "{} allocations", self.issued);
+            assert!(self.large_issued > 0 && stats.remote_frees_total > ops / 20);
+            assert!(self.peak_reserved > self.reserved_cap / 2, "peak {} of {}", self.peak_reserved, self.reserved_cap);
+            assert!(self.rejected > ops / 100);
+        }
         let keys: Vec<usize> = self.live.keys().copied().collect();
         for key in keys {
             let block = self.remove_live(key).unwrap();
