@@ -3,9 +3,8 @@
 
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
+// Process-wide counters stay `std` atomics under loom too (a loom object cannot be `static`).
+use std::sync::atomic::{AtomicU64 as ProcessAtomicU64, Ordering};
 
 use crate::arena::Arena;
 use crate::central::ClassPool;
@@ -17,10 +16,11 @@ use crate::meta;
 use crate::os;
 use crate::pages::Pages;
 use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::sync::{AtomicU64, AtomicUsize, Condvar, Mutex};
 use crate::table::ClassTable;
 use crate::thread_cache::{CacheShared, Counters, ThreadCache};
 
-static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_ALLOCATOR_ID: ProcessAtomicU64 = ProcessAtomicU64::new(1);
 
 /// A block handed out, with its generation: the pair names this one hand-out, so a free
 /// that carries it cannot free a later hand-out of the same address.
@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     pub(crate) reclaimable: AtomicUsize,
     pub(crate) pages: Mutex<Pages>,
     /// Signalled when a purge gives its spans back to the heap.
-    pub(crate) purged: parking_lot::Condvar,
+    pub(crate) purged: Condvar,
     pub(crate) handoffs: Mutex<crate::handoff::Handoffs>,
     pub(crate) clock: Clock,
     /// Source of unique seeds for generations (slab lives, large allocations).
@@ -116,7 +116,7 @@ impl Allocator {
                 central,
                 reclaimable: AtomicUsize::new(0),
                 pages: Mutex::new(Pages::default()),
-                purged: parking_lot::Condvar::new(),
+                purged: Condvar::new(),
                 handoffs: Mutex::new(crate::handoff::Handoffs::default()),
                 clock: Clock::new(),
                 seeds: AtomicU64::new(secret),

@@ -6,9 +6,10 @@
 //! publishes; the drainer subtracts what it took after the swap), so stats never miss a
 //! block that has left its freeing thread. Pop-all by swap means no ABA.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::meta::BlockMeta;
+use crate::sync::AtomicUsize;
 
 pub(crate) struct Inbox {
     head: AtomicUsize,
@@ -16,7 +17,7 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { head: AtomicUsize::new(0), count: AtomicUsize::new(0) }
     }
 

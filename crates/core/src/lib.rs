@@ -59,6 +59,7 @@ mod size_class;
 mod snapshot;
 mod span_heap;
 mod stats;
+mod sync;
 mod table;
 mod teardown;
 mod thread_cache;

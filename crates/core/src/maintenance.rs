@@ -5,11 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use parking_lot::MutexGuard;
-
 use crate::allocator::{CentralClass, Inner};
 use crate::arena::CarveError;
 use crate::central::{Chain, ClassPool, FreedSlab};
+use crate::sync::MutexGuard;
 
 /// Slow-path operations between two maintenance passes.
 const MAINTAIN_EVERY: u64 = 256;

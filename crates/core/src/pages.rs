@@ -50,10 +50,10 @@ impl Inner {
     /// than report a spurious out-of-memory.
     fn take_span_locked<'a>(
         &'a self,
-        mut pages: parking_lot::MutexGuard<'a, Pages>,
+        mut pages: crate::sync::MutexGuard<'a, Pages>,
         len: usize,
         in_chunk: bool,
-    ) -> (parking_lot::MutexGuard<'a, Pages>, Result<usize, CarveError>) {
+    ) -> (crate::sync::MutexGuard<'a, Pages>, Result<usize, CarveError>) {
         loop {
             if let Some(start) = pages.spans.take(len, in_chunk) {
                 return (pages, Ok(start));

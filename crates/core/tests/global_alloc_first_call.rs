@@ -48,7 +48,9 @@ fn run_probe(value: &str) -> Option<std::process::ExitStatus> {
     let exe = std::env::current_exe().unwrap();
     let mut child =
         Command::new(exe).env(PROBE_ENV, value).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Generous: the probe takes milliseconds, but the machine may be loaded (or the test
+    // binary run under valgrind); a deadlock never finishes.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);

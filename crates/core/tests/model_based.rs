@@ -342,12 +342,15 @@ impl Model {
 
     /// Frees everything, checks the allocator is back to empty, and returns its final stats.
     fn finish(mut self, ops: u64) -> tensor_arena_core::AllocatorStats {
-        // The sequence did exercise what it is meant to.
-        let stats = self.a.stats();
-        assert!(self.issued > ops / 3, "{} allocations", self.issued);
-        assert!(self.large_issued > 0 && stats.remote_frees_total > ops / 20);
-        assert!(self.peak_reserved > self.reserved_cap / 2, "peak {} of {}", self.peak_reserved, self.reserved_cap);
-        assert!(self.rejected > ops / 100);
+        // The sequence did exercise what it is meant to (a full-length run: a shortened one
+        // under valgrind need not reach the arena's cap or a large request).
+        if ops_divisor() == 1 {
+            let stats = self.a.stats();
+            assert!(self.issued > ops / 3, "{} allocations", self.issued);
+            assert!(self.large_issued > 0 && stats.remote_frees_total > ops / 20);
+            assert!(self.peak_reserved > self.reserved_cap / 2, "peak {} of {}", self.peak_reserved, self.reserved_cap);
+            assert!(self.rejected > ops / 100);
+        }
         let keys: Vec<usize> = self.live.keys().copied().collect();
         for key in keys {
             let block = self.remove_live(key).unwrap();
@@ -375,7 +378,15 @@ fn run(config: AllocatorConfig, seed: u64, ops: u64, caches: usize) -> tensor_ar
     run_model(Model::new(config, seed, caches, 0), ops)
 }
 
+/// `TENSOR_ARENA_MODEL_OPS_DIVISOR=N` runs 1/N of each run's operations
+/// (scripts/valgrind.sh: every step checks every invariant, which valgrind slows ~50x);
+/// the assertions that need a full-length run (the arena grew) are skipped then.
+fn ops_divisor() -> u64 {
+    std::env::var("TENSOR_ARENA_MODEL_OPS_DIVISOR").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1).max(1)
+}
+
 fn run_model(mut model: Model, ops: u64) -> tensor_arena_core::AllocatorStats {
+    let ops = ops / ops_divisor();
     for op in 0..ops {
         model.step(op);
         model.check_invariants(op);
@@ -450,7 +461,7 @@ fn random_operations_keep_blocks_disjoint_and_intact_in_an_arena_that_grows() {
         10_000,
         3,
     );
-    assert!(stats.regions >= 3, "the arena grew to {} regions", stats.regions);
+    assert!(stats.regions >= 3 || ops_divisor() > 1, "the arena grew to {} regions", stats.regions);
 }
 
 #[test]
@@ -466,5 +477,5 @@ fn scribbling_over_a_growing_arena_never_reaches_the_allocator() {
         c.region_bytes = 4 * MIB;
     });
     let stats = run_model(Model::new(config, 0x5C21_BB1F, 2, 1000), 2_000);
-    assert!(stats.regions >= 2, "the arena grew to {} regions", stats.regions);
+    assert!(stats.regions >= 2 || ops_divisor() > 1, "the arena grew to {} regions", stats.regions);
 }
