@@ -259,9 +259,11 @@ export class Arena {
   view<D extends DType>(dtype: D, length: number, options?: AllocOptions): TypedArrayOf<D> {
     // The common case, kept small enough for V8 to inline: a whole length, and a block of
     // exactly this size kept from an earlier view (every size check held for it then).
+    // `typeof` first: `>>>` throws an uncoded TypeError for a BigInt or Symbol and calls an
+    // object's valueOf (a coercion the checked path refuses).
     const slots = this.slots
     const Ctor = viewConstructor(dtype)
-    if (slots !== undefined && Ctor !== undefined && length >>> 0 === length) {
+    if (slots !== undefined && Ctor !== undefined && typeof length === 'number' && length >>> 0 === length) {
       const zero = options === undefined ? 0 : zeroOption(options)
       const bytes = length * Ctor.BYTES_PER_ELEMENT
       const slot = slots.take(bytes)
