@@ -15,10 +15,23 @@ import { Worker } from 'node:worker_threads'
 import { CHURN_SLOTS, GRANULE, JOURNAL, OwnerMap, StressFailure, expectCode, pkg, rng } from './common.mjs'
 import { Participant } from './participant.mjs'
 
+/**
+ * Faults `--inject` plants in the main thread, to show each check catches what it is for:
+ * `overlap` adopts a live block as if the arena had handed it out again (owner map),
+ * `cookie` writes over a live block's first bytes (id cookie), `leak` drops a hand-off's
+ * handle (stats back at the baseline).
+ */
+const INJECTIONS = ['overlap', 'cookie', 'leak']
+
 function parseArgs(argv) {
-  const args = { seconds: 10, seed: undefined, churn: 200, workers: 4 }
+  const args = { seconds: 10, seed: undefined, churn: 200, workers: 4, inject: undefined }
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '')
+    if (key === 'inject') {
+      args.inject = argv[++i]
+      if (!INJECTIONS.includes(args.inject)) throw new Error(`--inject takes one of ${INJECTIONS.join(', ')}`)
+      continue
+    }
     if (!(key in args)) throw new Error(`unknown option ${argv[i]} (--seconds N, --seed S, --churn M, --workers W)`)
     const value = Number(argv[++i])
     if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${key} needs a whole number, got ${argv[i]}`)
@@ -189,9 +202,25 @@ function churnDone() {
   return churnStats.terminated + churnStats.exitedEarly >= args.churn
 }
 
+function inject(kind) {
+  const b = me.held.find((h) => h.byteLength >= 8)
+  if (b === undefined) return false
+  if (kind === 'overlap') me.adopt(b.x, me.nextId(), me.nextId(), 'injected overlap')
+  else if (kind === 'cookie') new Uint8Array(b.x instanceof ArrayBuffer ? b.x : b.x.buffer, b.x.byteOffset ?? 0, 4).fill(0xee)
+  else me.handOff(me.held.indexOf(b)) // the handle is dropped: in flight for ever
+  console.log(`  injected fault: ${kind}`)
+  return true
+}
+
 // Main's own loop: random operations, and the churn pool kept full.
+let injected = args.inject === undefined
 function loop() {
   if (failed) return
+  if (!injected) {
+    guarded(() => {
+      injected = inject(args.inject)
+    })
+  }
   if (!guarded(() => {
     for (let i = 0; i < 32; i++) me.step()
   })) return
