@@ -17,7 +17,8 @@ export const GRANULE = 64
 export const EPHEMERAL = 0x40000000
 /** Journal entries per churn slot (a churn worker holds at most 16 blocks, plus one being marked). */
 export const JOURNAL = 32
-export const CHURN_SLOTS = 8
+/** Churn workers take slots in turn (64: a slot's mark names the churn worker that made it in a report). */
+export const CHURN_SLOTS = 64
 export const DTYPES = ['uint8', 'int16', 'uint32', 'float32', 'float64', 'bigint64']
 
 /** mulberry32: deterministic 32-bit pseudo-random numbers from `seed`. */

@@ -68,6 +68,11 @@ function die(message) {
   if (failed) return
   failed = true
   console.error(`stress FAILED (seed ${seed}): ${message}`)
+  // A churn worker's mark (EPHEMERAL | slot << 24 | sequence) in the message: what that slot's worker did.
+  for (const [, id] of message.matchAll(/block (\d+)'s/g)) {
+    const v = Number(id)
+    if (v >= 0x40000000) console.error(`  block ${v}: churn slot ${(v >>> 24) & 0x3f}, its #${v & 0xffffff} mark; that slot's last worker: ${JSON.stringify(slotLog[(v >>> 24) & 0x3f])} (now ${Date.now() - started} ms)`)
+  }
   console.error(`  rerun: npm run stress -- --seconds ${args.seconds} --seed ${seed}`)
   process.exit(1)
 }
@@ -112,6 +117,8 @@ for (let i = 1; i <= args.workers; i++) {
 // Churn: workers of a small pool of slots, terminated mid-work.
 const churnRng = rng(seed ^ 0x51ed270b)
 const freeSlots = Array.from({ length: CHURN_SLOTS }, (_, s) => s)
+/** Per slot, the last churn worker's life: for failure reports. */
+const slotLog = []
 let churnRunning = 0
 
 function reclaimOrphans() {
@@ -128,6 +135,8 @@ function reclaimOrphans() {
 
 function startChurn() {
   const slot = freeSlots.shift()
+  const life = { worker: churnStats.started + 1, events: [`started ${Date.now() - started} ms`] }
+  slotLog[slot] = life
   churnRunning++
   churnStats.started++
   const handed = []
@@ -142,6 +151,7 @@ function startChurn() {
     killing = true
     tKill = performance.now()
     Atomics.store(owners.dying, slot, 1)
+    life.events.push(`killed ${Date.now() - started} ms`)
     churnStats.terminated++
     void w.terminate()
   }
@@ -178,7 +188,9 @@ function startChurn() {
     churnMs.toExit += performance.now() - tKill
     const tSweep = performance.now()
     guarded(() => {
-      churnStats.swept += owners.sweep(slot)
+      const swept = owners.sweep(slot)
+      churnStats.swept += swept
+      life.events.push(`exited, ${swept} granules swept ${Date.now() - started} ms`)
       // What main handed it: received there (returned at its teardown) or still in flight.
       for (const h of handed) {
         try {
