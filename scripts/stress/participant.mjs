@@ -32,6 +32,7 @@ export class Participant {
       doubleFree: 0,
       staleHandle: 0,
       owns: 0,
+      outOfMemory: 0,
       bytesHandedOut: 0,
     }
   }
@@ -56,7 +57,17 @@ export class Participant {
 
   alloc() {
     const request = randomRequest(this.r)
-    const x = make(this.arena, request)
+    let x
+    try {
+      x = make(this.arena, request)
+    } catch (e) {
+      // The arena's cap (1 GiB) can be reached: blocks are spread over five threads' caches and
+      // slabs of many size classes, and a block above 4 MiB needs contiguous free pages.
+      if (e?.code !== 'ERR_OUT_OF_MEMORY') throw e
+      this.ops.outOfMemory++
+      if (this.held.length > 0) this.free(this.r.below(this.held.length))
+      return
+    }
     const id = this.nextId()
     this.adopt(x, id, id, 'alloc')
     this.ops.alloc++
