@@ -19,7 +19,7 @@ function expectOutOfMemory(t: ExecutionContext, arena: Arena, make: () => unknow
   return error
 }
 
-function fill(arena: Arena, make: () => ArrayBuffer | ArrayBufferView): (ArrayBuffer | ArrayBufferView)[] {
+function fill(make: () => ArrayBuffer | ArrayBufferView): (ArrayBuffer | ArrayBufferView)[] {
   const held: (ArrayBuffer | ArrayBufferView)[] = []
   for (;;) {
     try {
@@ -34,7 +34,7 @@ function fill(arena: Arena, make: () => ArrayBuffer | ArrayBufferView): (ArrayBu
 
 test('exclusive buffers exhaust a 16 MiB cap with ERR_OUT_OF_MEMORY, requested, available and maxBytes', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
-  const held = fill(arena, () => arena.alloc(MiB))
+  const held = fill(() => arena.alloc(MiB))
   // No in-band headers: sixteen 1 MiB blocks fill a 16 MiB cap exactly.
   t.is(held.length, 16, `held ${held.length} × 1 MiB`)
   const error = expectOutOfMemory(t, arena, () => arena.alloc(MiB), MiB)
@@ -48,7 +48,7 @@ test('exclusive buffers exhaust a 16 MiB cap with ERR_OUT_OF_MEMORY, requested, 
 
 test('views and arrays report exhaustion the same way, with requested in bytes', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
-  const held = fill(arena, () => arena.view('float32', MiB / 4))
+  const held = fill(() => arena.view('float32', MiB / 4))
   expectOutOfMemory(t, arena, () => arena.view('float32', MiB / 4), MiB)
   expectOutOfMemory(t, arena, () => arena.array('float64', MiB / 8), MiB)
   expectOutOfMemory(t, arena, () => arena.view('uint8', 3 * MiB), 3 * MiB)
@@ -76,7 +76,7 @@ test('a request as large as the whole cap is served (no in-band headers), not a 
 
 test('a failed request allocates nothing and changes no live counter', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
-  const held = fill(arena, () => arena.alloc(2 * MiB))
+  const held = fill(() => arena.alloc(2 * MiB))
   const before = arena.stats()
   for (let i = 0; i < 20; i++) t.throws(() => arena.alloc(4 * MiB), { instanceOf: AllocatorError, code: 'ERR_OUT_OF_MEMORY' })
   const after = arena.stats()
@@ -89,7 +89,7 @@ test('a failed request allocates nothing and changes no live counter', (t) => {
 
 test('after freeing one buffer of an exhausted arena, that size can be allocated again', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
-  const held = fill(arena, () => arena.alloc(MiB))
+  const held = fill(() => arena.alloc(MiB))
   arena.free(held.pop()!)
   const again = arena.alloc(MiB)
   t.is(again.byteLength, MiB)
@@ -102,7 +102,7 @@ test('after freeing everything, the same workload fits again, round after round'
   const arena = new Arena({ maxBytes: 16 * MiB })
   const counts: number[] = []
   for (let round = 0; round < 4; round++) {
-    const held = fill(arena, () => arena.alloc(512 * 1024))
+    const held = fill(() => arena.alloc(512 * 1024))
     counts.push(held.length)
     for (const buffer of held) arena.free(buffer)
     t.is(arena.stats().liveBytes, 0)
@@ -112,17 +112,17 @@ test('after freeing everything, the same workload fits again, round after round'
 
 test('memory freed in one size class is reused by another class and by the large path, up to the cap', (t) => {
   const arena = new Arena({ maxBytes: 64 * MiB })
-  const small = fill(arena, () => arena.alloc(64 * 1024))
+  const small = fill(() => arena.alloc(64 * 1024))
   t.true(small.length > 500, `held ${small.length}`)
   for (const buffer of small) arena.free(buffer)
   arena.threadCache().flush()
   arena.trim()
-  const medium = fill(arena, () => arena.view('uint8', 3 * MiB))
+  const medium = fill(() => arena.view('uint8', 3 * MiB))
   t.true(medium.length >= 15, `3 MiB views after 64 KiB buffers: ${medium.length}`)
   for (const v of medium) arena.free(v)
   arena.threadCache().flush()
   arena.trim()
-  const large = fill(arena, () => arena.alloc(20 * MiB))
+  const large = fill(() => arena.alloc(20 * MiB))
   t.is(large.length, 3, '3 × 20 MiB large allocations fit under a 64 MiB cap once everything is back')
   for (const buffer of large) arena.free(buffer)
   t.is(arena.stats().liveBytes, 0)
@@ -130,7 +130,7 @@ test('memory freed in one size class is reused by another class and by the large
 
 test('large allocations exhaust the cap and come back after free', (t) => {
   const arena = new Arena({ maxBytes: 64 * MiB })
-  const held = fill(arena, () => arena.alloc(20 * MiB))
+  const held = fill(() => arena.alloc(20 * MiB))
   t.is(held.length, 3)
   expectOutOfMemory(t, arena, () => arena.alloc(20 * MiB), 20 * MiB)
   t.is(arena.stats().largeLiveAllocations, 3)
@@ -148,7 +148,7 @@ test('an exhausted arena does not affect another arena (capped or not)', (t) => 
   const full = new Arena({ maxBytes: 16 * MiB })
   const other = new Arena({ maxBytes: 16 * MiB })
   const uncapped = new Arena()
-  const held = fill(full, () => full.alloc(MiB))
+  const held = fill(() => full.alloc(MiB))
   const fine = other.alloc(8 * MiB)
   t.is(fine.byteLength, 8 * MiB)
   other.free(fine)
@@ -168,7 +168,7 @@ test('without maxBytes an arena grows past any former fixed size; with maxBytes 
   const capped = new Arena({ maxBytes: 40 * MiB })
   t.is(capped.maxBytes, 40 * MiB)
   t.is(capped.stats().maxBytes, 40 * MiB)
-  const fits = fill(capped, () => capped.alloc(MiB))
+  const fits = fill(() => capped.alloc(MiB))
   t.is(fits.length, 40)
   expectOutOfMemory(t, capped, () => capped.alloc(MiB), MiB)
   for (const buffer of fits) capped.free(buffer)
@@ -176,7 +176,7 @@ test('without maxBytes an arena grows past any former fixed size; with maxBytes 
 
 test('out of memory at the cap says the cap, the request and what is free in bytes and MiB, and what to do', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
-  const held = fill(arena, () => arena.alloc(MiB))
+  const held = fill(() => arena.alloc(MiB))
   const error = expectOutOfMemory(t, arena, () => arena.alloc(MiB), MiB)
   const message = error?.message ?? ''
   t.true(message.startsWith('arena out of memory at its cap: requested 1048576 bytes (1 MiB), but only '), message)

@@ -227,6 +227,7 @@ test.serial('windows are never detached by the arena: not by free, flush, trim, 
   t.deepEqual(windows.map((w) => w.byteLength), lengths, 'every window keeps its length')
   for (const w of windows) {
     const bytes = new Uint8Array(w)
+    // biome-ignore lint/correctness/noSelfAssign: reads and writes the byte on purpose
     bytes[0] = bytes[0] // reading and writing still work
     t.is(bytes.length, w.byteLength)
   }

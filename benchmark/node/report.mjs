@@ -8,7 +8,6 @@ import os from 'node:os'
 import { BURST, BURST_VARIANTS, EMBED, EMBED_VARIANTS, GC_BATCH, SCENARIOS, SIZES, VARIANTS } from './cases.mjs'
 import { PIPELINE_SIZES, PIPELINE_VARIANTS } from './pipeline.mjs'
 import { RSS_LOOPS, RSS_SIZES, RSS_VARIANTS, rssRow } from './gc-rss.mjs'
-import { RATIO_GOALS } from './svg.mjs'
 import { sizeLabel } from './suites.mjs'
 
 export function machine() {

@@ -10,6 +10,7 @@ import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
 export class ThreadCache {
   private readonly arena: number
   /** The `Arena` object this handle came from: the handle keeps it (so the arena) alive. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read, to keep the arena alive
   private readonly owner: object | undefined
 
   /** @internal */

@@ -83,7 +83,7 @@ export function reclaimDeadViews(): void {
   for (const index of native.takeDeadViews()) {
     const h = held[index]
     held[index] = undefined
-    if (h !== undefined && h[0].reclaim(h[1], h[2])) {
+    if (h?.[0].reclaim(h[1], h[2])) {
       reportExternal(-h[3])
       reclaimedViewBytes += h[3]
     }
@@ -154,7 +154,10 @@ function flushPending(): void {
  */
 function flushEarly(): void {
   const live = takeLivePending()
-  if (live.length > PENDING_MAX / 2) return registerAll(live)
+  if (live.length > PENDING_MAX / 2) {
+    registerAll(live)
+    return
+  }
   for (const view of live) {
     const slots = ViewMark.slotsOf(view) as ViewSlots
     const slot = ViewMark.slot(view)
@@ -384,7 +387,7 @@ function guardTransfer(): void {
       [name](this: unknown, ...args: unknown[]): unknown {
         if (typeof this === 'object' && this !== null) {
           const state = ExclusiveMark.stateOf(this)
-          if (state !== undefined && state.live && state.buffer === this) {
+          if (state?.live && state.buffer === this) {
             native.markMoved(state.buffer, state.generation)
           }
         }
