@@ -1,14 +1,14 @@
-// Found by the stress run (scripts/stress): a spent hand-off must be refused with
-// ERR_ALREADY_RECEIVED (README, Errors), but receiving a reclaimed view of more than 4 MiB in a
-// thread that has no window onto its block throws ERR_NOT_OWNED ("blockWindow: no live block
-// at that offset"): the view path makes the window before it claims the hand-off.
-// `test.failing` until that is fixed (ava then reports it as passing unexpectedly).
+// Regression (issue 13, found by the stress run in scripts/stress): a spent hand-off must be
+// refused with ERR_ALREADY_RECEIVED (README, Errors), but receiving a reclaimed view of more
+// than 4 MiB in a thread with no window onto its block threw ERR_NOT_OWNED ("blockWindow: no
+// live block at that offset"): the view path made the window before it claimed the hand-off,
+// and a missing block ended the receive. Now the claim decides the error.
 import { Worker } from 'node:worker_threads'
 import test from 'ava'
 import { Arena, type TransferHandle } from 'tensor-arena'
 import { repoRoot } from './helpers'
 
-test.failing('receiving a reclaimed view above 4 MiB sent by another thread throws ERR_ALREADY_RECEIVED', async (t) => {
+test('issue 13: receiving a reclaimed view above 4 MiB sent by another thread throws ERR_ALREADY_RECEIVED', async (t) => {
   const name = `spent-view-${process.pid}`
   const arena = Arena.shared(name)
   const source = `const { parentPort } = require('node:worker_threads')

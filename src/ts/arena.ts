@@ -484,8 +484,13 @@ export class Arena {
       const windows = this.windows as Windows
       const Ctor = DTYPES[h.dtype as DType]
       // The window first (the block is allocated while in flight): if the runtime refuses
-      // it, the hand-off stays in flight, unclaimed.
-      windows.prepare(h.offset, h.byteLength)
+      // it, the hand-off stays in flight, unclaimed. No live block at that offset means the
+      // hand-off is not in flight: the claim below says why (spent, forged, another arena's).
+      try {
+        windows.prepare(h.offset, h.byteLength)
+      } catch (error) {
+        if (!(error instanceof AllocatorError && error.code === 'ERR_NOT_OWNED')) throw error
+      }
       const result = native.receiveView(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
       if (result < 0) throw this.failure(result, h.byteLength)
       const slot = slots.add(h.offset, scratch()[0], h.byteLength)
