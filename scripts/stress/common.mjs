@@ -127,9 +127,14 @@ export class OwnerMap {
       for (;;) {
         const old = Atomics.compareExchange(this.map, g, 0, id)
         if (old === 0) break
-        if (old >= EPHEMERAL && Atomics.load(this.dying, (old >>> 24) & 0x3f) === 1) {
-          if (Atomics.compareExchange(this.map, g, old, id) === old) break
-          continue
+        if (old >= EPHEMERAL) {
+          if (Atomics.load(this.dying, (old >>> 24) & 0x3f) === 1) {
+            if (Atomics.compareExchange(this.map, g, old, id) === old) break
+            continue
+          }
+          // The main thread clears a dead worker's marks (sweep) before its slot stops dying:
+          // a mark read just before the sweep is gone now. Only a mark still there is live.
+          if (Atomics.load(this.map, g) !== old) continue
         }
         fail(`range handed out twice: arena offset ${g * GRANULE} is block ${old}'s and block ${id}'s ([${offset}, +${byteLength}))`)
       }
