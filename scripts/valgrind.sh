@@ -7,6 +7,7 @@
 # here (TENSOR_ARENA_MODEL_OPS_DIVISOR). Leaks are not checked (--leak-check=no): arenas, the
 # global allocator and thread-local caches live until exit by design. valgrind runs a
 # process's threads one at a time, so two binaries run at once (VALGRIND_JOBS).
+# They run under an address-space limit (below): memcheck is slow on tens of GiB of reservations.
 # Usage: scripts/valgrind.sh [TEST-NAME-FILTER]   (the filter is passed to every binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,11 @@ run_one() {
   fi
 }
 export -f run_one
+# An address-space limit (ulimit -v, KiB): memcheck's time grows with the address space a
+# process maps, and an uncapped arena reserves what the machine can commit (tens of GiB, plus
+# its side tables): 30-50 s per uncapped allocator here. Under the limit the allocator takes
+# the smaller reservation the OS grants (its documented fallback, exercised here).
+ulimit -v "${VALGRIND_AS_LIMIT_KB:-4000000}"
 printf '%s\n' "${bins[@]}" | xargs -P "${VALGRIND_JOBS:-2}" -I{} bash -c 'run_one "$@"' _ {} "$@"
 status=0
 [ -e "$logs/FAILED" ] && status=1
