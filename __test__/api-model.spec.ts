@@ -278,7 +278,7 @@ function step(arena: Arena, other: Arena, model: Model, op: Op): void {
 /**
  * What a hand-out of `bytes` adds to `liveBytes`: the bytes asked for, but a zero-length
  * hand-out counts 1 (the addon asks the core for one byte: it has a block and can be freed
- * once). Found by this test; the README's Statistics table says "requested bytes".
+ * once). Found by this test; the field's documentation (stats.rs, README) now says so.
  */
 function counted(bytes: number): number {
   return Math.max(1, bytes)

@@ -303,7 +303,7 @@ test('Arena.shared with options other than the existing arena\'s says what the e
 
 // Found by the property test of issue 13: with a view block kept for reuse, view()'s fast
 // path ran `length >>> 0` before any type check.
-test('view refuses a BigInt, Symbol or object length with ERR_INVALID_ARG_TYPE even when a block of that size is kept', (t) => {
+test('issue 13: view refuses a BigInt, Symbol or object length with ERR_INVALID_ARG_TYPE even when a block of that size is kept', (t) => {
   const arena = new Arena({ maxBytes: 16 * MiB })
   arena.free(arena.view('float32', 10)) // keeps a 40-byte block for the next view of 10 floats
   let coerced = 0

@@ -23,7 +23,7 @@ for l in sys.stdin:
 [ "${#bins[@]}" -gt 0 ] || { echo "valgrind.sh: no test binaries built" >&2; exit 1; }
 echo "valgrind: ${#bins[@]} test binaries built ($(( $(date +%s) - start )) s)"
 logs=$(mktemp -d)
-export TENSOR_ARENA_MODEL_OPS_DIVISOR=10 VALGRIND_LOGS="$logs"
+export TENSOR_ARENA_MODEL_OPS_DIVISOR="${TENSOR_ARENA_MODEL_OPS_DIVISOR:-10}" VALGRIND_LOGS="$logs"
 # Skipped under valgrind, with why:
 # - a_vec_grown_by_pushes_to_512_mib...: asserts the process's peak RSS, which valgrind's
 #   shadow memory inflates by gigabytes (not a memcheck finding; it passes natively).

@@ -43,7 +43,7 @@ export interface ArenaStats {
   readonly releasedBytesTotal: number
   /** Blocks handed out and not yet freed (small and large). Gauge. */
   readonly liveAllocations: number
-  /** Requested bytes of all live allocations. Gauge. */
+  /** Requested bytes of all live allocations (a zero-length hand-out from Node asks the core for one byte, so it counts 1). Gauge. */
   readonly liveBytes: number
   /** Live large allocations. Gauge. */
   readonly largeLiveAllocations: number

@@ -72,7 +72,7 @@ stat_struct! {
         retained_bytes: Gauge = "Free span bytes possibly still committed (not yet returned to the OS).",
         released_bytes_total: Counter = "Bytes returned to the OS (madvise) so far.",
         live_allocations: Gauge = "Blocks handed out and not yet freed (small and large).",
-        live_bytes: Gauge = "Requested bytes of all live allocations.",
+        live_bytes: Gauge = "Requested bytes of all live allocations (a zero-length hand-out from Node asks the core for one byte, so it counts 1).",
         large_live_allocations: Gauge = "Live large allocations.",
         large_live_bytes: Gauge = "Requested bytes of live large allocations.",
         in_flight_count: Gauge = "Blocks handed off to another thread and not yet received.",
