@@ -328,7 +328,7 @@ fn scaling_table(s: &mut String, r: &Report) {
             join_and(&over)
         );
     }
-    let _ = write!(s, "\n| allocator |");
+    let _ = write!(s, "\n| allocator (M ops/s) |");
     for (t, _) in &scaling {
         let _ = write!(s, " {t} thread{} |", if *t == 1 { "" } else { "s" });
     }
