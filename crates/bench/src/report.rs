@@ -4,13 +4,27 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::footprint::Footprint;
-use crate::workloads::{CROSS_CLASS_BYTES, Kind, Workload};
+use crate::workloads::{CROSS_CLASS_BYTES, Kind, SCALING_BATCH, SCALING_REMOTE_EVERY, SCALING_WINDOW, Workload};
 use crate::{BenchError, Cell, Plan, SubjectKind};
 
 /// Start marker of the section this benchmark owns in BENCHMARK.md.
 pub const BEGIN: &str = "<!-- core:begin -->";
 /// End marker.
 pub const END: &str = "<!-- core:end -->";
+
+/// "No collapse" in `thread_scaling/N`: tensor-arena's time ratio to mimalloc at any thread
+/// count is at most this many times its ratio at 1 thread.
+pub const NO_COLLAPSE_FACTOR: f64 = 1.25;
+
+/// The no-collapse check of `thread_scaling/N` against mimalloc.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collapse {
+    /// Per thread count (above 1): threads, ratio tensor-arena / mimalloc, that ratio ÷ the
+    /// 1-thread ratio.
+    pub points: Vec<(usize, f64, f64)>,
+    /// Every point is within [`NO_COLLAPSE_FACTOR`].
+    pub holds: bool,
+}
 
 /// Everything one benchmark run produced.
 #[derive(Clone, Debug)]
@@ -48,6 +62,40 @@ impl Report {
         let ours = self.cell(workload, SubjectKind::Ours)?.value()?;
         let theirs = self.cell(workload, other)?.value()?;
         (theirs > 0.0).then(|| ours / theirs)
+    }
+
+    /// The `thread_scaling/N` workloads present, by thread count.
+    #[must_use]
+    pub fn scaling(&self) -> Vec<(usize, &Workload)> {
+        self.workloads
+            .iter()
+            .filter_map(|w| match w.kind {
+                Kind::ThreadScaling { threads } => Some((threads, w)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The no-collapse check against mimalloc, when the 1-thread ratio and at least one
+    /// more thread count were measured for both.
+    #[must_use]
+    pub fn collapse(&self) -> Option<Collapse> {
+        let scaling = self.scaling();
+        let base =
+            scaling.iter().find(|(t, _)| *t == 1).and_then(|(_, w)| self.ratio(&w.name, SubjectKind::Mimalloc))?;
+        let mut points = Vec::new();
+        let mut holds = true;
+        for (threads, w) in scaling.into_iter().filter(|(t, _)| *t > 1) {
+            match self.ratio(&w.name, SubjectKind::Mimalloc) {
+                Some(ratio) => {
+                    let rel = ratio / base;
+                    holds &= rel <= NO_COLLAPSE_FACTOR;
+                    points.push((threads, ratio, rel));
+                }
+                None => holds = false,
+            }
+        }
+        (!points.is_empty()).then_some(Collapse { points, holds })
     }
 
     /// Competitors present (every subject but ours).
@@ -227,6 +275,7 @@ pub fn markdown(r: &Report) -> String {
         s.push('\n');
     }
 
+    scaling_table(&mut s, r);
     footprint_tables(&mut s, r);
 
     let _ = writeln!(
@@ -251,10 +300,106 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nThe handoffs run a quarter of orthotope's count to fit the 10-minute budget; the two 20 MiB workloads run 10× more, because 1,200 pairs take about 0.1 ms, which is below this machine's scheduling noise (with 4 threads on 2 cores a run could even finish before the clock started). The handoff counts are total handoffs (split over the 4 pairs in `_4x`); `concurrent_large_4x` is split over its 4 threads. `tensor_sizes` counts one alloc+free pair per size per iteration (5 per iteration); `cross_class_reuse` runs one untimed cycle on the fresh allocator, then times 2 cycles (a cycle = 4,096 pairs of 64 KiB, then 2,731 of 96 KiB or 171 of 1.5 MiB; blocks are not written, as in every timed workload). `heap_churn/N` builds a live heap of N bytes of blocks of 64 B – 64 KiB (untimed), then times pairs of \"free a pseudo-random live block, allocate one of a pseudo-random size\": the same operations on a heap inside one 4 MiB chunk (1m) and on one spread over 64 chunks (256m); both grow with cache misses, for every allocator. Fairness notes inherited from orthotope's harness: System pays glibc's `posix_memalign` path for align 64; the handoff workloads mostly measure the rendezvous channel; arena allocators reuse one warm block in `large_path` while others may map/unmap."
+        "\nThe handoffs run a quarter of orthotope's count to fit the 10-minute budget; the two 20 MiB workloads run 10× more, because 1,200 pairs take about 0.1 ms, which is below this machine's scheduling noise (with 4 threads on 2 cores a run could even finish before the clock started). The handoff counts are total handoffs (split over the 4 pairs in `_4x`); `concurrent_large_4x` is split over its 4 threads. `tensor_sizes` counts one alloc+free pair per size per iteration (5 per iteration); `cross_class_reuse` runs one untimed cycle on the fresh allocator, then times 2 cycles (a cycle = 4,096 pairs of 64 KiB, then 2,731 of 96 KiB or 171 of 1.5 MiB; blocks are not written, as in every timed workload). `heap_churn/N` builds a live heap of N bytes of blocks of 64 B – 64 KiB (untimed), then times pairs of \"free a pseudo-random live block, allocate one of a pseudo-random size\": the same operations on a heap inside one 4 MiB chunk (1m) and on one spread over 64 chunks (256m); both grow with cache misses, for every allocator. Fairness notes inherited from orthotope's harness: System pays glibc's `posix_memalign` path for align 64; the handoff workloads mostly measure the rendezvous channel; arena allocators reuse one warm block in `large_path` while others may map/unmap. `thread_scaling/N` counts total pairs over its N threads (the same per thread at every N; quick mode keeps at least 1,024 per thread so every window fills and blocks cross threads)."
     );
     let _ = writeln!(s, "{END}");
     s
+}
+
+fn scaling_table(s: &mut String, r: &Report) {
+    let scaling = r.scaling();
+    if scaling.is_empty() {
+        return;
+    }
+    let cores = r.machine.iter().find(|(k, _)| k == "cores").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(0);
+    let over: Vec<String> =
+        scaling.iter().filter(|(t, _)| cores > 0 && *t > cores).map(|(t, _)| t.to_string()).collect();
+    let per_thread = scaling.first().map_or(0, |(t, w)| w.iterations / (*t).max(1) as u64);
+    let _ = writeln!(
+        s,
+        "### Thread scaling
+
+`thread_scaling/N`: N threads, each running the same {per_thread} alloc+free pairs on a window of {SCALING_WINDOW} live blocks (sizes 16 B – 64 KiB from a seeded LCG, about 60% up to 256 B; a pseudo-random slot is freed and refilled each time). Every {SCALING_REMOTE_EVERY}th block leaving a window is passed to the next thread (in batches of {SCALING_BATCH} over a bounded channel) and freed there, a remote free (at 1 thread the \"next thread\" is the thread itself, so those frees are local). Throughput in M ops/s (op = alloc+free pair) = all threads' pairs ÷ wall time (the time table's `thread_scaling/N` rows, ns per pair, are its inverse); scaling N/1 = throughput at N threads ÷ the allocator's own 1-thread throughput."
+    );
+    if !over.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**{} threads on {cores} cores**: more threads than cores, so they take turns; beyond {cores} threads the ideal is flat throughput, not more.",
+            join_and(&over)
+        );
+    }
+    let _ = write!(s, "\n| allocator (M ops/s) |");
+    for (t, _) in &scaling {
+        let _ = write!(s, " {t} thread{} |", if *t == 1 { "" } else { "s" });
+    }
+    for (t, _) in scaling.iter().filter(|(t, _)| *t > 1) {
+        let _ = write!(s, " scaling {t}/1 |");
+    }
+    let _ = write!(s, "\n| --- |");
+    for _ in &scaling {
+        let _ = write!(s, " ---: |");
+    }
+    for _ in scaling.iter().filter(|(t, _)| *t > 1) {
+        let _ = write!(s, " ---: |");
+    }
+    s.push('\n');
+    for &sub in &r.subjects {
+        // Values are ns per pair: M pairs/s = 1000 / ns.
+        let value = |w: &Workload| r.cell(&w.name, sub).and_then(Cell::value).filter(|v| *v > 0.0);
+        let one = scaling.iter().find(|(t, _)| *t == 1).and_then(|(_, w)| value(w));
+        let _ = write!(s, "| {} |", sub.name());
+        for (_, w) in &scaling {
+            let text = value(w).map_or_else(|| cell_text(r.cell(&w.name, sub)), |v| format!("{:.1}", 1_000.0 / v));
+            let _ = write!(s, " {text} |");
+        }
+        for (_, w) in scaling.iter().filter(|(t, _)| *t > 1) {
+            let text = match (one, value(w)) {
+                (Some(a), Some(b)) => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let _ = write!(s, " {text} |");
+        }
+        s.push('\n');
+    }
+    if !(r.subjects.contains(&SubjectKind::Ours) && r.subjects.contains(&SubjectKind::Mimalloc)) {
+        s.push('\n');
+        return;
+    }
+    let _ = write!(s, "| tensor-arena ÷ mimalloc (time) |");
+    for (_, w) in &scaling {
+        let _ = write!(s, " {} |", r.ratio(&w.name, SubjectKind::Mimalloc).map_or_else(|| "—".into(), fmt_ratio));
+    }
+    for _ in scaling.iter().filter(|(t, _)| *t > 1) {
+        let _ = write!(s, " |");
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "\n**No collapse** means: tensor-arena's time-per-pair ratio to mimalloc at every thread count is at most {NO_COLLAPSE_FACTOR}× its ratio at 1 thread (it may lose ground as threads are added, but by no more than 25%)."
+    );
+    match r.collapse() {
+        None => {
+            let _ = writeln!(s, "Not checked in this run: the 1-thread ratio or every other ratio is missing.");
+        }
+        Some(c) => {
+            let points: Vec<String> = c
+                .points
+                .iter()
+                .map(|(t, ratio, rel)| format!("{t} threads {} ({rel:.2}× the 1-thread ratio)", fmt_ratio(*ratio)))
+                .collect();
+            let verdict = if c.holds { "holds" } else { "does not hold" };
+            let _ = writeln!(s, "In this run it **{verdict}**: {}.", points.join(", "));
+        }
+    }
+    s.push('\n');
+}
+
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 fn footprint_tables(s: &mut String, r: &Report) {

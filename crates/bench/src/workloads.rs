@@ -3,7 +3,7 @@
 
 use core::hint::black_box;
 use core::ptr::NonNull;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +34,22 @@ pub const CROSS_CLASS_FIRST: usize = 64 << 10;
 
 /// `heap_churn/N`: request sizes of the live heap's blocks (picked pseudo-randomly).
 pub const HEAP_CHURN_SIZES: [usize; 8] = [64, 96, 256, 1_024, 4_096, 6_144, 16_384, 65_536];
+
+/// `thread_scaling/N`: the thread counts.
+pub const SCALING_THREADS: [usize; 4] = [1, 2, 4, 8];
+/// `thread_scaling/N`: alloc+free pairs per thread in a full run (the same at every N).
+pub const SCALING_PER_THREAD: u64 = 120_000;
+/// `thread_scaling/N`: fewest pairs per thread at any divisor (quick mode).
+pub const SCALING_MIN_PER_THREAD: u64 = 4 * SCALING_WINDOW as u64;
+/// `thread_scaling/N`: live blocks each thread keeps (a slot is freed, then refilled).
+pub const SCALING_WINDOW: usize = 256;
+/// `thread_scaling/N`: every this-many-th block leaving the window is freed by the next
+/// thread instead (a remote free; at 1 thread the "next thread" is the thread itself).
+pub const SCALING_REMOTE_EVERY: u64 = 4;
+/// `thread_scaling/N`: blocks passed to the next thread per message.
+pub const SCALING_BATCH: usize = 16;
+/// `thread_scaling/N`: messages a thread's inbox holds before senders must wait.
+pub const SCALING_INBOX: usize = 64;
 
 /// What a workload does (its shape; the iteration count lives in [`Workload`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +83,14 @@ pub enum Kind {
     HeapChurn {
         /// Live bytes of the heap.
         heap: usize,
+    },
+    /// `threads` threads each run the same number of alloc+free pairs on a window of
+    /// [`SCALING_WINDOW`] live blocks of 16 B – 64 KiB (pseudo-random, biased to small,
+    /// replaced in pseudo-random order); every [`SCALING_REMOTE_EVERY`]-th block leaving a
+    /// window goes to the next thread (in batches over a bounded channel), which frees it.
+    ThreadScaling {
+        /// Worker threads.
+        threads: usize,
     },
 }
 
@@ -154,9 +178,16 @@ pub fn all(divisor: u64) -> Vec<Workload> {
             let split = match kind {
                 Kind::ConcurrentLarge4x => CONCURRENT_LARGE_THREADS as u64,
                 Kind::Handoff { pairs } => pairs as u64,
+                Kind::ThreadScaling { threads } => threads as u64,
                 _ => 1,
             };
-            ((iterations / divisor) / split).max(1) * split
+            let floor = match kind {
+                // Enough pairs that every window fills and blocks cross threads, even in
+                // quick mode.
+                Kind::ThreadScaling { .. } => SCALING_MIN_PER_THREAD,
+                _ => 1,
+            };
+            ((iterations / divisor) / split).max(floor) * split
         },
         reference_iterations: reference,
         unit,
@@ -225,6 +256,16 @@ pub fn all(divisor: u64) -> Vec<Workload> {
         Unit::Ns,
         "alloc+free pair",
     ));
+    for threads in SCALING_THREADS {
+        v.push(w(
+            format!("thread_scaling/{threads}"),
+            Kind::ThreadScaling { threads },
+            SCALING_PER_THREAD * threads as u64,
+            0,
+            Unit::Ns,
+            "alloc+free pair (wall / total)",
+        ));
+    }
     v
 }
 
@@ -280,6 +321,9 @@ pub fn run<S: Subject>(workload: &Workload) -> Result<Duration, BenchError> {
             threaded::<S>(CONCURRENT_LARGE_THREADS, move |_, ctx| churn(ctx, LARGE_BYTES, per_thread))
         }
         Kind::Handoff { pairs } => handoff::<S>(pairs, iterations / pairs),
+        Kind::ThreadScaling { threads } => {
+            thread_scaling_on::<S>(&Arc::new(S::new_run()?), threads, iterations / threads)
+        }
     }
 }
 
@@ -301,7 +345,15 @@ fn threaded<S: Subject>(
     threads: usize,
     body: impl Fn(usize, &mut S::Thread) -> Result<(), BenchError> + Send + Sync + 'static,
 ) -> Result<Duration, BenchError> {
-    let run = Arc::new(S::new_run()?);
+    threaded_on::<S>(&Arc::new(S::new_run()?), threads, body)
+}
+
+/// [`threaded`] on an existing run.
+fn threaded_on<S: Subject>(
+    run: &Arc<S::Run>,
+    threads: usize,
+    body: impl Fn(usize, &mut S::Thread) -> Result<(), BenchError> + Send + Sync + 'static,
+) -> Result<Duration, BenchError> {
     let body = Arc::new(body);
     // Two barriers: `ready` once every context exists, `go` to start. The clock starts
     // between them, so it always starts before any worker does, even when the main thread
@@ -310,7 +362,7 @@ fn threaded<S: Subject>(
     let go = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|index| {
-            let (run, body) = (Arc::clone(&run), Arc::clone(&body));
+            let (run, body) = (Arc::clone(run), Arc::clone(&body));
             let (ready, go) = (Arc::clone(&ready), Arc::clone(&go));
             thread::spawn(move || {
                 let mut ctx = S::thread_ctx(&run);
@@ -399,6 +451,18 @@ impl Lcg {
 
     fn size(&mut self) -> usize {
         HEAP_CHURN_SIZES[self.next() % HEAP_CHURN_SIZES.len()]
+    }
+
+    /// A `thread_scaling` request size: 16 B – 64 KiB, biased to small (about 60% up to
+    /// 256 B, 25% up to 4 KiB, 12% up to 32 KiB, 3% up to 64 KiB), any byte count.
+    fn scaling_size(&mut self) -> usize {
+        let (lo, hi) = match self.next() % 100 {
+            0..60 => (16, 256),
+            60..85 => (257, 4 << 10),
+            85..97 => ((4 << 10) + 1, 32 << 10),
+            _ => ((32 << 10) + 1, 64 << 10),
+        };
+        lo + self.next() % (hi - lo + 1)
     }
 }
 
@@ -503,6 +567,131 @@ fn handoff<S: Subject>(pairs: usize, per_pair: usize) -> Result<Duration, BenchE
                 // never touches them again.
                 unsafe { ctx.free(ptr, HANDOFF_BYTES)? };
             }
+        }
+        Ok(())
+    })
+}
+
+/// Blocks (address, request size) passed to the next thread in `thread_scaling`.
+#[derive(Clone, Copy)]
+struct Batch {
+    len: usize,
+    blocks: [(usize, usize); SCALING_BATCH],
+}
+
+impl Batch {
+    const EMPTY: Self = Self { len: 0, blocks: [(0, 0); SCALING_BATCH] };
+}
+
+/// The channel ends of one `thread_scaling` thread: to the next thread, from the previous.
+type ScalingEnds = (SyncSender<Batch>, Receiver<Batch>);
+
+/// Frees every block of `batch` through `ctx`.
+fn free_batch<T: ThreadCtx>(ctx: &mut T, batch: &Batch) -> Result<(), BenchError> {
+    for &(address, size) in &batch.blocks[..batch.len] {
+        let ptr = NonNull::new(address as *mut u8).ok_or_else(|| BenchError::Thread("null block passed".into()))?;
+        // SAFETY: a sender passes only live blocks of this run with their request sizes,
+        // and never touches them again.
+        unsafe { ctx.free(ptr, size)? };
+    }
+    Ok(())
+}
+
+/// Frees every batch already waiting in `rx`.
+fn drain_inbox<T: ThreadCtx>(ctx: &mut T, rx: &Receiver<Batch>) -> Result<(), BenchError> {
+    loop {
+        match rx.try_recv() {
+            Ok(batch) => free_batch(ctx, &batch)?,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+/// Sends `batch` to the next thread; while its inbox is full, frees what waits in our own
+/// (so a ring of full inboxes cannot deadlock) and yields.
+fn pass_batch<T: ThreadCtx>(ctx: &mut T, ends: &ScalingEnds, mut batch: Batch) -> Result<(), BenchError> {
+    loop {
+        match ends.0.try_send(batch) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                batch = back;
+                drain_inbox(ctx, &ends.1)?;
+                thread::yield_now();
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(BenchError::Thread("next thread gone".into())),
+        }
+    }
+}
+
+/// `thread_scaling/N`: see [`Kind::ThreadScaling`]. Thread `i` sends to thread
+/// `(i + 1) % threads`; when done it sends its last partial batch, drops its sender, frees
+/// its window and then frees what arrives until its previous thread has hung up too. All of
+/// it is timed: a run ends when every block is back.
+///
+/// # Errors
+/// As [`run`].
+pub fn thread_scaling_on<S: Subject>(
+    run: &Arc<S::Run>,
+    threads: usize,
+    per_thread: usize,
+) -> Result<Duration, BenchError> {
+    let (mut senders, mut receivers) = (Vec::with_capacity(threads), Vec::with_capacity(threads));
+    for _ in 0..threads {
+        let (tx, rx) = sync_channel::<Batch>(SCALING_INBOX);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    senders.rotate_left(1 % threads.max(1));
+    let ends: Vec<std::sync::Mutex<Option<ScalingEnds>>> =
+        senders.into_iter().zip(receivers).map(|ends| std::sync::Mutex::new(Some(ends))).collect();
+    let ends = Arc::new(ends);
+    threaded_on::<S>(run, threads, move |index, ctx| {
+        let mine = ends[index].lock().map_err(|_| poisoned())?.take();
+        let mine = mine.ok_or_else(|| BenchError::Thread("channel ends taken twice".into()))?;
+        let mut rng = Lcg(0x5CA1_AB1E ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut window = [(0usize, 0usize); SCALING_WINDOW];
+        let mut out = Batch::EMPTY;
+        let mut leaving = 0u64;
+        let result = (|| {
+            for _ in 0..per_thread {
+                let slot = rng.next() % SCALING_WINDOW;
+                let (address, size) = core::mem::take(&mut window[slot]);
+                if address != 0 {
+                    leaving += 1;
+                    if leaving.is_multiple_of(SCALING_REMOTE_EVERY) {
+                        out.blocks[out.len] = (address, size);
+                        out.len += 1;
+                        if out.len == SCALING_BATCH {
+                            drain_inbox(ctx, &mine.1)?;
+                            pass_batch(ctx, &mine, out)?;
+                            out = Batch::EMPTY;
+                        }
+                    } else {
+                        let ptr =
+                            NonNull::new(address as *mut u8).ok_or_else(|| BenchError::Thread("null slot".into()))?;
+                        // SAFETY: the window holds live blocks of `ctx` with their request sizes.
+                        unsafe { ctx.free(ptr, size)? };
+                    }
+                }
+                let size = rng.scaling_size();
+                window[slot] = (black_box(ctx.alloc(size)?).as_ptr() as usize, size);
+            }
+            if out.len > 0 {
+                pass_batch(ctx, &mine, out)?;
+            }
+            Ok(())
+        })();
+        let (tx, rx) = mine;
+        drop(tx);
+        for &(address, size) in &window {
+            if let Some(ptr) = NonNull::new(address as *mut u8) {
+                // SAFETY: the window holds live blocks of `ctx` with their request sizes.
+                unsafe { ctx.free(ptr, size)? };
+            }
+        }
+        result?;
+        while let Ok(batch) = rx.recv() {
+            free_batch(ctx, &batch)?;
         }
         Ok(())
     })

@@ -12,7 +12,10 @@ use tensor_arena_bench::report::{self, Report};
 use tensor_arena_bench::subjects::{
     ALIGNMENT, JemallocSubject, MimallocSubject, OrthotopeSubject, OursSubject, Subject, SystemSubject, ThreadCtx,
 };
-use tensor_arena_bench::workloads::{self, CROSS_CLASS_BYTES, Kind, MIXED_SIZES, TENSOR_SIZES};
+use tensor_arena_bench::workloads::{
+    self, CROSS_CLASS_BYTES, Kind, MIXED_SIZES, SCALING_MIN_PER_THREAD, SCALING_PER_THREAD, SCALING_THREADS,
+    TENSOR_SIZES,
+};
 use tensor_arena_bench::{BenchError, Plan, SubjectKind, measure_all, median, per_op};
 
 /// Every size the workloads request, a few copies each, all live at once.
@@ -76,6 +79,10 @@ fn per_operation_math() {
     assert_eq!(cross15.operations(), cross15.iterations * (4_096 + 171));
     let large = find("concurrent_large_4x");
     assert!((per_op(&large, Duration::from_millis(120)) - 10.0).abs() < 1e-9, "120 ms / 12,000 pairs = 10 µs");
+    for threads in SCALING_THREADS {
+        let w = find(&format!("thread_scaling/{threads}"));
+        assert_eq!(w.operations(), SCALING_PER_THREAD * threads as u64, "same work per thread at every count");
+    }
     assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
     assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     // Quick mode keeps the shapes and splits threaded work evenly.
@@ -83,6 +90,9 @@ fn per_operation_math() {
         match w.kind {
             Kind::ConcurrentLarge4x => assert_eq!(w.iterations % 4, 0),
             Kind::Handoff { pairs } => assert_eq!(w.iterations % pairs as u64, 0),
+            Kind::ThreadScaling { threads } => {
+                assert_eq!(w.iterations, SCALING_MIN_PER_THREAD * threads as u64, "{}", w.name);
+            }
             _ => assert!(w.iterations >= 1),
         }
     }
@@ -128,6 +138,10 @@ fn quick_run_of_every_workload_and_report() {
         "long_lived_handoff_4x",
         "tensor_sizes",
         "cross_class_reuse/96k",
+        "thread_scaling/1",
+        "thread_scaling/2",
+        "thread_scaling/4",
+        "thread_scaling/8",
     ] {
         assert!(names.contains(&expected), "{expected} missing");
     }
@@ -162,6 +176,12 @@ fn quick_run_of_every_workload_and_report() {
     let md = report::markdown(&r);
     assert!(md.starts_with(report::BEGIN) && md.trim_end().ends_with(report::END));
     assert!(md.contains("| `embedding_batch` |") && md.contains("vs mimalloc") && md.contains("rustc"));
+    assert!(md.contains("| `thread_scaling/8` |") && md.contains("### Thread scaling"), "scaling rows and table");
+    assert!(md.contains("| tensor-arena ÷ mimalloc (time) |") && md.contains("**No collapse** means"));
+    let collapse = r.collapse().unwrap();
+    assert_eq!(collapse.points.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4, 8]);
+    let verdict = if collapse.holds { "it **holds**" } else { "it **does not hold**" };
+    assert!(md.contains(verdict), "verdict printed");
     let svg = tensor_arena_bench::chart::svg(&r);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     let bars = svg.matches("<rect x=").count();
@@ -178,4 +198,22 @@ fn quick_run_of_every_workload_and_report() {
     assert_eq!(text.matches(report::BEGIN).count(), 1);
     assert!(text.contains("node section") && text.contains("\ntail\n") && !text.contains("\nold\n"));
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn thread_scaling_frees_across_threads_and_returns_every_block() {
+    for threads in [1, 2, 8] {
+        let run = Arc::new(OursSubject::new_run().unwrap());
+        workloads::thread_scaling_on::<OursSubject>(&run, threads, 2_048).unwrap();
+        let stats = run.stats();
+        let pairs = 2_048 * threads as u64;
+        assert_eq!((stats.allocations_total, stats.frees_total), (pairs, pairs), "{threads} threads");
+        assert_eq!(stats.live_allocations, 0, "{threads} threads: every block freed");
+        if threads == 1 {
+            assert_eq!(stats.remote_frees_total, 0, "one thread frees its own blocks");
+        } else {
+            // Every 4th block leaving a window (2,048 - 256 per thread) is freed remotely.
+            assert!(stats.remote_frees_total >= 400 * threads as u64, "{threads} threads: {stats:?}");
+        }
+    }
 }

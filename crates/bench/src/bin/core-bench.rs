@@ -2,7 +2,7 @@
 //! rewrites the core section of BENCHMARK.md plus benchmark/core-ratios.svg.
 //!
 //! Environment: `TENSOR_ARENA_BENCH_WORKLOAD` / `TENSOR_ARENA_BENCH_ALLOCATOR` (exact names,
-//! comma-separated), `TENSOR_ARENA_BENCH_QUICK=1` (few iterations), `TENSOR_ARENA_BENCH_WRITE`
+//! comma-separated; a workload entry ending in `*` is a prefix, e.g. `thread_scaling/*`), `TENSOR_ARENA_BENCH_QUICK=1` (few iterations), `TENSOR_ARENA_BENCH_WRITE`
 //! (`1`/`0`: force/skip writing files; default: write only for a full, unfiltered run).
 //! `core-bench --footprint WORKLOAD ALLOCATOR` measures one footprint and prints one line
 //! (used internally, in a fresh process per measurement).
@@ -107,7 +107,9 @@ fn main() -> ExitCode {
     let workload_filter = env_list("TENSOR_ARENA_BENCH_WORKLOAD");
     let subject_filter = env_list("TENSOR_ARENA_BENCH_ALLOCATOR");
     if let Some(names) = &workload_filter {
-        workloads.retain(|w| names.contains(&w.name));
+        workloads.retain(|w| {
+            names.iter().any(|n| n.strip_suffix('*').map_or(*n == w.name, |prefix| w.name.starts_with(prefix)))
+        });
     }
     if let Some(names) = &subject_filter {
         let wanted: Vec<SubjectKind> = names.iter().filter_map(|n| SubjectKind::parse(n)).collect();
