@@ -7,7 +7,7 @@
 //! [`TensorArenaGlobalAlloc`](crate::TensorArenaGlobalAlloc)) sees it and gets
 //! [`AllocError::CacheUnavailable`] instead of deadlocking.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
@@ -23,52 +23,59 @@ use crate::thread_cache::ThreadCache;
 static GLOBAL: OnceLock<Allocator> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
 
-/// A thread's cache; dropping it (thread exit) drains it with the re-entrancy flag set.
-struct TlsCache(Option<ThreadCache>);
+/// A thread's state, one thread-local (one TLS access per call): the re-entrancy flag
+/// and the thread's cache.
+///
+/// Invariant: `cache` is only reached while `busy` is set by the one frame that set it
+/// (`Local::enter`), so there is never more than one `&mut` to it.
+struct Local {
+    busy: Cell<bool>,
+    cache: UnsafeCell<Option<ThreadCache>>,
+}
 
-impl Drop for TlsCache {
+impl Drop for Local {
+    /// Thread exit: drains the cache with the re-entrancy flag set, so the drain's own
+    /// allocations (through `TensorArenaGlobalAlloc`) go elsewhere.
     fn drop(&mut self) {
-        let _busy = Busy::enter();
-        drop(self.0.take());
+        self.busy.set(true);
+        drop(self.cache.get_mut().take());
     }
 }
 
 thread_local! {
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-    static CACHE: RefCell<TlsCache> = const { RefCell::new(TlsCache(None)) };
+    static LOCAL: Local = const { Local { busy: Cell::new(false), cache: UnsafeCell::new(None) } };
 }
 
-/// Sets the re-entrancy flag for its lifetime.
-struct Busy(bool);
+/// Clears the re-entrancy flag when the frame that set it ends (also on unwind).
+struct Entered<'a>(&'a Cell<bool>);
 
-impl Busy {
-    fn enter() -> Self {
-        Self(BUSY.with(|b| b.replace(true)))
-    }
-
-    fn was_busy(&self) -> bool {
-        self.0
-    }
-}
-
-impl Drop for Busy {
+impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let previous = self.0;
-        BUSY.with(|b| b.set(previous));
+        self.0.set(false);
+    }
+}
+
+impl Local {
+    /// Sets the re-entrancy flag; `None` if it was already set (a nested call).
+    #[inline]
+    fn enter(&self) -> Option<Entered<'_>> {
+        if self.busy.replace(true) { None } else { Some(Entered(&self.busy)) }
     }
 }
 
 /// The global allocator, if it has been built.
+#[inline]
 pub(crate) fn existing() -> Option<&'static Allocator> {
     GLOBAL.get()
 }
 
 /// The global allocator, built with the default configuration on first use. A failed
-/// build is not remembered: the next call tries again.
-fn global() -> Result<&'static Allocator, InitError> {
-    if let Some(allocator) = GLOBAL.get() {
-        return Ok(allocator);
-    }
+/// build is not remembered: the next call tries again. Building it allocates; under
+/// `TensorArenaGlobalAlloc` those allocations see the re-entrancy flag the caller set
+/// (else they would wait for the init lock this thread holds).
+#[cold]
+#[inline(never)]
+fn build_global() -> Result<&'static Allocator, InitError> {
     let _init = INIT.lock();
     if let Some(allocator) = GLOBAL.get() {
         return Ok(allocator);
@@ -77,23 +84,126 @@ fn global() -> Result<&'static Allocator, InitError> {
     Ok(GLOBAL.get_or_init(|| allocator))
 }
 
+/// This thread's first call: its cache (kept out of the inlined path).
+#[cold]
+#[inline(never)]
+fn first_cache(slot: &mut Option<ThreadCache>) -> &mut ThreadCache {
+    slot.insert(ThreadCache::new())
+}
+
 /// Runs `f` with the global allocator and this thread's cache, unless the thread is
-/// already inside the allocator or its cache is gone.
+/// already inside the allocator or its thread-locals are gone (thread teardown).
+#[inline]
 fn with_cache<R>(f: impl FnOnce(&Allocator, &mut ThreadCache) -> R) -> Result<R, AllocError> {
-    let busy = Busy::enter();
-    if busy.was_busy() {
-        return Err(AllocError::CacheUnavailable);
-    }
-    let allocator = global().map_err(AllocError::InitFailed)?;
-    CACHE
-        .try_with(|cell| {
-            let Ok(mut slot) = cell.try_borrow_mut() else {
+    LOCAL
+        .try_with(|local| {
+            let Some(_entered) = local.enter() else {
                 return Err(AllocError::CacheUnavailable);
             };
-            let cache = slot.0.get_or_insert_with(ThreadCache::new);
+            let allocator = match GLOBAL.get() {
+                Some(allocator) => allocator,
+                None => build_global().map_err(AllocError::InitFailed)?,
+            };
+            // SAFETY: `Local`'s invariant: this frame set `busy`, so no other reference
+            // to the cache exists until `_entered` is dropped.
+            let slot = unsafe { &mut *local.cache.get() };
+            let cache = match slot {
+                Some(cache) => cache,
+                None => first_cache(slot),
+            };
             Ok(f(allocator, cache))
         })
         .unwrap_or(Err(AllocError::CacheUnavailable))
+}
+
+/// [`TensorArenaGlobalAlloc::alloc`](crate::TensorArenaGlobalAlloc)'s path: a block of
+/// `size` bytes, or `None` for the adapter to ask the system allocator (re-entrant call,
+/// thread teardown, no global allocator, or the arena cannot serve it). No error value
+/// is built on the way, so the inlined path stays short.
+#[inline]
+pub(crate) fn adapter_allocate(size: usize) -> Option<NonNull<u8>> {
+    LOCAL
+        .try_with(|local| {
+            let _entered = local.enter()?;
+            let allocator = GLOBAL.get().or_else(|| build_global().ok())?;
+            // SAFETY: `Local`'s invariant: this frame set `busy`.
+            let slot = unsafe { &mut *local.cache.get() };
+            let cache = match slot {
+                Some(cache) => cache,
+                None => first_cache(slot),
+            };
+            allocator.allocate_with_cache(cache, size).ok()
+        })
+        .ok()
+        .flatten()
+}
+
+/// [`TensorArenaGlobalAlloc::realloc`](crate::TensorArenaGlobalAlloc)'s path for a block
+/// of the global arena: the resized block, or `None` (nothing changed) for the adapter to
+/// allocate elsewhere, copy and free.
+///
+/// # Safety
+/// As [`reallocate`].
+#[inline]
+pub(crate) unsafe fn adapter_reallocate(
+    allocator: &'static Allocator,
+    ptr: NonNull<u8>,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
+    LOCAL
+        .try_with(|local| {
+            let _entered = local.enter()?;
+            // SAFETY: `Local`'s invariant: this frame set `busy`.
+            let slot = unsafe { &mut *local.cache.get() };
+            let cache = match slot {
+                Some(cache) => cache,
+                None => first_cache(slot),
+            };
+            // SAFETY: forwarded contract; on error nothing changed.
+            unsafe { allocator.reallocate(cache, ptr, new_size) }.ok()
+        })
+        .ok()
+        .flatten()
+}
+
+/// [`TensorArenaGlobalAlloc::dealloc`](crate::TensorArenaGlobalAlloc)'s path for a block
+/// of the global arena: through this thread's cache, or without one (re-entrant call,
+/// thread teardown). An invalid free leaves the block alone (counted in the stats).
+///
+/// # Safety
+/// As [`deallocate`].
+#[inline]
+pub(crate) unsafe fn adapter_deallocate(allocator: &'static Allocator, ptr: NonNull<u8>) {
+    let cached = LOCAL
+        .try_with(|local| {
+            let _entered = local.enter()?;
+            // SAFETY: `Local`'s invariant: this frame set `busy`.
+            let slot = unsafe { &mut *local.cache.get() };
+            let cache = match slot {
+                Some(cache) => cache,
+                None => first_cache(slot),
+            };
+            // SAFETY: forwarded contract. An error leaves the block alone.
+            let _ = unsafe { allocator.deallocate_with_cache(cache, ptr) };
+            Some(())
+        })
+        .ok()
+        .flatten();
+    if cached.is_none() {
+        // SAFETY: forwarded contract.
+        unsafe { adapter_deallocate_uncached(allocator, ptr) };
+    }
+}
+
+/// [`adapter_deallocate`] without a cache: the block goes to its class inbox.
+///
+/// # Safety
+/// As [`deallocate`].
+#[cold]
+#[inline(never)]
+unsafe fn adapter_deallocate_uncached(allocator: &'static Allocator, ptr: NonNull<u8>) {
+    // SAFETY: forwarded contract. An error leaves the block alone (counted).
+    let _ = unsafe { allocator.deallocate_uncached(ptr, None) };
 }
 
 /// Allocates `size` bytes from the global allocator through this thread's cache.
@@ -130,6 +240,8 @@ pub unsafe fn deallocate_with_size(ptr: NonNull<u8>, size: usize) -> Result<(), 
     unsafe { free(ptr, Some(size)) }
 }
 
+/// Both public frees (one call each: inlining this into them made the adapter slower).
+#[inline]
 unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
     let cached = with_cache(|a, cache| match size {
         // SAFETY: forwarded contract of the public free functions.
@@ -139,16 +251,28 @@ unsafe fn free(ptr: NonNull<u8>, size: Option<usize>) -> Result<(), FreeError> {
     });
     match cached {
         Ok(result) => result,
-        Err(AllocError::InitFailed(e)) => Err(FreeError::InitFailed(e)),
-        Err(_) => {
-            let allocator = existing().ok_or(FreeError::ForeignPointer { addr: ptr.as_ptr() as usize })?;
-            if size.is_some() {
-                return Err(FreeError::CacheUnavailable);
-            }
-            // SAFETY: forwarded contract.
-            unsafe { allocator.deallocate_uncached(ptr, None) }
-        }
+        // SAFETY: forwarded contract.
+        Err(e) => unsafe { free_without_cache(ptr, size, e) },
     }
+}
+
+/// A free that could not use this thread's cache (a re-entrant call, thread teardown, or
+/// the global allocator could not be built): without a cache, to the class inbox.
+///
+/// # Safety
+/// As [`deallocate`].
+#[cold]
+#[inline(never)]
+unsafe fn free_without_cache(ptr: NonNull<u8>, size: Option<usize>, why: AllocError) -> Result<(), FreeError> {
+    if let AllocError::InitFailed(e) = why {
+        return Err(FreeError::InitFailed(e));
+    }
+    let allocator = existing().ok_or(FreeError::ForeignPointer { addr: ptr.as_ptr() as usize })?;
+    if size.is_some() {
+        return Err(FreeError::CacheUnavailable);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { allocator.deallocate_uncached(ptr, None) }
 }
 
 /// Resizes a block of the global allocator (see [`Allocator::reallocate`]) through this
@@ -170,9 +294,12 @@ pub unsafe fn reallocate(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8
 /// # Errors
 /// [`InitError`] if the global allocator cannot be built.
 pub fn global_stats() -> Result<AllocatorStats, InitError> {
-    // Building the global allocator allocates; under `TensorArenaGlobalAlloc` those
-    // allocations must see the re-entrancy flag (else they would wait for the init lock
-    // this thread holds).
-    let _busy = Busy::enter();
-    global().map(Allocator::stats)
+    let stats = || GLOBAL.get().map_or_else(build_global, Ok).map(Allocator::stats);
+    // Building it allocates: with this thread's re-entrancy flag set (see `build_global`).
+    LOCAL
+        .try_with(|local| {
+            let _entered = local.enter();
+            stats()
+        })
+        .unwrap_or_else(|_| stats())
 }

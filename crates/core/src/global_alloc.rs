@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for TensorArenaGlobalAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MIN_ALIGNMENT
             && layout.size() != 0
-            && let Ok(ptr) = global::allocate(layout.size())
+            && let Some(ptr) = global::adapter_allocate(layout.size())
         {
             return ptr.as_ptr();
         }
@@ -46,17 +46,16 @@ unsafe impl GlobalAlloc for TensorArenaGlobalAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let ours = global::existing().is_some_and(|a| a.contains(ptr));
-        if !ours {
+        let Some(arena) = global::existing().filter(|a| a.contains(ptr)) else {
             // SAFETY: not in the arena, so it came from System (GlobalAlloc contract).
             return unsafe { System.realloc(ptr, layout, new_size) };
-        }
+        };
         if layout.align() <= MIN_ALIGNMENT
             && new_size != 0
             && let Some(block) = NonNull::new(ptr)
             // SAFETY: `ptr` is a live arena block this adapter handed out (GlobalAlloc
             // contract); on error nothing changed.
-            && let Ok(moved) = unsafe { global::reallocate(block, new_size) }
+            && let Some(moved) = unsafe { global::adapter_reallocate(arena, block, new_size) }
         {
             return moved.as_ptr();
         }
@@ -77,12 +76,11 @@ unsafe impl GlobalAlloc for TensorArenaGlobalAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let ours = global::existing().is_some_and(|a| a.contains(ptr));
-        match NonNull::new(ptr) {
-            Some(block) if ours => {
+        match (global::existing(), NonNull::new(ptr)) {
+            (Some(arena), Some(block)) if arena.contains(ptr) => {
                 // SAFETY: `ptr` is an arena block this adapter handed out (GlobalAlloc
                 // contract). An error leaves the block alone; it is counted in the stats.
-                let _ = unsafe { global::deallocate(block) };
+                unsafe { global::adapter_deallocate(arena, block) };
             }
             // SAFETY: not in the arena, so it came from System (GlobalAlloc contract).
             _ => unsafe { System.dealloc(ptr, layout) },
