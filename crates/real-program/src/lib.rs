@@ -158,6 +158,8 @@ pub struct RunOutput {
     pub phases: Vec<PhaseOutput>,
     /// Wall time from before the first phase to after the last, seconds.
     pub total_seconds: f64,
+    /// The process's CPU time (user + system, all threads) at the end of the last phase.
+    pub cpu_seconds: f64,
     /// All phases' checksums combined.
     pub checksum: u64,
     /// Peak RSS of the whole run, KiB (the largest per-phase peak; with resets this is the
@@ -219,6 +221,7 @@ pub fn run_all(allocator: &str, sizes: &Sizes) -> Result<RunOutput, Error> {
         });
     }
     let total_seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = proc_status::cpu_seconds().unwrap_or(0.0);
     let checksum = phases.iter().fold(0, |acc, p| mix(acc, p.checksum));
     let peak_rss_kib = phases.iter().map(|p| p.peak_rss_kib).max().unwrap_or(0);
     Ok(RunOutput {
@@ -229,6 +232,7 @@ pub fn run_all(allocator: &str, sizes: &Sizes) -> Result<RunOutput, Error> {
         peak_rss_reset: reset_ok,
         phases,
         total_seconds,
+        cpu_seconds,
         checksum,
         peak_rss_kib,
     })

@@ -76,6 +76,9 @@ pub struct Sample {
     pub position: usize,
     /// Wall time from spawn to exit, measured by the runner, seconds.
     pub process_seconds: f64,
+    /// CPU time the rest of the machine used while the child ran (machine busy time minus
+    /// the child's own CPU time), seconds: other processes' interference.
+    pub foreign_cpu_seconds: f64,
     /// What the child printed.
     pub output: RunOutput,
 }
@@ -99,6 +102,8 @@ pub struct AllocatorSummary {
     pub peak_kib: f64,
     /// Every run's spawn-to-exit time, by round.
     pub process_by_round: Vec<f64>,
+    /// Every run's foreign CPU time, by round.
+    pub foreign_by_round: Vec<f64>,
 }
 
 /// Everything the Markdown needs.
@@ -183,6 +188,7 @@ pub fn summarize(samples: &[Sample]) -> Result<Summary, Error> {
             phase_peak_kib: phase_values(&runs, |p| p.peak_rss_kib as f64),
             peak_kib: median(&peak).unwrap_or(f64::NAN),
             process_by_round: process,
+            foreign_by_round: runs.iter().map(|s| s.foreign_cpu_seconds).collect(),
         });
     }
     let rounds = samples.iter().map(|s| s.round + 1).max().unwrap_or(0);
@@ -380,6 +386,26 @@ pub fn render(s: &Summary, meta: &Meta) -> String {
         let _ = write!(out, "| {} |", a.allocator.label);
         for v in &a.process_by_round {
             let _ = write!(out, " {} |", secs(*v));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\nOther processes' CPU time while each run went on (the machine's busy time from `/proc/stat` minus the child's own), core-seconds; the machine is shared, so this shows which runs were disturbed:\n"
+    );
+    let _ = write!(out, "| allocator |");
+    for r in 1..=s.rounds {
+        let _ = write!(out, " {r} |");
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in 0..s.rounds {
+        let _ = write!(out, " ---: |");
+    }
+    out.push('\n');
+    for a in &s.allocators {
+        let _ = write!(out, "| {} |", a.allocator.label);
+        for v in &a.foreign_by_round {
+            let _ = write!(out, " {v:.2} |");
         }
         out.push('\n');
     }

@@ -22,6 +22,7 @@ fn output(allocator: &str, scale: f64, peak_kib: u64, checksum: u64) -> RunOutpu
         rayon_threads: 2,
         peak_rss_reset: true,
         total_seconds: phases.iter().map(|p| p.seconds).sum(),
+        cpu_seconds: 1.5,
         peak_rss_kib: phases.iter().map(|p| p.peak_rss_kib).max().unwrap_or(0),
         checksum,
         phases,
@@ -41,6 +42,7 @@ fn samples(checksum_of: impl Fn(&str, usize) -> u64) -> Vec<Sample> {
                 round,
                 position,
                 process_seconds: 20.0 * scale * noise,
+                foreign_cpu_seconds: round as f64 * 0.25,
                 output: output(name, scale * noise, peak, checksum_of(name, round)),
             });
         }
@@ -119,6 +121,7 @@ fn summary_medians_and_ratios() {
     assert!(md.contains("all 9 runs agree"));
     assert!(md.contains("2 threads"));
     assert!(!md.contains("Not a measurement"));
+    assert!(md.contains("| tensor-arena | 0.00 | 0.25 | 0.50 |"), "{md}");
 }
 
 #[test]
@@ -151,4 +154,19 @@ fn section_replacement() {
     // Broken pairs are refused.
     assert!(report::replace_section(&format!("{END}\n{BEGIN}\n"), &section).is_err());
     assert!(report::replace_section(&format!("{BEGIN}\n"), &section).is_err());
+}
+
+#[test]
+fn proc_parsers() {
+    use tensor_arena_real_program::proc_status;
+    let status = "Name:\tx\nVmPeak:\t  9999 kB\nVmHWM:\t   1234 kB\nVmRSS:\t  1000 kB\n";
+    assert_eq!(proc_status::parse_status_field(status, "VmHWM:"), Some(1234));
+    assert_eq!(proc_status::parse_status_field(status, "VmSwap:"), None);
+    let stat = "4242 (real prog) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0";
+    assert_eq!(proc_status::parse_process_cpu(stat), Some(3.0));
+    let machine = "cpu  100 10 40 5000 7 3 2 5 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+    assert_eq!(proc_status::parse_machine_busy(machine), Some(1.6));
+    // The live process: CPU time and peak RSS can be read.
+    assert!(proc_status::cpu_seconds().is_some());
+    assert!(proc_status::peak_rss_kib().unwrap_or(0) > 0);
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use tensor_arena_real_program::Error;
 use tensor_arena_real_program::report::{self, ALLOCATORS, Meta, Sample};
+use tensor_arena_real_program::{Error, proc_status};
 
 const COMMAND: &str = "npm run bench:real";
 
@@ -83,19 +83,25 @@ fn run() -> Result<bool, Error> {
     for round in 0..o.rounds {
         for (position, i) in report::rotation(round, ALLOCATORS.len()).into_iter().enumerate() {
             let Some(a) = ALLOCATORS.get(i) else { continue };
+            let busy_before = proc_status::machine_busy_seconds();
             let (process_seconds, stdout) = run_child(dir, a.binary, o.quick)?;
+            let busy_after = proc_status::machine_busy_seconds();
             let output = report::parse_output(&stdout)?;
+            let foreign_cpu_seconds = match (busy_before, busy_after) {
+                (Some(b), Some(a)) => (a - b - output.cpu_seconds).max(0.0),
+                _ => f64::NAN,
+            };
             if output.allocator != a.name {
                 return Err(Error::Invalid(format!("{} reported itself as {}", a.binary, output.allocator)));
             }
             eprintln!(
-                "round {}/{} {:>12}: {process_seconds:.2} s, peak {} MiB",
+                "round {}/{} {:>12}: {process_seconds:.2} s, peak {} MiB, other processes {foreign_cpu_seconds:.2} CPU s",
                 round + 1,
                 o.rounds,
                 a.name,
                 output.peak_rss_kib / 1024
             );
-            samples.push(Sample { round, position, process_seconds, output });
+            samples.push(Sample { round, position, process_seconds, foreign_cpu_seconds, output });
         }
     }
     let summary = report::summarize(&samples)?;
