@@ -269,6 +269,8 @@ pub struct Meta {
     pub wall_seconds: f64,
     /// Machine description.
     pub machine: Vec<(String, String)>,
+    /// Runs discarded as disturbed by other processes and repeated (`None`: no retries).
+    pub discarded_runs: Option<usize>,
 }
 
 fn secs(v: f64) -> String {
@@ -356,6 +358,20 @@ pub fn render(s: &Summary, meta: &Meta) -> String {
         },
         s.rounds,
     );
+    match meta.discarded_runs {
+        Some(n) => {
+            let _ = writeln!(
+                out,
+                "The machine is shared with other builds, so the runner waits for it to be quiet before each run (other processes below 0.2 of a core for a second, at most 2 minutes), and discards and repeats a run during which other processes used more than 5% of its wall time in CPU (at most 3 tries per run; the last try is kept). This time {n} run(s) were discarded. The CPU time others used during each kept run is listed at the end.\n"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Runs were not repeated when other processes disturbed them (`--no-retry`); the CPU time others used during each run is listed at the end.\n"
+            );
+        }
+    }
     let _ = writeln!(out, "### Wall time, seconds (median; lower is better)\n");
     let mut rows: Vec<(String, Metric)> =
         PHASES.iter().enumerate().map(|(i, p)| (format!("`{p}`"), Metric::PhaseSeconds(i))).collect();

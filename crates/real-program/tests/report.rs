@@ -111,6 +111,7 @@ fn summary_medians_and_ratios() {
         command: "npm run bench:real".into(),
         wall_seconds: 123.0,
         machine: vec![("cores".into(), "2".into())],
+        discarded_runs: Some(2),
     };
     let md = report::render(&s, &meta);
     assert!(md.starts_with(BEGIN) && md.trim_end().ends_with(END));
@@ -120,6 +121,7 @@ fn summary_medians_and_ratios() {
     assert!(md.contains("| process wall time ≤ 1.00× glibc's | 2.00× | **not met** |"), "{md}");
     assert!(md.contains("all 9 runs agree"));
     assert!(md.contains("2 threads"));
+    assert!(md.contains("This time 2 run(s) were discarded"));
     assert!(!md.contains("Not a measurement"));
     assert!(md.contains("| tensor-arena | 0.00 | 0.25 | 0.50 |"), "{md}");
 }
@@ -129,7 +131,13 @@ fn checksum_disagreement_is_reported() {
     let s = report::summarize(&samples(|name, round| if name == "mimalloc" && round == 2 { 43 } else { 42 })).unwrap();
     assert_eq!(s.mismatches.len(), PHASES.len());
     assert!(s.mismatches[0].starts_with("mimalloc round 3 phase json"));
-    let meta = Meta { date: String::new(), command: String::new(), wall_seconds: 0.0, machine: Vec::new() };
+    let meta = Meta {
+        date: String::new(),
+        command: String::new(),
+        wall_seconds: 0.0,
+        machine: Vec::new(),
+        discarded_runs: None,
+    };
     assert!(report::render(&s, &meta).contains("**Checksums disagree:**"));
     assert!(report::summarize(&[]).is_err());
 }

@@ -42,8 +42,10 @@ fn parallel_checksum_ignores_thread_count() {
 #[test]
 fn allocator_binaries_agree() {
     // The runner finds the four allocator binaries next to itself (target/<profile>/).
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_real-program-bench")).args(["--quick", "--rounds", "1"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_real-program-bench"))
+        .args(["--quick", "--rounds", "1", "--no-retry"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "runner failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(report::BEGIN) && stdout.contains(report::END));

@@ -2,33 +2,49 @@
 //! in its own process (the `real-program-*` binaries next to this one), the order rotating
 //! each round, and prints the medians and ratios as a Markdown section.
 //!
-//! `real-program-bench [--rounds N] [--quick] [--write]`: `--rounds` (default 5), `--quick`
-//! (small sizes, for a smoke run; never written), `--write` (replace the section between
-//! the `real-program` markers in BENCHMARK.md).
+//! `real-program-bench [--rounds N] [--quick] [--write] [--no-retry]`: `--rounds` (default
+//! 5), `--quick` (small sizes, for a smoke run; never written), `--write` (replace the
+//! section between the `real-program` markers in BENCHMARK.md).
+//!
+//! The machine may be shared: before each run the runner waits (up to 2 minutes) until the
+//! other processes use less than 0.2 of a core, and a run during which they used more than
+//! 5% of its wall time in CPU is discarded and repeated (at most 3 tries per run, at most
+//! 20 minutes of waiting in all; `--no-retry` turns both off). What the others used during
+//! every kept run is in the report.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tensor_arena_real_program::report::{self, ALLOCATORS, Meta, Sample};
+use tensor_arena_real_program::report::{self, ALLOCATORS, Allocator, Meta, Sample};
 use tensor_arena_real_program::{Error, proc_status};
 
 const COMMAND: &str = "npm run bench:real";
+
+/// A run is disturbed when other processes used more CPU time than this share of its wall time.
+const DISTURBED: f64 = 0.05;
+/// Tries per run.
+const TRIES: usize = 3;
+/// Longest wait for a quiet machine before one run, and in all.
+const WAIT_ONE: Duration = Duration::from_secs(120);
+const WAIT_ALL: Duration = Duration::from_secs(1200);
 
 struct Options {
     rounds: usize,
     quick: bool,
     write: bool,
+    retry: bool,
 }
 
 fn options() -> Result<Options, Error> {
-    let mut o = Options { rounds: 5, quick: false, write: false };
+    let mut o = Options { rounds: 5, quick: false, write: false, retry: true };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => o.quick = true,
             "--write" => o.write = true,
+            "--no-retry" => o.retry = false,
             "--rounds" => {
                 o.rounds = args
                     .next()
@@ -66,6 +82,41 @@ fn run_child(dir: &Path, binary: &str, quick: bool) -> Result<(f64, String), Err
     Ok((seconds, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
+/// Sleeps until the rest of the machine used less than 0.2 of a core over one second, or
+/// `limit` passed.
+fn wait_quiet(limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let (Some(before), cpu_before) = (proc_status::machine_busy_seconds(), proc_status::cpu_seconds()) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        let (Some(after), cpu_after) = (proc_status::machine_busy_seconds(), proc_status::cpu_seconds()) else {
+            return;
+        };
+        let ours = cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0);
+        if after - before - ours < 0.2 {
+            return;
+        }
+    }
+}
+
+/// One run of one allocator binary, with the CPU time the rest of the machine used meanwhile.
+fn run_once(dir: &Path, a: Allocator, quick: bool, round: usize, position: usize) -> Result<Sample, Error> {
+    let busy_before = proc_status::machine_busy_seconds();
+    let (process_seconds, stdout) = run_child(dir, a.binary, quick)?;
+    let busy_after = proc_status::machine_busy_seconds();
+    let output = report::parse_output(&stdout)?;
+    if output.allocator != a.name {
+        return Err(Error::Invalid(format!("{} reported itself as {}", a.binary, output.allocator)));
+    }
+    let foreign_cpu_seconds = match (busy_before, busy_after) {
+        (Some(b), Some(after)) => (after - b - output.cpu_seconds).max(0.0),
+        _ => f64::NAN,
+    };
+    Ok(Sample { round, position, process_seconds, foreign_cpu_seconds, output })
+}
+
 fn run() -> Result<bool, Error> {
     let o = options()?;
     let started = Instant::now();
@@ -80,28 +131,37 @@ fn run() -> Result<bool, Error> {
         }
     }
     let mut samples = Vec::new();
+    let mut discarded = 0;
+    let mut waited = Duration::ZERO;
     for round in 0..o.rounds {
         for (position, i) in report::rotation(round, ALLOCATORS.len()).into_iter().enumerate() {
             let Some(a) = ALLOCATORS.get(i) else { continue };
-            let busy_before = proc_status::machine_busy_seconds();
-            let (process_seconds, stdout) = run_child(dir, a.binary, o.quick)?;
-            let busy_after = proc_status::machine_busy_seconds();
-            let output = report::parse_output(&stdout)?;
-            let foreign_cpu_seconds = match (busy_before, busy_after) {
-                (Some(b), Some(a)) => (a - b - output.cpu_seconds).max(0.0),
-                _ => f64::NAN,
-            };
-            if output.allocator != a.name {
-                return Err(Error::Invalid(format!("{} reported itself as {}", a.binary, output.allocator)));
+            let tries = if o.retry { TRIES } else { 1 };
+            for attempt in 1..=tries {
+                if o.retry && waited < WAIT_ALL {
+                    let t = Instant::now();
+                    wait_quiet(WAIT_ONE.min(WAIT_ALL - waited));
+                    waited += t.elapsed();
+                }
+                let sample = run_once(dir, *a, o.quick, round, position)?;
+                let disturbed = sample.foreign_cpu_seconds > DISTURBED * sample.process_seconds;
+                eprintln!(
+                    "round {}/{} {:>12}: {:.2} s, peak {} MiB, other processes {:.2} CPU s{}",
+                    round + 1,
+                    o.rounds,
+                    a.name,
+                    sample.process_seconds,
+                    sample.output.peak_rss_kib / 1024,
+                    sample.foreign_cpu_seconds,
+                    if disturbed && attempt < tries { " (disturbed: discarded, repeating)" } else { "" }
+                );
+                if disturbed && attempt < tries {
+                    discarded += 1;
+                    continue;
+                }
+                samples.push(sample);
+                break;
             }
-            eprintln!(
-                "round {}/{} {:>12}: {process_seconds:.2} s, peak {} MiB, other processes {foreign_cpu_seconds:.2} CPU s",
-                round + 1,
-                o.rounds,
-                a.name,
-                output.peak_rss_kib / 1024
-            );
-            samples.push(Sample { round, position, process_seconds, foreign_cpu_seconds, output });
         }
     }
     let summary = report::summarize(&samples)?;
@@ -110,6 +170,7 @@ fn run() -> Result<bool, Error> {
         command: COMMAND.to_owned(),
         wall_seconds: started.elapsed().as_secs_f64(),
         machine: report::machine(),
+        discarded_runs: o.retry.then_some(discarded),
     };
     let section = report::render(&summary, &meta);
     println!("{section}");
