@@ -407,7 +407,7 @@ pub fn render(s: &Summary, meta: &Meta) -> String {
     }
     let _ = writeln!(
         out,
-        "\nOther processes' CPU time while each run went on (the machine's busy time from `/proc/stat` minus the child's own), core-seconds; the machine is shared, so this shows which runs were disturbed:\n"
+        "\nOther processes' CPU time while each run went on (the machine's busy time from `/proc/stat` minus the child's own CPU time as it read it after its last phase, so its exit, e.g. unmapping its memory, counts here too), core-seconds; the machine is shared, so this shows which runs were disturbed:\n"
     );
     let _ = write!(out, "| allocator |");
     for r in 1..=s.rounds {
