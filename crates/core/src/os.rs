@@ -41,6 +41,20 @@ pub(crate) fn commit_limit() -> usize {
     usize::try_from(total).unwrap_or(usize::MAX)
 }
 
+/// Whether the calling thread is the process's main thread (on Linux its thread id is
+/// the process id; elsewhere this answers `false`, the safe default).
+pub(crate) fn is_main_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and getpid take no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) == libc::c_long::from(libc::getpid()) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 /// Reserves `len` bytes of address space: no access, nothing committed or charged.
 /// Returns the start (page-aligned) or the OS error number.
 pub(crate) fn reserve(len: usize) -> Result<NonNull<u8>, i32> {
@@ -114,6 +128,14 @@ fn last_errno() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spawned_thread_is_not_the_main_thread() {
+        // libtest runs every test on a spawned thread, so both calls are off the main
+        // thread (whose thread id is the process id: what `is_main_thread` compares).
+        assert!(!std::thread::spawn(is_main_thread).join().unwrap_or(true));
+        assert!(!is_main_thread());
+    }
 
     #[test]
     fn page_size_is_a_power_of_two() {
