@@ -49,7 +49,8 @@ impl Drop for Local {
         self.busy.set(true);
         let cache = self.cache.get_mut().take();
         if os::is_main_thread() {
-            std::mem::forget(cache);
+            // Deliberately not dropped (see above).
+            let _ = std::mem::ManuallyDrop::new(cache);
         } else {
             drop(cache);
         }
