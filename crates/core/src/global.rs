@@ -61,12 +61,28 @@ thread_local! {
     static LOCAL: Local = const { Local { busy: Cell::new(false), cache: UnsafeCell::new(None) } };
 }
 
-/// Clears the re-entrancy flag when the frame that set it ends (also on unwind).
-struct Entered<'a>(&'a Cell<bool>);
+/// Proof that this frame set the re-entrancy flag; clears it when the frame ends (also
+/// on unwind), and is the one way to the thread's cache meanwhile.
+struct Entered<'a>(&'a Local);
+
+impl Entered<'_> {
+    /// This thread's cache, made on its first use.
+    #[inline]
+    fn cache(&mut self) -> &mut ThreadCache {
+        // SAFETY: `Local`'s invariant: the frame holding this `Entered` set `busy`, so no
+        // other reference to the cache exists while it lives, and `&mut self` keeps this
+        // one unique.
+        let slot = unsafe { &mut *self.0.cache.get() };
+        match slot {
+            Some(cache) => cache,
+            None => first_cache(slot),
+        }
+    }
+}
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        self.0.set(false);
+        self.0.busy.set(false);
     }
 }
 
@@ -74,7 +90,7 @@ impl Local {
     /// Sets the re-entrancy flag; `None` if it was already set (a nested call).
     #[inline]
     fn enter(&self) -> Option<Entered<'_>> {
-        if self.busy.replace(true) { None } else { Some(Entered(&self.busy)) }
+        if self.busy.replace(true) { None } else { Some(Entered(self)) }
     }
 }
 
@@ -112,20 +128,14 @@ fn first_cache(slot: &mut Option<ThreadCache>) -> &mut ThreadCache {
 fn with_cache<R>(f: impl FnOnce(&Allocator, &mut ThreadCache) -> R) -> Result<R, AllocError> {
     LOCAL
         .try_with(|local| {
-            let Some(_entered) = local.enter() else {
+            let Some(mut entered) = local.enter() else {
                 return Err(AllocError::CacheUnavailable);
             };
             let allocator = match GLOBAL.get() {
                 Some(allocator) => allocator,
                 None => build_global().map_err(AllocError::InitFailed)?,
             };
-            // SAFETY: `Local`'s invariant: this frame set `busy`, so no other reference
-            // to the cache exists until `_entered` is dropped.
-            let slot = unsafe { &mut *local.cache.get() };
-            let cache = match slot {
-                Some(cache) => cache,
-                None => first_cache(slot),
-            };
+            let cache = entered.cache();
             Ok(f(allocator, cache))
         })
         .unwrap_or(Err(AllocError::CacheUnavailable))
@@ -139,14 +149,9 @@ fn with_cache<R>(f: impl FnOnce(&Allocator, &mut ThreadCache) -> R) -> Result<R,
 pub(crate) fn adapter_allocate(size: usize) -> Option<NonNull<u8>> {
     LOCAL
         .try_with(|local| {
-            let _entered = local.enter()?;
+            let mut entered = local.enter()?;
             let allocator = GLOBAL.get().or_else(|| build_global().ok())?;
-            // SAFETY: `Local`'s invariant: this frame set `busy`.
-            let slot = unsafe { &mut *local.cache.get() };
-            let cache = match slot {
-                Some(cache) => cache,
-                None => first_cache(slot),
-            };
+            let cache = entered.cache();
             allocator.allocate_with_cache(cache, size).ok()
         })
         .ok()
@@ -167,13 +172,8 @@ pub(crate) unsafe fn adapter_reallocate(
 ) -> Option<NonNull<u8>> {
     LOCAL
         .try_with(|local| {
-            let _entered = local.enter()?;
-            // SAFETY: `Local`'s invariant: this frame set `busy`.
-            let slot = unsafe { &mut *local.cache.get() };
-            let cache = match slot {
-                Some(cache) => cache,
-                None => first_cache(slot),
-            };
+            let mut entered = local.enter()?;
+            let cache = entered.cache();
             // SAFETY: forwarded contract; on error nothing changed.
             unsafe { allocator.reallocate(cache, ptr, new_size) }.ok()
         })
@@ -191,13 +191,8 @@ pub(crate) unsafe fn adapter_reallocate(
 pub(crate) unsafe fn adapter_deallocate(allocator: &'static Allocator, ptr: NonNull<u8>) {
     let cached = LOCAL
         .try_with(|local| {
-            let _entered = local.enter()?;
-            // SAFETY: `Local`'s invariant: this frame set `busy`.
-            let slot = unsafe { &mut *local.cache.get() };
-            let cache = match slot {
-                Some(cache) => cache,
-                None => first_cache(slot),
-            };
+            let mut entered = local.enter()?;
+            let cache = entered.cache();
             // SAFETY: forwarded contract. An error leaves the block alone.
             let _ = unsafe { allocator.deallocate_with_cache(cache, ptr) };
             Some(())
