@@ -273,6 +273,26 @@ pub struct Meta {
     pub discarded_runs: Option<usize>,
 }
 
+/// A table of one value per allocator and round (`cells` formats an allocator's row).
+fn by_round(out: &mut String, s: &Summary, cells: impl Fn(&AllocatorSummary) -> Vec<String>) {
+    let _ = write!(out, "| allocator |");
+    for r in 1..=s.rounds {
+        let _ = write!(out, " {r} |");
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in 0..s.rounds {
+        let _ = write!(out, " ---: |");
+    }
+    out.push('\n');
+    for a in &s.allocators {
+        let _ = write!(out, "| {} |", a.allocator.label);
+        for cell in cells(a) {
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
+}
+
 fn secs(v: f64) -> String {
     if !v.is_finite() {
         "—".into()
@@ -389,42 +409,12 @@ pub fn render(s: &Summary, meta: &Meta) -> String {
     goal_row(&mut out, "process wall time ≤ 1.00× mimalloc's", s.ratio("mimalloc", Metric::ProcessSeconds), 1.0);
     goal_row(&mut out, "peak RSS ≤ 1.10× glibc's", s.ratio("system", Metric::Peak), 1.10);
     let _ = writeln!(out, "\n### Every run: process wall time, seconds (by round)\n");
-    let _ = write!(out, "| allocator |");
-    for r in 1..=s.rounds {
-        let _ = write!(out, " {r} |");
-    }
-    let _ = write!(out, "\n| --- |");
-    for _ in 0..s.rounds {
-        let _ = write!(out, " ---: |");
-    }
-    out.push('\n');
-    for a in &s.allocators {
-        let _ = write!(out, "| {} |", a.allocator.label);
-        for v in &a.process_by_round {
-            let _ = write!(out, " {} |", secs(*v));
-        }
-        out.push('\n');
-    }
+    by_round(&mut out, s, |a| a.process_by_round.iter().map(|v| secs(*v)).collect());
     let _ = writeln!(
         out,
         "\nOther processes' CPU time while each run went on (the machine's busy time from `/proc/stat` minus the child's own CPU time as it read it after its last phase, so its exit, e.g. unmapping its memory, counts here too), core-seconds; the machine is shared, so this shows which runs were disturbed:\n"
     );
-    let _ = write!(out, "| allocator |");
-    for r in 1..=s.rounds {
-        let _ = write!(out, " {r} |");
-    }
-    let _ = write!(out, "\n| --- |");
-    for _ in 0..s.rounds {
-        let _ = write!(out, " ---: |");
-    }
-    out.push('\n');
-    for a in &s.allocators {
-        let _ = write!(out, "| {} |", a.allocator.label);
-        for v in &a.foreign_by_round {
-            let _ = write!(out, " {v:.2} |");
-        }
-        out.push('\n');
-    }
+    by_round(&mut out, s, |a| a.foreign_by_round.iter().map(|v| format!("{v:.2}")).collect());
     let orders: Vec<String> =
         s.orders.iter().enumerate().map(|(i, o)| format!("{}: {}", i + 1, o.join(" → "))).collect();
     let _ = writeln!(out, "\nOrder of each round: {}.\n", orders.join("; "));
@@ -466,49 +456,5 @@ pub fn replace_section(doc: &str, section: &str) -> Result<String, Error> {
     }
 }
 
-/// Machine facts: CPU, cores, memory, OS, kernel, rustc.
-#[must_use]
-pub fn machine() -> Vec<(String, String)> {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
-    let os = read("/etc/os-release")
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map_or_else(|| std::env::consts::OS.to_owned(), |v| v.trim_matches('"').to_owned());
-    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let mem = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or_else(|| "unknown".to_owned(), |kib| format!("{:.1} GiB", kib as f64 / (1u64 << 20) as f64));
-    vec![
-        ("CPU".into(), cpu),
-        ("cores".into(), cores.to_string()),
-        ("memory".into(), mem),
-        ("OS".into(), format!("{os}, Linux {kernel} ({})", std::env::consts::ARCH)),
-        ("rustc".into(), env!("TENSOR_ARENA_REAL_RUSTC").to_owned()),
-    ]
-}
-
-/// Today's UTC date as YYYY-MM-DD.
-#[must_use]
-pub fn utc_date() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
+/// Machine facts and today's date: the core benchmark's (one definition for both reports).
+pub use tensor_arena_bench::report::{machine, utc_date};
