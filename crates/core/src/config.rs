@@ -28,8 +28,10 @@ pub struct AllocatorConfig {
     pub region_bytes: usize,
     /// Alignment of every user pointer: a power of two from 64 to 4096. Default 64.
     pub alignment: usize,
-    /// Bytes a thread cache takes from the central pool per refill (at least one block).
-    /// Default 32 KiB.
+    /// Bytes a thread cache takes from the central pool per refill (at least one block,
+    /// and four blocks as far as 8 × this and one slab allow: with the default, classes of
+    /// up to 64 KiB refill four blocks, 96 KiB and 128 KiB two, so that they do not take
+    /// the class lock on every allocation and free). Default 32 KiB.
     pub refill_target_bytes: usize,
     /// Bytes per class a thread cache keeps before it drains the excess to the central
     /// pool (at least one block, and at least one refill). Default 64 KiB.
@@ -139,6 +141,8 @@ impl AllocatorConfig {
 /// - `shift = table::shift_for(stride)`: `2^shift <= stride` (capped to 4 KiB), so the
 ///   class's blocks start in distinct granules of its block table
 /// - `1 <= refill <= limit`, `1 <= drain <= limit`
+/// - `refill = max(refill_target / stride, min(BATCH_FLOOR_BLOCKS,
+///   BATCH_FLOOR_FACTOR * refill_target / stride, capacity), 1)`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ClassGeometry {
     pub(crate) payload: usize,
@@ -174,6 +178,12 @@ const MAX_GROWN_SLAB: usize = 1 << 20;
 /// Blocks a slab holds at least when `MAX_GROWN_SLAB` allows: a slab of one block would
 /// make every cache refill and drain of the class a trip to the span heap.
 const MIN_SLAB_BLOCKS: usize = 4;
+/// Blocks a refill takes at least, as far as `BATCH_FLOOR_FACTOR` refill targets and one
+/// slab allow: with one-block batches every allocation and every free of a class of
+/// blocks near or above the refill target would take the class lock.
+const BATCH_FLOOR_BLOCKS: usize = 4;
+/// The refill floor stays within this many refill targets of bytes.
+const BATCH_FLOOR_FACTOR: usize = 8;
 /// Slabs up to this size stay inside one chunk (JavaScript views their blocks through the
 /// chunk's window); larger ones (one block each, above 1 MiB) are placed anywhere, so the
 /// chunk boundaries cost them no space, and get windows of their own.
@@ -213,7 +223,9 @@ impl ClassGeometry {
             let blocks = slab_blocks(config.slab_target_bytes, stride, granule, ceiling);
             let slab_bytes = round_up(blocks * stride, granule);
             let capacity = count(slab_bytes, stride);
-            let refill = count(config.refill_target_bytes, stride);
+            let floor_bytes = config.refill_target_bytes.saturating_mul(BATCH_FLOOR_FACTOR);
+            let floor = BATCH_FLOOR_BLOCKS.min(floor_bytes / stride).min(capacity as usize);
+            let refill = count(config.refill_target_bytes, stride).max(floor as u32);
             let limit = count(config.local_cache_target_bytes, stride).max(refill);
             let drain = (refill / 2).max(1);
             let in_chunk = slab_bytes <= MAX_IN_CHUNK_SLAB;
@@ -334,6 +346,26 @@ mod tests {
             assert_eq!(row[7], expected_slab, "slab of {row:?}");
             assert_eq!(row[8], if g.in_chunk { "yes" } else { "no" }, "chunk column of {row:?}");
             assert_eq!((num(row[9]), num(row[10])), (g.refill as usize, g.limit as usize), "counts of {row:?}");
+        }
+    }
+
+    #[test]
+    fn refills_take_four_blocks_within_eight_refill_targets() {
+        let t = ClassGeometry::table(&AllocatorConfig::default(), 4096);
+        let at = |payload: usize| t.iter().find(|g| g.payload == payload).copied().unwrap_or(t[0]);
+        // Blocks near or above the 32 KiB target: four blocks, then as many as 256 KiB holds.
+        assert_eq!((at(16 << 10).refill, at(64 << 10).refill, at(64 << 10).limit), (4, 4, 4));
+        assert_eq!((at(96 << 10).refill, at(96 << 10).limit, at(96 << 10).drain), (2, 2, 1));
+        assert_eq!(at(256 << 10).refill, 1);
+        // Small blocks are unaffected: the byte target already gives more than the floor.
+        assert_eq!((at(64).refill, at(4096).refill), (512, 8));
+        // A one-byte target asks for one block per refill, and gets it.
+        let tiny = AllocatorConfig { refill_target_bytes: 1, ..AllocatorConfig::default() };
+        assert!(ClassGeometry::table(&tiny, 4096).iter().all(|g| g.refill == 1));
+        for g in t {
+            let by_target = (32 << 10) / g.stride;
+            let floor = BATCH_FLOOR_BLOCKS.min((256 << 10) / g.stride).min(g.capacity as usize);
+            assert_eq!(g.refill as usize, by_target.max(floor).max(1), "{g:?}");
         }
     }
 

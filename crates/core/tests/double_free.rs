@@ -265,9 +265,9 @@ fn stale_generation_of_a_large_block_is_rejected_after_a_small_block_took_its_ad
     let old = a.allocate_tracked(&mut cache, 17 * MIB).unwrap();
     // SAFETY: valid free of a live block.
     unsafe { a.deallocate_tracked(&mut cache, old.ptr, old.generation).unwrap() };
-    // A class refilled one block at a time gets a new slab at the freed span's start:
-    // its first block's user pointer is the old large pointer.
-    let new = a.allocate_tracked(&mut cache, 70_000).unwrap();
+    // A class refilled one block at a time (blocks above 256 KiB) gets a new slab at the
+    // freed span's start: its first block's user pointer is the old large pointer.
+    let new = a.allocate_tracked(&mut cache, 300_000).unwrap();
     assert_eq!(new.ptr, old.ptr);
     // SAFETY: the stale free must be rejected without freeing the small block.
     let stale = unsafe { a.deallocate_tracked(&mut cache, old.ptr, old.generation) };

@@ -10,12 +10,15 @@ mod common;
 use common::{KIB, MIB};
 use tensor_arena_core::{Allocator, AllocatorConfig, CLASS_SIZES, FreeError, HandoffError, SizeClass, ThreadCache};
 
-/// (refill, limit, drain) of class `c`, from the documented rules.
+/// (refill, limit, drain) of class `c`, from the documented rules: the refill target in
+/// blocks, raised to four blocks as far as eight targets allow (the slab's capacity, the
+/// rule's third bound, is at least four blocks for every class these tests use).
 fn batch_counts(a: &Allocator, c: usize) -> (u64, u64, u64) {
     let stride = a.block_size(c);
     let config = a.config();
     let count = |bytes: usize| (bytes / stride).max(1) as u64;
-    let refill = count(config.refill_target_bytes);
+    let floor = (8 * config.refill_target_bytes / stride).min(4) as u64;
+    let refill = count(config.refill_target_bytes).max(floor);
     let limit = count(config.local_cache_target_bytes).max(refill);
     (refill, limit, (refill / 2).max(1))
 }
@@ -71,8 +74,9 @@ fn check_class_model(config: AllocatorConfig, c: usize) {
 fn refill_limit_and_drain_follow_the_configuration() {
     let base = AllocatorConfig { max_bytes: Some(512 * MIB), ..AllocatorConfig::default() };
     // Reference: (.., 256, 384) gave the 64-byte class (then a 128-byte block with its
-    // header) refill 2, limit 3, drain 1. The same counts now take targets of two and
-    // three of its (64-byte, header-free) blocks.
+    // header) refill 2, limit 3, drain 1. Targets of two and three of its (64-byte,
+    // header-free) blocks now give refill 4 (the floor: four blocks within eight targets),
+    // limit 4 (raised to one refill), drain 2; a one-byte target still gives one block.
     let block = Allocator::new(base).unwrap().block_size(0);
     assert_eq!(block, 64);
     let configs = [
@@ -83,7 +87,8 @@ fn refill_limit_and_drain_follow_the_configuration() {
         AllocatorConfig { refill_target_bytes: 64 * KIB, local_cache_target_bytes: 16 * KIB, ..base },
     ];
     let reference = Allocator::new(configs[1]).unwrap();
-    assert_eq!(batch_counts(&reference, 0), (2, 3, 1));
+    assert_eq!(batch_counts(&reference, 0), (4, 4, 2));
+    assert_eq!(batch_counts(&Allocator::new(configs[2]).unwrap(), 0), (1, 1, 1));
     for config in configs {
         for c in [0, 3, 10, 19, 24, 35, 45, 60] {
             check_class_model(config, c);
