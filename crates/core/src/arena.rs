@@ -58,8 +58,13 @@ pub(crate) struct Arena {
 
 /// First region size when the configuration leaves it to us: what the machine can commit
 /// (memory plus swap), rounded up to a power of two, within 1 GiB ..= 64 GiB. Address
-/// space only: nothing is committed until used.
+/// space only: nothing is committed until used. Except where committing is charged at once
+/// (Windows): a region commits its side tables whole, about half its size, so there the
+/// first region is 1 GiB and the arena grows by regions as it needs them.
 fn auto_region_bytes() -> usize {
+    if os::COMMIT_IS_CHARGED {
+        return MIN_AUTO_REGION;
+    }
     os::commit_limit().checked_next_power_of_two().unwrap_or(MAX_AUTO_REGION).clamp(MIN_AUTO_REGION, MAX_AUTO_REGION)
 }
 

@@ -23,8 +23,10 @@ pub struct AllocatorConfig {
     pub max_bytes: Option<usize>,
     /// Address space of the first region when there is no cap (rounded up to whole chunks);
     /// the arena grows by regions at least twice as large. 0 (the default) picks what the
-    /// machine can commit (memory plus swap) within 1 GiB ..= 64 GiB. Reserved, not
-    /// committed: it costs no memory until used.
+    /// machine can commit (memory plus swap) within 1 GiB ..= 64 GiB; on Windows, 1 GiB.
+    /// Reserved, not committed: it costs no memory until used. (On Windows every region,
+    /// a capped arena's too, counts about half its size against the commit limit from the
+    /// start: its side tables, committed whole, using no memory until touched.)
     pub region_bytes: usize,
     /// Alignment of every user pointer: a power of two from 64 to 4096. Default 64.
     pub alignment: usize,

@@ -1,8 +1,4 @@
-//! # tensor-arena-core
-//!
-//! An arena allocator for allocation-heavy work (ML inference, tensor pipelines): one
-//! pre-mapped arena, fixed size classes, per-thread caches, a shared central pool and a
-//! tracked large-allocation path. Pure Rust; the Node binding builds on it.
+#![doc = include_str!("../README.md")]
 //!
 //! ## Glossary
 //! - **arena**: all the memory one allocator hands out: one or more regions, carved

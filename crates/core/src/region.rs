@@ -15,7 +15,14 @@
 //! boundary, so chunk boundaries are simply multiples of `CHUNK_SIZE`.
 //!
 //! The side mapping is readable and writable from the start and touched only where blocks
-//! live (untouched pages read as zeros: `NONE` tags, no slab). It is never exposed.
+//! live (untouched pages read as zeros: `NONE` tags, no slab). It is never exposed. It must
+//! be readable everywhere (a free looks up any address of the region, however bogus), so
+//! it is committed whole: about half the data's size (16 bytes per 64 for table 6, half
+//! that for each coarser table). That costs nothing until touched where commit is charged
+//! on touch, and is charged at once on Windows (`os::COMMIT_IS_CHARGED`).
+//!
+//! Both mappings are only ever released whole (`Drop`, and `new`'s error paths), as the OS
+//! contract requires.
 //!
 //! The block tables (`table.rs`) hold one 16-byte entry per granule of their shift; the
 //! slab map names, for every 4 KiB, the class and slab that own it (`class << 24 | id`,

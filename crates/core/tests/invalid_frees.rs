@@ -20,21 +20,52 @@ use tensor_arena_core::{AllocError, Allocator, CHUNK_SIZE, FreeError, InitError,
 /// A 64 KiB mapping with no access rights: reading any of it faults.
 struct NoAccess(usize);
 
+const NO_ACCESS_LEN: usize = 1 << 16;
+
+#[cfg(unix)]
 impl NoAccess {
     fn new() -> Self {
         // SAFETY: a fresh anonymous mapping touches no existing memory.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), 1 << 16, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                NO_ACCESS_LEN,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(ptr, libc::MAP_FAILED);
         Self(ptr as usize)
     }
 }
 
+#[cfg(unix)]
 impl Drop for NoAccess {
     fn drop(&mut self) {
         // SAFETY: exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.0 as *mut libc::c_void, 1 << 16) };
+        unsafe { libc::munmap(self.0 as *mut libc::c_void, NO_ACCESS_LEN) };
+    }
+}
+
+#[cfg(windows)]
+impl NoAccess {
+    fn new() -> Self {
+        use windows_sys::Win32::System::Memory::{MEM_RESERVE, PAGE_NOACCESS, VirtualAlloc};
+        // SAFETY: a fresh reservation at a system-chosen address touches no existing memory.
+        let ptr = unsafe { VirtualAlloc(std::ptr::null(), NO_ACCESS_LEN, MEM_RESERVE, PAGE_NOACCESS) };
+        assert!(!ptr.is_null());
+        Self(ptr as usize)
+    }
+}
+
+#[cfg(windows)]
+impl Drop for NoAccess {
+    fn drop(&mut self) {
+        use windows_sys::Win32::System::Memory::{MEM_RELEASE, VirtualFree};
+        // SAFETY: exactly the reservation made in `new` (MEM_RELEASE takes size 0).
+        unsafe { VirtualFree(self.0 as *mut std::ffi::c_void, 0, MEM_RELEASE) };
     }
 }
 
