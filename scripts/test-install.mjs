@@ -1,10 +1,13 @@
-// Installs the package the way users do: `npm pack` the root package and the
-// linux-x64-gnu platform package, install both tarballs into a fresh directory with no
-// Rust toolchain on PATH and NAPI_RS_ENFORCE_VERSION_CHECK=1, then run a smoke test
-// through require() and import(). Also checks both tarballs' file lists and the loader's
-// errors for a missing and for a mismatched platform package. Run after `npm run build`.
+// Installs the package the way the README tells users to (Building from source, "Packing
+// it for another project"): runs the README's pack commands in this clone and its install
+// command in a fresh project with no Rust toolchain on PATH and
+// NAPI_RS_ENFORCE_VERSION_CHECK=1, then smoke-tests through require() and import(). Also
+// checks both tarballs' file lists and manifests, and the loader's errors: the root
+// tarball alone (ERR_NATIVE_PACKAGE_MISSING, with the message the README quotes) and a
+// platform package of another version. Linux x64 (glibc) only, as the README's commands.
+// Run after `npm run build`.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +16,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const platform = 'linux-x64-gnu'
 const binary = `tensor-arena.${platform}.node`
 const platformDir = join(root, 'npm', platform)
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+const REPOSITORY = 'https://github.com/tensor-arena/tensor-arena'
 const work = mkdtempSync(join(tmpdir(), 'tensor-arena-install-'))
 let failures = 0
 let passes = 0
@@ -28,7 +33,21 @@ const npm = (args, cwd, env = process.env) =>
 
 function pack(dir) {
   const [info] = JSON.parse(npm(['pack', '--json', '--pack-destination', work], dir))
-  return { file: join(work, info.filename), files: info.files.map((f) => f.path).sort() }
+  return join(work, info.filename)
+}
+
+// The README's blocks: `<!-- test-install: NAME ... -->` right before a fenced block.
+const readme = readFileSync(join(root, 'README.md'), 'utf8')
+function readmeBlock(name) {
+  const match = new RegExp(`<!-- test-install: ${name}\\b[^>]*-->\\n\`\`\`\\w*\\n([\\s\\S]*?)\\n\`\`\``).exec(readme)
+  if (match === null) throw new Error(`README.md has no block marked <!-- test-install: ${name} -->`)
+  return match[1]
+}
+/** Runs a README block as written (sh -e), in `cwd`. */
+function runBlock(name, block, cwd, env) {
+  const r = spawnSync('sh', ['-ec', block], { cwd, env, encoding: 'utf8' })
+  check(`README's ${name} commands run`, r.status === 0, `${block}\n     ${r.stderr.slice(-600)}`)
+  return r.status === 0
 }
 
 // PATH without any directory that provides cargo or rustc.
@@ -38,31 +57,60 @@ const toolFree = process.env.PATH.split(delimiter)
 const userEnv = { ...process.env, PATH: toolFree, NAPI_RS_ENFORCE_VERSION_CHECK: '1' }
 check('no cargo or rustc on the install PATH', spawnSync('sh', ['-c', 'command -v cargo || command -v rustc'], { env: userEnv }).status !== 0)
 
-// ---- tarballs -------------------------------------------------------------------------
-copyFileSync(join(root, 'dist', binary), join(platformDir, binary))
-const rootPack = pack(root)
+// ---- tarballs, made by the README's pack commands --------------------------------------
+const rootTarball = join(root, `tensor-arena-${version}.tgz`)
+const platformTarball = join(root, `tensor-arena-${platform}-${version}.tgz`)
+const made = [rootTarball, platformTarball, join(platformDir, binary)]
+for (const file of made) rmSync(file, { force: true })
+process.on('exit', () => {
+  for (const file of made) rmSync(file, { force: true })
+  rmSync(work, { recursive: true, force: true })
+})
+if (!runBlock('pack', readmeBlock('pack'), root, process.env)) process.exit(1)
+check('the pack commands make the two tarballs the install command names', existsSync(rootTarball) && existsSync(platformTarball))
+const listing = (tarball) =>
+  execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map((f) => f.replace(/^package\//, ''))
+    .sort()
+const packedManifest = (tarball) => JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }))
+
+const rootFiles = listing(rootTarball)
 const distFiles = readdirSync(join(root, 'dist'))
   .filter((f) => /\.(js|mjs|cjs|d\.ts|d\.mts|d\.cts)$/.test(f))
   .map((f) => `dist/${f}`)
 const expectedRoot = ['LICENSE', 'README.md', 'package.json', ...distFiles].sort()
-check('root tarball holds no .node file', !rootPack.files.some((f) => f.endsWith('.node')), rootPack.files.join(', '))
+check('root tarball holds no .node file', !rootFiles.some((f) => f.endsWith('.node')), rootFiles.join(', '))
 check(
   'root tarball holds exactly the built JS, types, README, LICENSE and package.json',
-  JSON.stringify(rootPack.files) === JSON.stringify(expectedRoot),
-  `got ${rootPack.files.join(', ')}\n     want ${expectedRoot.join(', ')}`,
+  JSON.stringify(rootFiles) === JSON.stringify(expectedRoot),
+  `got ${rootFiles.join(', ')}\n     want ${expectedRoot.join(', ')}`,
 )
-const platformPack = pack(platformDir)
+const platformFiles = listing(platformTarball)
 check(
   'platform tarball holds the binary and its package.json only',
-  JSON.stringify(platformPack.files) === JSON.stringify([binary, 'package.json'].sort()),
-  platformPack.files.join(', '),
+  JSON.stringify(platformFiles) === JSON.stringify([binary, 'package.json'].sort()),
+  platformFiles.join(', '),
 )
+for (const tarball of [rootTarball, platformTarball]) {
+  const m = packedManifest(tarball)
+  check(
+    `${m.name}'s packed manifest names the repository (npm provenance), homepage and issue tracker`,
+    m.repository?.url === `git+${REPOSITORY}.git` && m.homepage === `${REPOSITORY}#readme` && m.bugs?.url === `${REPOSITORY}/issues`,
+    JSON.stringify({ repository: m.repository, homepage: m.homepage, bugs: m.bugs }),
+  )
+}
 
 // ---- install as a user ----------------------------------------------------------------
-function project(name, tarballs) {
+function project(name) {
   const dir = join(work, name)
   execFileSync('mkdir', ['-p', dir])
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }))
+  return dir
+}
+function install(name, tarballs) {
+  const dir = project(name)
   npm(['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], dir, userEnv)
   return dir
 }
@@ -71,7 +119,9 @@ const run = (dir, file, source) => {
   return spawnSync(process.execPath, [file], { cwd: dir, env: userEnv, encoding: 'utf8' })
 }
 
-const app = project('app', [rootPack.file, platformPack.file])
+// The README's install command, as written but for the clone's path.
+const app = project('app')
+if (!runBlock('install', readmeBlock('install').replaceAll('/path/to/tensor-arena', root), app, userEnv)) process.exit(1)
 const smoke = `
 const { Worker } = require('node:worker_threads')
 const ta = require('tensor-arena')
@@ -103,31 +153,55 @@ r = run(
 check('import("tensor-arena") (ESM entry)', r.status === 0 && r.stdout.includes('esm smoke ok'), r.stderr)
 
 // ---- loader errors --------------------------------------------------------------------
-const missing = project('missing', [rootPack.file])
-r = run(missing, 'load.cjs', "require('tensor-arena')")
-check(
-  'missing platform package: the loader says it cannot find the native binding',
-  r.status !== 0 && r.stderr.includes('Cannot find native binding'),
-  r.stderr.slice(0, 400),
-)
+// The root tarball alone: the error names the platform package, the version and both fixes,
+// word for word as the README quotes it, through require() and import().
+const missing = install('missing', [rootTarball])
+const report = "console.log(JSON.stringify({ code: e.code, packageName: e.packageName, version: e.version, message: e.message }))"
+const quoted = readmeBlock('missing-message')
+for (const [file, source] of [
+  ['load.cjs', `try { require('tensor-arena') } catch (e) { ${report} }`],
+  ['load.mjs', `try { await import('tensor-arena') } catch (e) { ${report} }`],
+]) {
+  r = run(missing, file, source)
+  let e = {}
+  try {
+    e = JSON.parse(r.stdout)
+  } catch {
+    // e stays empty: the checks below fail and print what ran.
+  }
+  const detail = `${r.stdout}${r.stderr}`.slice(0, 1200)
+  check(
+    `missing platform package (${file}): ERR_NATIVE_PACKAGE_MISSING naming tensor-arena-${platform} and tensor-arena ${version}`,
+    e.code === 'ERR_NATIVE_PACKAGE_MISSING' && e.packageName === `tensor-arena-${platform}` && e.version === version,
+    detail,
+  )
+  check(
+    `missing platform package (${file}): the message gives both fixes, is the README's, and names no WASI package`,
+    e.message?.includes(`npm install tensor-arena-${platform}@${version}`) &&
+      e.message.includes('build the addon from source') &&
+      !/wasi/i.test(e.message) &&
+      e.message === quoted,
+    `${e.message}\n     README: ${quoted}`,
+  )
+}
 
 const skewDir = join(work, 'skew-src')
 execFileSync('cp', ['-r', platformDir, skewDir])
 const skewManifest = JSON.parse(readFileSync(join(skewDir, 'package.json'), 'utf8'))
 writeFileSync(join(skewDir, 'package.json'), JSON.stringify({ ...skewManifest, version: '0.0.1-skew' }))
-const skewed = project('skewed', [rootPack.file, pack(skewDir).file])
+const skewed = install('skewed', [rootTarball, pack(skewDir)])
 r = run(
   skewed,
   'load.cjs',
-  "try { require('tensor-arena') } catch (e) { for (let c = e; c; c = c.cause) console.error(String(c)); process.exit(3) }",
+  "try { require('tensor-arena') } catch (e) { console.error(e.code); for (let c = e; c; c = c.cause) console.error(String(c)); process.exit(3) }",
 )
 check(
-  'mismatched platform package version: the loader reports the mismatch',
-  r.status === 3 && r.stderr.includes('version mismatch'),
-  r.stderr.slice(0, 400),
+  'mismatched platform package version: ERR_NATIVE_LOAD_FAILED reporting the mismatch',
+  r.status === 3 &&
+    r.stderr.startsWith('ERR_NATIVE_LOAD_FAILED') &&
+    r.stderr.includes(`version mismatch: tensor-arena-${platform} is 0.0.1-skew, tensor-arena is ${version}`),
+  r.stderr.slice(0, 600),
 )
 
-rmSync(join(platformDir, binary))
-rmSync(work, { recursive: true, force: true })
 console.log(`${passes} passed, ${failures} failed`)
 process.exit(failures === 0 ? 0 : 1)

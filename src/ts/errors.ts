@@ -2,45 +2,131 @@ import { type AllocatorErrorCode, MESSAGES, NATIVE_CODES } from './codes.js'
 
 export type { AllocatorErrorCode } from './codes.js'
 
-/** Extra fields of an {@link AllocatorError}. */
+/** The codes of {@link AllocatorError}s that carry no extra fields (all but `ERR_OUT_OF_MEMORY`). */
+export type PlainAllocatorErrorCode = Exclude<AllocatorErrorCode, 'ERR_OUT_OF_MEMORY'>
+
+/** The extra fields of an `ERR_OUT_OF_MEMORY` (the third argument of `new AllocatorError`). */
 export interface AllocatorErrorDetails {
-  /** Bytes requested (out-of-memory errors). */
-  readonly requested?: number
-  /** Bytes the arena could still supply, not necessarily contiguous (out-of-memory errors). */
-  readonly available?: number
-  /** The arena's cap (`maxBytes`) for out-of-memory errors at the cap. */
+  /** Bytes requested (0 for a hand-off that could not be made). */
+  readonly requested: number
+  /**
+   * Bytes the arena could still supply, not necessarily contiguous; 0 when the operating
+   * system refused more memory (an arena without a cap).
+   */
+  readonly available: number
+  /** The arena's cap (`maxBytes`), for an out-of-memory at the cap; absent when the operating system refused. */
   readonly maxBytes?: number
 }
 
 /**
- * An error of the allocator itself (as opposed to a `TypeError`/`RangeError` for a bad
- * argument). `code` says which; the allocator and the process keep working after any of
- * them.
+ * An {@link AllocatorError} with code `ERR_OUT_OF_MEMORY`: the only one with `requested`
+ * and `available`, always numbers (`maxBytes` only at a cap).
  */
-export class AllocatorError extends Error {
-  /** Stable error code. */
-  readonly code: AllocatorErrorCode
-  /** Bytes requested, for `ERR_OUT_OF_MEMORY`. */
-  readonly requested?: number
-  /** Bytes still available, for `ERR_OUT_OF_MEMORY`. */
-  readonly available?: number
-  /** The arena's cap, for `ERR_OUT_OF_MEMORY` at the cap (absent when the OS refused memory). */
-  readonly maxBytes?: number
+export interface OutOfMemoryError extends Error, AllocatorErrorDetails {
+  /** Always `ERR_OUT_OF_MEMORY`. */
+  readonly code: 'ERR_OUT_OF_MEMORY'
+}
 
+/** An {@link AllocatorError} of any code but `ERR_OUT_OF_MEMORY`: no extra fields. */
+export interface PlainAllocatorError<C extends PlainAllocatorErrorCode = PlainAllocatorErrorCode> extends Error {
+  /** Which error. */
+  readonly code: C
+  /** Absent: only `ERR_OUT_OF_MEMORY` has it. */
+  readonly requested?: undefined
+  /** Absent: only `ERR_OUT_OF_MEMORY` has it. */
+  readonly available?: undefined
+  /** Absent: only `ERR_OUT_OF_MEMORY` has it. */
+  readonly maxBytes?: undefined
+}
+
+/**
+ * An error of the allocator itself (as opposed to an {@link ArgumentTypeError} or
+ * {@link ArgumentRangeError} for a bad argument). `code` says which; the allocator and the
+ * process keep working after any of them.
+ *
+ * The type is a union discriminated by `code`: after `error instanceof AllocatorError`,
+ * `switch (error.code)` narrows it, and under `case 'ERR_OUT_OF_MEMORY'` `requested` and
+ * `available` are `number`. `AllocatorError<'ERR_DOUBLE_FREE'>` is the error of one code.
+ */
+export type AllocatorError<C extends AllocatorErrorCode = AllocatorErrorCode> = C extends 'ERR_OUT_OF_MEMORY'
+  ? OutOfMemoryError
+  : C extends PlainAllocatorErrorCode
+    ? PlainAllocatorError<C>
+    : never
+
+/** The type of the `AllocatorError` class: `instanceof AllocatorError` narrows to the {@link AllocatorError} union. */
+export interface AllocatorErrorConstructor {
   /**
+   * An out-of-memory error.
+   * @param code - `ERR_OUT_OF_MEMORY`.
+   * @param message - human-readable description.
+   * @param details - `requested`, `available` and (at a cap) `maxBytes`.
+   */
+  new (code: 'ERR_OUT_OF_MEMORY', message: string, details: AllocatorErrorDetails): OutOfMemoryError
+  /**
+   * An error of any other code.
    * @param code - the error code.
    * @param message - human-readable description.
-   * @param details - `requested`/`available` for out-of-memory errors.
    */
-  constructor(code: AllocatorErrorCode, message: string, details: AllocatorErrorDetails = {}) {
+  new <C extends PlainAllocatorErrorCode>(code: C, message: string): AllocatorError<C>
+  /** Every `AllocatorError` inherits from it. */
+  readonly prototype: AllocatorError
+}
+
+/**
+ * The class of every {@link AllocatorError} (see that type for narrowing by `code`).
+ * Typed through {@link AllocatorErrorConstructor}: the runtime class below sets
+ * `requested`/`available` (numbers) exactly for `ERR_OUT_OF_MEMORY`, which is what the
+ * union says, but no class declaration can express a union instance type.
+ */
+export const AllocatorError: AllocatorErrorConstructor = class AllocatorError extends Error {
+  readonly code: AllocatorErrorCode
+  // `declare`: no own property unless the constructor sets it (ERR_OUT_OF_MEMORY only).
+  declare readonly requested?: number
+  declare readonly available?: number
+  declare readonly maxBytes?: number
+
+  constructor(code: AllocatorErrorCode, message: string, details?: Partial<AllocatorErrorDetails>) {
     super(message)
     this.name = 'AllocatorError'
     this.code = code
-    if (details.requested !== undefined) this.requested = details.requested
-    if (details.available !== undefined) this.available = details.available
-    if (details.maxBytes !== undefined) this.maxBytes = details.maxBytes
+    if (code !== 'ERR_OUT_OF_MEMORY') return
+    this.requested = details?.requested ?? 0
+    this.available = details?.available ?? 0
+    if (details?.maxBytes !== undefined) this.maxBytes = details.maxBytes
   }
+} as unknown as AllocatorErrorConstructor
+
+/** Codes of the {@link ArgumentTypeError}s the package throws. */
+export type ArgumentTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE'
+
+/**
+ * The `TypeError` thrown for a bad argument, Node-style: `ERR_INVALID_ARG_TYPE` for a value
+ * of the wrong type (never coerced), `ERR_INVALID_ARG_VALUE` for a value of the right type
+ * that is not one of the accepted ones (an unknown dtype, a removed option).
+ */
+export interface ArgumentTypeError extends TypeError {
+  /** Which of the two. */
+  readonly code: ArgumentTypeErrorCode
 }
+
+/** Codes of the {@link ArgumentRangeError}s the package throws. */
+export type ArgumentRangeErrorCode = 'ERR_OUT_OF_RANGE'
+
+/**
+ * The `RangeError` thrown for a number out of range, Node-style (a negative, fractional or
+ * too large size or length; never truncated).
+ */
+export interface ArgumentRangeError extends RangeError {
+  /** Always `ERR_OUT_OF_RANGE`. */
+  readonly code: ArgumentRangeErrorCode
+}
+
+/**
+ * Every error the package's functions and methods throw by design, discriminated by `code`
+ * (see the README's Errors table).
+ */
+export type TensorArenaError = AllocatorError | ArgumentTypeError | ArgumentRangeError
 
 /**
  * The error for a negative native result `-code`; for an out-of-memory, `available` and
@@ -63,7 +149,7 @@ export function nativeFailure(result: number, requested?: number, available?: nu
         'This arena has no cap (maxBytes), so it grows until the system refuses: free the buffers and views you no ' +
         'longer need (arena.free), or give the arena a maxBytes below what the machine can provide, so that it ' +
         'reports ERR_OUT_OF_MEMORY before the system runs short',
-      { requested },
+      { requested: want, available: 0 },
     )
   }
   const free = available ?? 0
@@ -72,7 +158,7 @@ export function nativeFailure(result: number, requested?: number, available?: nu
     `arena out of memory at its cap: requested ${bytesText(want)}, but only ${bytesText(free)} of the cap of ` +
       `${bytesText(cap)} (maxBytes) are free${whyNotServed(want, free)}. Free the buffers and views you no longer ` +
       'need (arena.free), or create the arena with a larger maxBytes',
-    { requested, available, maxBytes: cap },
+    { requested: want, available: free, maxBytes: cap },
   )
 }
 
@@ -109,7 +195,7 @@ export function bytesText(bytes: number): string {
 }
 
 /** An `AllocatorError` with the default message for `code`. @internal */
-export function allocatorError(code: AllocatorErrorCode, detail?: string): AllocatorError {
+export function allocatorError(code: PlainAllocatorErrorCode, detail?: string): AllocatorError {
   return new AllocatorError(code, detail === undefined ? MESSAGES[code] : `${MESSAGES[code]}: ${detail}`)
 }
 
@@ -117,7 +203,10 @@ export function allocatorError(code: AllocatorErrorCode, detail?: string): Alloc
 export function fromNative(error: unknown): unknown {
   if (error instanceof Error && typeof (error as { code?: unknown }).code === 'string') {
     const code = (error as unknown as { code: string }).code
-    if (Object.hasOwn(MESSAGES, code)) return new AllocatorError(code as AllocatorErrorCode, error.message)
+    // The cold calls never fail with ERR_OUT_OF_MEMORY (src/cold.rs); were one to, its
+    // `requested`/`available` would be unknown and read 0.
+    if (code === 'ERR_OUT_OF_MEMORY') return new AllocatorError(code, error.message, { requested: 0, available: 0 })
+    if (Object.hasOwn(MESSAGES, code)) return new AllocatorError(code as PlainAllocatorErrorCode, error.message)
   }
   return error
 }
@@ -132,13 +221,13 @@ function describe(value: unknown): string {
 }
 
 /** Node-style `TypeError` with code `ERR_INVALID_ARG_TYPE`. @internal */
-export function invalidArgType(name: string, expected: string, value: unknown): TypeError {
+export function invalidArgType(name: string, expected: string, value: unknown): ArgumentTypeError {
   const error = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(value)}`)
   return Object.assign(error, { code: 'ERR_INVALID_ARG_TYPE' as const })
 }
 
 /** Node-style `RangeError` with code `ERR_OUT_OF_RANGE`. @internal */
-export function outOfRange(name: string, rule: string, value: unknown): RangeError {
+export function outOfRange(name: string, rule: string, value: unknown): ArgumentRangeError {
   const error = new RangeError(`The value of "${name}" is out of range. It must be ${rule}. Received ${String(value)}`)
   return Object.assign(error, { code: 'ERR_OUT_OF_RANGE' as const })
 }

@@ -12,7 +12,20 @@ export { Arena } from './arena.js'
 export type { ArenaAllocation, TransferHandle } from './arena.js'
 export type { AllocOptions, ArenaOptions } from './options.js'
 export { AllocatorError } from './errors.js'
-export type { AllocatorErrorCode, AllocatorErrorDetails } from './errors.js'
+export type {
+  AllocatorErrorCode,
+  AllocatorErrorConstructor,
+  AllocatorErrorDetails,
+  ArgumentRangeError,
+  ArgumentRangeErrorCode,
+  ArgumentTypeError,
+  ArgumentTypeErrorCode,
+  OutOfMemoryError,
+  PlainAllocatorError,
+  PlainAllocatorErrorCode,
+  TensorArenaError,
+} from './errors.js'
+export type { NativeLoadError, NativeLoadErrorCode } from './load-native.js'
 export { DTYPES } from './dtypes.js'
 export type { DType, TypedArrayOf } from './dtypes.js'
 export { MAX_SMALL_SIZE, SIZE_CLASS_BYTES, SizeClass, sizeClassOf } from './size-class.js'

@@ -1,9 +1,10 @@
-// The native addon (dist/tensor-arena.<platform>.node, loaded by the generated
-// dist/binding.cjs). Its surface is the #[napi] functions, typed by napi-rs's generated
-// declarations (binding.d.cts), plus the raw callbacks src/lib.rs registers by hand
+// The native addon (dist/tensor-arena.<platform>.node or the platform package's, loaded by
+// the generated dist/binding.cjs through src/ts/load-native.ts). Its surface is the #[napi]
+// functions, typed by napi-rs's generated declarations (binding.d.cts), plus the raw callbacks src/lib.rs registers by hand
 // (`RawNative` below). __test__/native-contract.spec.ts checks this against what the
 // addon really exports.
 import type * as Generated from './binding.cjs'
+import { loadNative } from './load-native.js'
 
 /** A stats snapshot as the addon builds it (camelCase field names). @internal */
 export type RawStats = Record<string, number> & { classes: Record<string, number>[] }
@@ -134,6 +135,5 @@ export interface RawOrphan {
 /** The typed interface over the whole addon. @internal */
 export type Native = GeneratedNative & RawNative
 
-/** The loaded addon. @internal */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: Native = require('./binding.cjs') as Native
+/** The loaded addon (a clear `NativeLoadError` when there is none, src/ts/load-native.ts). @internal */
+export const native: Native = loadNative() as Native

@@ -3,6 +3,18 @@ import { native } from './native.js'
 import { flushViewSlots } from './view-slots.js'
 import { type ThreadCacheStats, toThreadCacheStats } from './stats.js'
 
+declare global {
+  /**
+   * `Symbol.dispose`, which `ThreadCache` implements: the one declaration of TypeScript's
+   * `esnext.disposable` lib (and of `@types/node`) these types need, so that they type-check
+   * without either. It is the same declaration as theirs, so it merges with them.
+   */
+  interface SymbolConstructor {
+    /** The method `using` calls at scope exit. */
+    readonly dispose: unique symbol
+  }
+}
+
 /**
  * The calling thread's cache for one arena (see `Arena.threadCache()`). Every thread gets
  * one automatically on first use; this handle only inspects and flushes it.

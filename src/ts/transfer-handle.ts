@@ -1,4 +1,5 @@
-// Hand-off handles: what `transfer` returns and `receive`/`reclaim` accept. @internal
+// Hand-off handles: what `transfer` returns and `receive`/`reclaim` accept. (No internal
+// tag on this comment: stripInternal would drop the import below from the declarations.)
 import type { ArenaAllocation } from './arena.js'
 import { DTYPES, type DType } from './dtypes.js'
 import { allocatorError, invalidArgType } from './errors.js'
