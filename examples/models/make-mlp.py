@@ -9,8 +9,8 @@ re-running this script rewrites it byte for byte:
     .venv/bin/python examples/models/make-mlp.py   # writes examples/models/mlp.onnx
     git diff --exit-code examples/models/mlp.onnx  # no change
 
-Pinned in requirements.txt beside this script: onnx==1.23.2 (IR version and opset are set
-explicitly below, so a newer onnx writes the same graph).
+requirements.txt beside this script pins the onnx and protobuf that wrote the committed file;
+the IR version and opset are set explicitly below rather than taken from onnx's defaults.
 """
 
 import os
