@@ -73,16 +73,20 @@ async function main() {
   let sent = 0
   let done = 0
   let bad = 0
+  // A worker answers in the order it was sent to: each keeps a FIFO of the sequence numbers
+  // it has in flight, so the main thread knows what every returned tensor must hold.
+  const inFlight = new Map(pool.map((w) => [w, []]))
   const sendOne = (worker) => {
     const seq = sent++
     const t = arena[kind]('float32', length)
     for (let i = 0; i < length; i++) t[i] = produced(seq, i)
-    t[0] = seq // the tensor carries its sequence number (t[0] is checked against it below)
+    inFlight.get(worker).push(seq)
     worker.postMessage(arena.transfer(t))
   }
-  const check = (t) => {
-    const seq = (t[0] - 1) * 2 // t[0] went through the transform too
-    for (let i = 1; i < length; i += 4093) if (t[i] !== transformed(produced(seq, i))) bad++
+  const check = (worker, t) => {
+    const seq = inFlight.get(worker).shift()
+    if (t.length !== length) bad++
+    for (let i = 0; i < length; i += 4093) if (t[i] !== transformed(produced(seq, i))) bad++
     if (t[length - 1] !== transformed(produced(seq, length - 1))) bad++
   }
 
@@ -91,7 +95,7 @@ async function main() {
     for (const worker of pool) {
       worker.on('message', (handle) => {
         const t = arena.receive(handle)
-        check(t)
+        check(worker, t)
         arena.free(t)
         done++
         if (sent < count) sendOne(worker)
