@@ -1,4 +1,7 @@
 // The memory report (`arena.report()`, `report()`) and the `util.inspect(arena)` one-liner.
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import * as path from 'node:path'
 import { inspect } from 'node:util'
 import test from 'ava'
 import {
@@ -12,7 +15,7 @@ import {
   type ArenaStats,
   type ClassReport,
 } from 'tensor-arena'
-import { MiB, arenaIdOf } from './helpers'
+import { MiB, arenaIdOf, repoRoot } from './helpers'
 
 const KiB = 1024
 const LARGE = 20 * MiB
@@ -223,7 +226,7 @@ test('the text rendering has the header, one aligned row per class in use, the a
   const lines = text.split('\n')
   t.is(lines[0], 'tensor-arena memory report')
   t.regex(lines[1], /^class\s+block\s+slabs\s+live\s+cached\s+free\s+live bytes\s+carved\s+waste\s+used$/)
-  t.regex(lines[2], /^B128\s+128 B\s+1\s+1\s+255\s+256\s+128 B\s+64\.0 KiB\s+63\.9 KiB\s+0\.2%$/)
+  t.regex(lines[2], /^B128\s+128\s+1\s+1\s+255\s+256\s+128 B\s+64\.0 KiB\s+63\.9 KiB\s+0\.2%$/)
   t.regex(lines[3], /^all\s+1\s+1\s+255\s+256\s+128 B\s+64\.0 KiB\s+63\.9 KiB\s+0\.2%$/)
   t.is(lines[1].length, lines[2].length, 'columns are aligned')
   t.is(lines[2].length, lines[3].length, 'columns are aligned')
@@ -258,4 +261,22 @@ test('util.inspect(arena) is a one-line summary with live, cached, carved and th
   t.true(line.includes(`classes in use: ${arena.report().classes.length} }`), line)
   t.true(inspect({ arena }).includes('arena: Arena { live:'), 'nested inside other objects too')
   for (const x of keep) arena.free(x)
+})
+
+// ---- the example -----------------------------------------------------------------------------
+
+test('npm run example:report runs its pipeline, and its first report is the one the README quotes', (t) => {
+  const script = path.join(repoRoot, 'examples', 'report.mjs')
+  const run = spawnSync(process.execPath, [script], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 })
+  t.is(run.status, 0, run.stderr)
+  const out = run.stdout
+  t.is(out.match(/^tensor-arena memory report$/gm)?.length, 3, 'three full reports')
+  t.is(out.match(/^Arena \{ live: /gm)?.length, 9, 'a one-liner after each phase')
+  t.regex(out, /in flight: 8 hand-offs \}$/m, 'the transferred outputs show as in flight')
+  t.regex(out, /^cached {7}\d+ blocks, [\d.]+ KiB, in 2 thread caches$/m, 'the worker’s cache shows while it lives')
+  t.regex(out, /^held {9}0 B /m, 'after the trim nothing is held')
+  const first = out.slice(out.indexOf('tensor-arena memory report')).split('\n\n=== ')[0].trimEnd()
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8')
+  const quoted = /### Reading the memory report[\s\S]*?After its eight batch steps:\n\n```\n([\s\S]*?)\n```/.exec(readme)?.[1]
+  t.is(quoted, first)
 })

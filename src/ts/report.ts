@@ -213,7 +213,7 @@ function formatReport(report: ArenaReport): string {
   const header = ['class', 'block', 'slabs', 'live', 'cached', 'free', 'live bytes', 'carved', 'waste', 'used']
   const row = (c: ClassReport): string[] => [
     c.name,
-    formatBytes(c.blockBytes),
+    String(c.blockBytes),
     String(c.slabs),
     String(c.liveBlocks),
     String(c.cachedBlocks),
