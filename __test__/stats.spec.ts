@@ -252,8 +252,8 @@ test('counters only grow; gauges return to their start', (t) => {
 // snapshot with the accumulated table, so every field is asserted at every step, and the
 // key sets must match the table: a stat field added later without an entry here fails.
 type Numbers = Record<string, number>
-/** Per class index: [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes]; any class not listed is all 0. */
-type ClassRow = [number, number, number, number, number]
+/** Per class index: [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes, carvedBytes, liveBlocks, liveBlockBytes]; any class not listed is all 0. */
+type ClassRow = [number, number, number, number, number, number, number, number]
 interface Step {
   name: string
   run: () => void
@@ -294,7 +294,19 @@ const FRESH: Numbers = {
   remoteFreesTotal: 0, // counter
   rejectedFreesTotal: 0, // counter
 }
-const CLASS_KEYS = ['payload', 'block', 'metadataPerBlock', 'slabs', 'centralBlocks', 'centralBytes', 'cachedBlocks', 'cachedBytes']
+const CLASS_KEYS = [
+  'payload',
+  'block',
+  'metadataPerBlock',
+  'slabs',
+  'centralBlocks',
+  'centralBytes',
+  'cachedBlocks',
+  'cachedBytes',
+  'carvedBytes',
+  'liveBlocks',
+  'liveBlockBytes',
+]
 const CACHE_KEYS = ['id', 'bound', 'blocks', 'bytes', 'classBlocks']
 
 // Classes of the sequence (alignment 64, checked against sizeClassOf in the test): 100 B →
@@ -344,7 +356,12 @@ const STEPS: Step[] = [
       slabs: 3,
       allocationsTotal: 4,
     },
-    classes: { 1: [1, 256, 32768, 255, 32640], 19: [1, 8, 32768, 7, 28672], 23: [1, 4, 32768, 3, 24576] },
+    // one live block in each class's 64 KiB slab
+    classes: {
+      1: [1, 256, 32768, 255, 32640, 65536, 1, 128],
+      19: [1, 8, 32768, 7, 28672, 65536, 1, 4096],
+      23: [1, 4, 32768, 3, 24576, 65536, 1, 8192],
+    },
     cache: { bound: true, blocks: 265, bytes: 85888 },
     classBlocks: { 1: 255, 19: 7, 23: 3 },
   },
@@ -356,7 +373,11 @@ const STEPS: Step[] = [
       seqArena.free(box.array as Float32Array)
     },
     arena: { liveAllocations: 1, liveBytes: LARGE, threadCacheBlocks: 268, threadCacheBytes: 98304, freesTotal: 3 },
-    classes: { 1: [1, 256, 32768, 256, 32768], 19: [1, 8, 32768, 8, 32768], 23: [1, 4, 32768, 4, 32768] },
+    classes: {
+      1: [1, 256, 32768, 256, 32768, 65536, 0, 0],
+      19: [1, 8, 32768, 8, 32768, 65536, 0, 0],
+      23: [1, 4, 32768, 4, 32768, 65536, 0, 0],
+    },
     cache: { blocks: 268, bytes: 98304 },
     classBlocks: { 1: 256, 19: 8, 23: 4 },
   },
@@ -424,7 +445,7 @@ const STEPS: Step[] = [
     name: 'flush the thread cache (lent view blocks included): every slab is empty in the central pool',
     run: () => seqArena.threadCache().flush(),
     arena: { centralBlocks: 536, centralBytes: 196608, threadCacheBlocks: 0, threadCacheBytes: 0, emptySlabs: 3 },
-    classes: { 1: [1, 512, 65536, 0, 0], 19: [1, 16, 65536, 0, 0], 23: [1, 8, 65536, 0, 0] },
+    classes: { 1: [1, 512, 65536, 0, 0, 65536, 0, 0], 19: [1, 16, 65536, 0, 0, 65536, 0, 0], 23: [1, 8, 65536, 0, 0, 65536, 0, 0] },
     cache: { blocks: 0, bytes: 0 },
     classBlocks: {},
   },
@@ -449,8 +470,13 @@ test.serial('every stat field has its exact value after each step of a scripted 
     actualClasses.forEach((c, i) => {
       t.deepEqual(Object.keys(c), CLASS_KEYS, `${step}: class ${i} keys`)
       const block = Math.ceil(SIZE_CLASS_BYTES[i] / 64) * 64
-      const [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes] = classes[i] ?? [0, 0, 0, 0, 0]
-      const want = { payload: SIZE_CLASS_BYTES[i], block, metadataPerBlock: metadataPerBlock(block), slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes }
+      const [slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes, carvedBytes, liveBlocks, liveBlockBytes] = classes[i] ?? [0, 0, 0, 0, 0, 0, 0, 0]
+      const want = {
+        payload: SIZE_CLASS_BYTES[i],
+        block,
+        metadataPerBlock: metadataPerBlock(block),
+        ...{ slabs, centralBlocks, centralBytes, cachedBlocks, cachedBytes, carvedBytes, liveBlocks, liveBlockBytes },
+      }
       t.deepEqual(c, want, `${step}: class ${i}`)
     })
     const c = seqArena.threadCache().stats()

@@ -16,6 +16,7 @@ import {
   type TensorArenaError,
   type ThreadCache,
 } from 'tensor-arena'
+import { type ArenaReport, type ClassReport, type ReportTotals, report } from 'tensor-arena'
 
 /** `instanceof AllocatorError`, then `switch (code)`: ERR_OUT_OF_MEMORY's fields are numbers. */
 export function describeAllocatorError(error: unknown): string {
@@ -95,4 +96,13 @@ export function flushCache(arena: Arena): number {
   const view: Float32Array = arena.view('float32', 4)
   arena.free(view)
   return cache.stats().classBlocks.length
+}
+
+/** The memory report is typed without @types/node (its util.inspect hook is not declared). */
+export function describeMemory(arena: Arena): string {
+  const r: ArenaReport = arena.report()
+  const row: ClassReport | undefined = r.classes[0]
+  const totals: ReportTotals = report().totals
+  const cap: number | undefined = totals.maxBytes
+  return `${r.toString()} ${row?.liveBlocks ?? 0} ${cap ?? 'no cap'} ${r.stats.liveBytes}`
 }

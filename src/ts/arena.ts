@@ -36,6 +36,7 @@ import {
 import { viewOver, zeroFill } from './view-make.js'
 import { checkHandle, handleFrom, kindCode, type TransferHandle } from './transfer-handle.js'
 import { toArenaStats } from './stats.js'
+import { arenaReport, INSPECT, inspectArena, type ArenaReport } from './report.js'
 import { Windows } from './windows.js'
 
 /** What `alloc`, `array` and `view` return: what `free` accepts. */
@@ -600,6 +601,16 @@ export class Arena {
     const id = this.resolve()
     sweepUnreachable(false)
     return toArenaStats(native.arenaStats(id))
+  }
+
+  /** A readable memory report of one `stats()` snapshot: per-class rows and totals; `String(report)` renders them. */
+  report(): ArenaReport {
+    return arenaReport(this.stats())
+  }
+
+  /** `util.inspect(arena)`: a one-line summary (the default arena is not created by it). @internal */
+  [INSPECT](): string {
+    return inspectArena(this.id === LAZY ? undefined : this.stats())
   }
 
   /**

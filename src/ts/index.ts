@@ -7,6 +7,7 @@ import { Arena, LAZY_DEFAULT, type ArenaAllocation, type TransferHandle } from '
 import type { AllocOptions } from './options.js'
 import type { DType, TypedArrayOf } from './dtypes.js'
 import type { ArenaStats } from './stats.js'
+import type { ArenaReport } from './report.js'
 
 export { Arena } from './arena.js'
 export type { ArenaAllocation, TransferHandle } from './arena.js'
@@ -32,6 +33,7 @@ export { MAX_SMALL_SIZE, SIZE_CLASS_BYTES, SizeClass, sizeClassOf } from './size
 export { ARENA_STAT_FIELDS } from './stats.js'
 export type { ArenaStats, ClassStats, ThreadCacheStats } from './stats.js'
 export { ThreadCache } from './thread-cache.js'
+export type { ArenaReport, ClassReport, ReportTotals } from './report.js'
 
 /**
  * The process-wide default arena (default options), created on first use. Its memory is
@@ -74,6 +76,11 @@ export function free(allocation: ArenaAllocation): void {
 /** `defaultArena.stats()`. */
 export function stats(): ArenaStats {
   return defaultArena.stats()
+}
+
+/** `defaultArena.report()`: the default arena's memory report. */
+export function report(): ArenaReport {
+  return defaultArena.report()
 }
 
 /**

@@ -19,6 +19,12 @@ export interface ClassStats {
   readonly cachedBlocks: number
   /** Block bytes of cached_blocks. Gauge. */
   readonly cachedBytes: number
+  /** Bytes of the class's slabs (slabs times the class's slab size): what the class holds of the carved bytes. Gauge. */
+  readonly carvedBytes: number
+  /** Blocks handed out and not yet freed (in-flight hand-offs included): the blocks of its slabs minus central_blocks and cached_blocks. Gauge. */
+  readonly liveBlocks: number
+  /** Block bytes of live_blocks (the requested bytes they hold are at most this). Gauge. */
+  readonly liveBlockBytes: number
 }
 
 /** A snapshot of an arena's statistics, over all threads. Best effort: read while other threads work. */

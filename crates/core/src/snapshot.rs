@@ -56,9 +56,16 @@ impl Allocator {
                 }
             }
         }
-        for class in &s.classes {
+        for (c, class) in s.classes.iter_mut().enumerate() {
             s.thread_cache_blocks += class.cached_blocks;
             s.thread_cache_bytes += class.cached_bytes;
+            let geo = &inner.geo[c];
+            class.carved_bytes = class.slabs * geo.slab_bytes as u64;
+            // Caches are read after the central pools: a refill in between can count a
+            // block twice, so clamp (best effort, like every figure here).
+            let free = class.central_blocks + class.cached_blocks;
+            class.live_blocks = (class.slabs * u64::from(geo.capacity)).saturating_sub(free);
+            class.live_block_bytes = class.live_blocks * geo.stride as u64;
         }
         let [allocations, frees, remote_frees, allocated_bytes, freed_bytes] = totals;
 

@@ -105,6 +105,9 @@ stat_struct! {
         central_bytes: Gauge = "Block bytes of central_blocks.",
         cached_blocks: Gauge = "Free blocks in bound thread caches (lent blocks included).",
         cached_bytes: Gauge = "Block bytes of cached_blocks.",
+        carved_bytes: Gauge = "Bytes of the class's slabs (slabs times the class's slab size): what the class holds of the carved bytes.",
+        live_blocks: Gauge = "Blocks handed out and not yet freed (in-flight hand-offs included): the blocks of its slabs minus central_blocks and cached_blocks.",
+        live_block_bytes: Gauge = "Block bytes of live_blocks (the requested bytes they hold are at most this).",
     }
 }
 

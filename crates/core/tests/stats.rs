@@ -84,6 +84,22 @@ fn check_sums(a: &Allocator, stats: &AllocatorStats) {
         assert_eq!(class.metadata_per_block, (class.block * BLOCK_METADATA_BYTES as u64).div_ceil(granule));
         assert_eq!(class.central_bytes, class.central_blocks * class.block);
         assert_eq!(class.cached_bytes, class.cached_blocks * class.block);
+        assert_eq!(class.live_block_bytes, class.live_blocks * class.block);
+        // A slab holds at least one block; its blocks are live, central or cached.
+        let blocks = class.live_blocks + class.central_blocks + class.cached_blocks;
+        assert!(class.carved_bytes >= blocks * class.block, "class {i}");
+        assert_eq!(class.carved_bytes == 0, class.slabs == 0, "class {i}");
+        assert!(class.slabs == 0 || blocks > 0, "class {i}");
+    }
+    // Nothing moves while a single-threaded test reads: every small live allocation is a
+    // live block of its class, and the slabs, large spans and free spans make up the carving.
+    assert_eq!(sum(|c| c.live_blocks), stats.live_allocations - stats.large_live_allocations);
+    let small_requested = stats.live_bytes - stats.large_live_bytes;
+    assert!(sum(|c| c.live_block_bytes) >= small_requested);
+    let in_slabs = sum(|c| c.carved_bytes);
+    assert!(in_slabs + stats.free_span_bytes <= stats.carved_bytes);
+    if stats.large_live_allocations == 0 {
+        assert_eq!(in_slabs, stats.in_use_span_bytes());
     }
     assert!(stats.empty_slabs <= stats.slabs);
     assert!(stats.inbox_blocks <= stats.central_blocks);
