@@ -51,7 +51,7 @@ function step(arena, weights, seed) {
     for (let h = 0; h < HIDDEN; h++) {
       let sum = 0
       for (let f = 0; f < FEATURES; f += 16) sum += input[b * FEATURES + f] * weights[(h * FEATURES + f) % weights.length]
-      hidden[b * HIDDEN + h] = sum > 0 ? sum : 0
+      hidden[b * HIDDEN + h] = Math.max(sum, 0)
     }
   }
   const logits = arena.array('float32', BATCH * CLASSES)
