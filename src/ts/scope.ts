@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 
 import type { Arena } from './arena.js'
 import { invalidArgType } from './errors.js'
+import type { Exclusive } from './exclusive-state.js'
 import { ExclusiveMark } from './marks.js'
 
 /**
@@ -136,12 +137,18 @@ function keep<T>(value: T): T {
   return value
 }
 
-/** Frees `allocation` unless it was freed, handed off or moved out already. */
-function release(arena: Arena, allocation: object): void {
-  if (!arena.owns(allocation)) return // freed, transferred or reclaimed already
-  const state = ExclusiveMark.stateOf(allocation)
-  // Detached outside the arena (ArrayBuffer.prototype.transfer): returned when its new owner is collected.
-  if (state !== undefined && state.buffer.byteLength !== state.byteLength) return
+/**
+ * Frees `allocation` (`state`: its exclusive state, or undefined for a view) unless it was
+ * freed, handed off or moved out already.
+ */
+function release(arena: Arena, allocation: object, state: Exclusive | undefined): void {
+  if (state === undefined) {
+    if (!arena.owns(allocation)) return // a view freed, transferred or reclaimed already
+  } else if (!state.live || state.buffer.byteLength !== state.byteLength) {
+    // Freed or transferred, or detached outside the arena (ArrayBuffer.prototype.transfer):
+    // then it is returned when the buffer it moved to is collected.
+    return
+  }
   arena.free(allocation as ArrayBuffer)
 }
 
@@ -180,25 +187,26 @@ function close(frame: Frame, value: unknown, threw: boolean, error?: unknown): v
     if (threw) throw error
     return
   }
-  const escaping = threw ? undefined : returnedKeys(value, items)
+  // A primitive (or nothing) returned holds no allocation: nothing to walk.
+  const escaping = threw || typeof value !== 'object' || value === null ? undefined : returnedKeys(value, items)
   const outer = openFrameOf(frame.parent, frame.arena)
   let failure: unknown
   let failed = false
   for (const allocation of items) {
-    const key = keyOf(allocation)
+    const state = ExclusiveMark.stateOf(allocation)
+    const key = state ?? allocation
     if (kept.has(key)) continue
     if (escaping?.has(key) === true) {
       outer?.items.push(allocation)
       continue
     }
     try {
-      release(frame.arena, allocation)
+      release(frame.arena, allocation, state)
     } catch (freeError) {
       if (!failed) failure = freeError
       failed = true
     }
   }
-  items.length = 0
   if (threw) throw error
   if (failed) throw failure
 }
