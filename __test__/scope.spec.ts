@@ -159,6 +159,20 @@ test('a throw frees everything made inside, even what would have been returned, 
   t.is(live(arena), 0)
 })
 
+test('what was passed to keep survives a throw too', (t) => {
+  const arena = newArena()
+  let kept: Float32Array | undefined
+  t.throws(() =>
+    arena.scope((keep) => {
+      kept = keep(arena.view('float32', 4))
+      arena.view('float32', 4)
+      throw new Error('boom')
+    }),
+  )
+  t.true(arena.owns(kept))
+  t.is(live(arena), 1)
+})
+
 test('an allocation freed explicitly inside is not freed again, even after its block was handed out again', (t) => {
   const arena = newArena()
   const before = arena.stats()
