@@ -201,3 +201,45 @@ export function burstCase(env, v) {
     }`
   return { id: v.id, fn: new Function('env', src)(env), opsPerCall: 1 }
 }
+
+// ---- scope_step: one step of a tensor program, 10 float32 tensors of 1 KiB live together --
+export const STEP = { count: 10, length: 256 }
+
+/**
+ * How the step's tensors are released: by V8 (the Node baselines), an explicit free of each,
+ * `arena.scope` (sync, and an async function awaited per step), or GC only. `kind: 'gc'`
+ * and `'async'` cases are async: one call = GC_BATCH steps, then (gc) one setImmediate turn.
+ */
+export const STEP_VARIANTS = [
+  { id: 'buffer-alloc', label: 'Buffer.alloc', kind: 'sync', alloc: '(b = Buffer.alloc(BYTES), new Float32Array(b.buffer, b.byteOffset, LEN))' },
+  { id: 'float32array', label: 'new Float32Array', kind: 'sync', alloc: 'new Float32Array(LEN)' },
+  { id: 'view-free', label: 'ours: view + explicit free', kind: 'sync', alloc: "arena.view('float32', LEN)", free: 'for (let i = 0; i < COUNT; i++) arena.free(t[i])' },
+  { id: 'view-scope', label: 'ours: view in arena.scope', kind: 'sync', alloc: "arena.view('float32', LEN)", scope: true },
+  { id: 'view-scope-async', label: 'ours: view in an async arena.scope, awaited', kind: 'async', alloc: "arena.view('float32', LEN)", scope: true },
+  { id: 'view-gc', label: 'ours: view, GC-only, yield/16', kind: 'gc', alloc: "viewGcArena.view('float32', LEN)" },
+]
+
+/** The scope_step case for `v`: one call = one step (GC_BATCH steps for gc and async cases). */
+export function stepCase(env, v) {
+  const fill = `for (let i = 0; i < COUNT; i++) { const a = ${v.alloc}; a.fill(i); t[i] = a }`
+  let body = `${fill}; env.sink = t[COUNT - 1]; ${v.free ?? ''}`
+  if (v.scope && v.kind === 'sync') body = `arena.scope(() => { ${fill} }); env.sink = t[COUNT - 1]`
+  let fn = `function step_${v.id.replace(/-/g, '_')}() { let b; ${body} }`
+  if (v.kind === 'async') {
+    fn = `async function step_${v.id.replace(/-/g, '_')}() {
+      for (let s = 0; s < ${GC_BATCH}; s++) await arena.scope(async () => { let b; ${fill} })
+      env.sink = t[COUNT - 1]
+    }`
+  } else if (v.kind === 'gc') {
+    fn = `async function step_${v.id.replace(/-/g, '_')}() {
+      for (let s = 0; s < ${GC_BATCH}; s++) { let b; ${fill}; env.sink = t[COUNT - 1] }
+      await immediate()
+    }`
+  }
+  const src = `
+    const { arena, viewGcArena, immediate } = env
+    const COUNT = ${STEP.count}, LEN = ${STEP.length}, BYTES = ${STEP.length * 4}
+    const t = new Array(COUNT).fill(null)
+    return ${fn}`
+  return { id: v.id, fn: new Function('env', src)(env), opsPerCall: v.kind === 'sync' ? 1 : GC_BATCH }
+}

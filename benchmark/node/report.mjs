@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 
-import { BURST, BURST_VARIANTS, EMBED, EMBED_VARIANTS, GC_BATCH, SCENARIOS, SIZES, VARIANTS } from './cases.mjs'
+import { BURST, BURST_VARIANTS, EMBED, EMBED_VARIANTS, GC_BATCH, SCENARIOS, SIZES, STEP, STEP_VARIANTS, VARIANTS } from './cases.mjs'
 import { PIPELINE_SIZES, PIPELINE_VARIANTS } from './pipeline.mjs'
 import { RSS_LOOPS, RSS_SIZES, RSS_VARIANTS, rssRow } from './gc-rss.mjs'
 import { sizeLabel } from './suites.mjs'
@@ -184,6 +184,13 @@ export function consoleReport(summary, rss, pipeline) {
       lines.push(`${v.label.padEnd(28)}${`${fmtOps(c.ops)} (${fmtRatio(c.ratio)})`.padStart(22)}`)
     }
   }
+  if (summary.step && Object.keys(summary.step).length > 0) {
+    lines.push(`\nscope_step (${STEP.count} × ${STEP.length * 4} B float32 live together: alloc, fill, release): steps/s (ratio)`)
+    for (const v of STEP_VARIANTS) {
+      const c = summary.step[v.id]
+      lines.push(`${v.label.padEnd(44)}${`${fmtOps(c?.ops)} (${fmtRatio(c?.ratio)})`.padStart(22)}`)
+    }
+  }
   if (rss?.rows) {
     lines.push(`\nGC-only path (no free, a byte written per page): peak RSS, ÷ Buffer.alloc's`)
     for (const size of RSS_SIZES) {
@@ -260,6 +267,10 @@ export function markdownSection({ summary, rss, pipeline, info, command, seconds
       ['l', 'r', 'r'],
     ),
   )
+  if (summary.step && Object.keys(summary.step).length > 0) {
+    s.push('')
+    s.push(stepSection(summary.step))
+  }
   if (summary.burst && Object.keys(summary.burst).length > 0) {
     s.push('')
     s.push(`### burst: ${BURST.count} live ${BURST.bytes}-byte buffers, then ${BURST.count} frees`)
@@ -325,4 +336,19 @@ export function markdownSection({ summary, rss, pipeline, info, command, seconds
   s.push('')
   s.push(options.notes.trim())
   return s.join('\n')
+}
+
+/** The scope_step table: a 10-tensor step released by V8, an explicit free, a scope or GC only. */
+function stepSection(step) {
+  const rows = STEP_VARIANTS.map((v) => {
+    const c = step[v.id]
+    return [v.label, fmtOps(c?.ops), c ? (1e9 / c.ops).toFixed(0) : '—', fmtRatio(c?.ratio)]
+  })
+  return [
+    `### scope_step: ${STEP.count} float32 tensors of ${STEP.length * 4} B live together (alloc, fill, release)`,
+    '',
+    `One step of a tensor program: ${STEP.count} tensors made and filled, then released: by V8 (the Node baselines), an explicit \`free\` of each, \`arena.scope(() => step)\`, an awaited \`arena.scope(async () => step)\` (${GC_BATCH} per call), or dropped (GC-only, a \`setImmediate\` every ${GC_BATCH} steps).`,
+    '',
+    table(['variant', 'steps/s', 'ns per step', 'ratio to Buffer.alloc'], rows, ['l', 'r', 'r', 'r']),
+  ].join('\n')
 }

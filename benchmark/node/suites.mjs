@@ -8,7 +8,19 @@ import { setImmediate as immediate } from 'node:timers/promises'
 
 import b from 'benny'
 
-import { BURST_VARIANTS, burstCase, embedCase, EMBED_VARIANTS, makeEnv, SCENARIOS, SIZES, sizeCase, VARIANTS } from './cases.mjs'
+import {
+  BURST_VARIANTS,
+  burstCase,
+  embedCase,
+  EMBED_VARIANTS,
+  makeEnv,
+  SCENARIOS,
+  SIZES,
+  sizeCase,
+  STEP_VARIANTS,
+  stepCase,
+  VARIANTS,
+} from './cases.mjs'
 
 export function median(values) {
   const v = values.filter((x) => Number.isFinite(x)).sort((x, y) => x - y)
@@ -66,6 +78,7 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
   const gcArena = new Arena({ maxBytes: arena.maxBytes })
   const sizesOut = {}
   const embed = {}
+  const step = {}
   const burst = {}
   const oom = {}
   for (let r = 0; r < repeats; r++) {
@@ -97,13 +110,17 @@ export async function runSuites({ Arena, arena, repeats, maxTime, minSamples, si
       const cases = rotate(EMBED_VARIANTS, r * 3).map((v) => embedCase(env, v))
       const ops = await runSuite('embedding_batch', cases, { maxTime, minSamples })
       for (const v of EMBED_VARIANTS) (embed[v.id] ??= []).push(ops[v.id])
+      await settle()
+      const stepEnv = makeEnv(Arena, arena, gcArena)
+      const stepOps = await runSuite('scope_step', rotate(STEP_VARIANTS, r * 2).map((v) => stepCase(stepEnv, v)), { maxTime, minSamples })
+      for (const v of STEP_VARIANTS) (step[v.id] ??= []).push(stepOps[v.id])
     }
     await settle()
     const burstEnv = makeEnv(Arena, arena, gcArena)
     const burstOps = await runSuite('burst', rotate(BURST_VARIANTS, r * 2).map((v) => burstCase(burstEnv, v)), { maxTime, minSamples })
     for (const v of BURST_VARIANTS) (burst[v.id] ??= []).push(burstOps[v.id])
   }
-  return { sizes: sizesOut, embed, burst, oom }
+  return { sizes: sizesOut, embed, step, burst, oom }
 }
 
 /**
@@ -138,5 +155,6 @@ export function summarize(raw) {
     }
     return out
   }
-  return { sizes, embed: raw.embed && Object.keys(raw.embed).length > 0 ? perBase(raw.embed) : {}, burst: perBase(raw.burst) }
+  const nonEmpty = (group) => (group && Object.keys(group).length > 0 ? perBase(group) : {})
+  return { sizes, embed: nonEmpty(raw.embed), step: nonEmpty(raw.step), burst: perBase(raw.burst) }
 }

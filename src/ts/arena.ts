@@ -35,6 +35,7 @@ import {
 } from './unreachable.js'
 import { viewOver, zeroFill } from './view-make.js'
 import { checkHandle, handleFrom, kindCode, type TransferHandle } from './transfer-handle.js'
+import { runScope, track, type Keep } from './scope.js'
 import { toArenaStats } from './stats.js'
 import { arenaReport, INSPECT, inspectArena, type ArenaReport } from './report.js'
 import { Windows } from './windows.js'
@@ -198,7 +199,7 @@ export class Arena {
     const zero = zeroOption(options)
     const id = this.resolve()
     this.checkBytes(byteLength, 'byteLength')
-    return this.exclusive(id, byteLength, zero).buffer
+    return track(this, this.exclusive(id, byteLength, zero).buffer)
   }
 
   private exclusive(id: number, byteLength: number, zero: number): Exclusive {
@@ -237,7 +238,7 @@ export class Arena {
     const state = this.exclusive(id, length * Ctor.BYTES_PER_ELEMENT, zero)
     const array = new Ctor(state.buffer, 0, length) as TypedArrayOf<D>
     ExclusiveMark.stamp(array, state)
-    return array
+    return track(this, array)
   }
 
   /**
@@ -272,7 +273,7 @@ export class Arena {
         const view = viewOver<TypedArrayOf<D>>(this.windows as Windows, slots, slot, Ctor, length, bytes)
         // A recycled block was not zeroed natively.
         if (zero === 1) zeroFill(view, Ctor)
-        return view
+        return track(this, view)
       }
     }
     return this.viewChecked(dtype, length, options)
@@ -293,7 +294,7 @@ export class Arena {
     const view = viewOver<TypedArrayOf<D>>(this.windows as Windows, slots, slot, Ctor, length, bytes)
     // A recycled block was not zeroed natively.
     if (recycled && zero === 1) zeroFill(view, Ctor)
-    return view
+    return track(this, view)
   }
 
   /**
@@ -498,15 +499,15 @@ export class Arena {
       const view = windows.view<ArrayBufferView>(Ctor, h.offset, h.length, h.byteLength)
       ViewMark.stamp(view, slots, slot)
       rememberView(view, slots, slot)
-      return view as unknown as T
+      return track(this, view as unknown as T)
     }
     const buffer = native.receiveExclusive(id, h.token, h.offset, h.byteLength, kindCode(h.kind, h.dtype))
     if (typeof buffer === 'number') throw this.failure(buffer, h.byteLength)
     const state = exclusiveHandOut(id, h.offset, scratch()[0], buffer, h.byteLength)
-    if (h.kind === 'buffer') return buffer as unknown as T
+    if (h.kind === 'buffer') return track(this, buffer as unknown as T)
     const array = new DTYPES[h.dtype as DType](buffer, 0, h.length) as ArrayBufferView
     ExclusiveMark.stamp(array, state)
-    return array as unknown as T
+    return track(this, array as unknown as T)
   }
 
   /**
@@ -611,6 +612,16 @@ export class Arena {
   /** `util.inspect(arena)`: a one-line summary (the default arena is not created by it). @internal */
   [INSPECT](): string {
     return inspectArena(this.id === LAZY ? undefined : this.stats())
+  }
+
+  /**
+   * Runs `fn(keep)`; when it returns (or its promise settles) frees every hand-out of this
+   * arena this thread made inside, except what it returns and what it passed to `keep`
+   * (README "Scopes": nesting, async functions, transfers).
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a function; what `fn` throws, after freeing.
+   */
+  scope<T>(fn: (keep: Keep) => T): T {
+    return runScope(this, fn)
   }
 
   /**

@@ -8,6 +8,7 @@ import type { AllocOptions } from './options.js'
 import type { DType, TypedArrayOf } from './dtypes.js'
 import type { ArenaStats } from './stats.js'
 import type { ArenaReport } from './report.js'
+import type { Keep } from './scope.js'
 
 export { Arena } from './arena.js'
 export type { ArenaAllocation, TransferHandle } from './arena.js'
@@ -34,6 +35,8 @@ export { ARENA_STAT_FIELDS } from './stats.js'
 export type { ArenaStats, ClassStats, ThreadCacheStats } from './stats.js'
 export { ThreadCache } from './thread-cache.js'
 export type { ArenaReport, ClassReport, ReportTotals } from './report.js'
+export { SCOPE_WALK_DEPTH } from './scope.js'
+export type { Keep } from './scope.js'
 
 /**
  * The process-wide default arena (default options), created on first use. Its memory is
@@ -114,4 +117,15 @@ export function reclaim(handle: TransferHandle): void {
  */
 export function orphanedTransfers(): TransferHandle[] {
   return defaultArena.orphanedTransfers()
+}
+
+/**
+ * `defaultArena.scope`: runs `fn(keep)`, then frees every hand-out of the default arena
+ * this thread made inside it, except what `fn` returns and what it passed to `keep`; for an
+ * async `fn`, when its promise settles (README "Scopes").
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a function; what `fn` throws
+ *   (or its promise's rejection), after everything was freed.
+ */
+export function scope<T>(fn: (keep: Keep) => T): T {
+  return defaultArena.scope(fn)
 }
