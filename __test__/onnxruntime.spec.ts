@@ -18,14 +18,16 @@ import { MiB, repoRoot } from './helpers'
  * workflow's Alpine images) and on Intel macOS every test below is registered as skipped
  * with this reason in its title; anywhere it ships a binary, a failure to load it fails.
  */
+// The package loader's platform name (musl decided the way napi-rs decides it; internal module).
+const { currentPlatform } = require(path.join(repoRoot, 'dist', 'load-native.js')) as { currentPlatform(): string }
+
 function ortUnavailable(): string | undefined {
   const root = path.dirname(require.resolve('onnxruntime-node/package.json'))
   const { version } = require(path.join(root, 'package.json')) as { version: string }
   const bin = path.join(root, 'bin')
   const shipped = readdirSync(bin).some((napi) => existsSync(path.join(bin, napi, process.platform, process.arch)))
   if (!shipped) return `onnxruntime-node ${version} ships no binary for ${process.platform}-${process.arch}`
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
-  if (process.platform === 'linux' && !header?.glibcVersionRuntime) {
+  if (currentPlatform().endsWith('-musl')) {
     return `onnxruntime-node ${version} ships glibc binaries only, and this Linux uses musl`
   }
   return undefined
